@@ -1,0 +1,225 @@
+"""Config schemas: dataclasses registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` starts its defaults list with ``ded_schema`` (the ``Config`` below), so
+every YAML file and command-line override is merged into typed nodes: a typo'd key or a value
+of the wrong type (or outside an Enum, such as ``diversity.metric``) fails when Hydra composes
+the config, naming the key. Range checks (``corpus.size=-3``) live in ``__post_init__`` and run
+in ``validate()``, which ``run.py`` calls on the composed config before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range; the message names the key."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+class Backend(str, Enum):
+    hf = "hf"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Metric(str, Enum):
+    levenshtein = "levenshtein"
+    random = "random"
+    none = "none"
+
+
+class LoggerBackend(str, Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+class WandbMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 64
+
+    def __post_init__(self):
+        _check(self.temperature >= 0, "sampling.temperature", f"must be >= 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, "sampling.top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.max_new_tokens > 0, "sampling.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    path: str = MISSING
+    revision: Optional[str] = None
+    dtype: DType = DType.float32
+    backend: Backend = Backend.hf
+    batch_size: int = 32
+    system_prompt: Optional[str] = None
+    fewshot: int = 0
+    sampling: Sampling = field(default_factory=Sampling)
+
+    def __post_init__(self):
+        _check(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        _check(self.fewshot >= 0, "fewshot", f"must be >= 0, got {self.fewshot}")
+
+
+@dataclass
+class PassRate:
+    k: int = 4
+    max_rate: float = 0.75
+    min_rate: float = 0.0
+
+    def __post_init__(self):
+        _check(self.k > 0, "corpus.pass_rate.k", f"must be > 0, got {self.k}")
+        _check(0 <= self.min_rate <= 1, "corpus.pass_rate.min_rate", f"must be in [0, 1], got {self.min_rate}")
+        _check(0 < self.max_rate <= 1.0, "corpus.pass_rate.max_rate", f"must be in (0, 1], got {self.max_rate}")
+        _check(self.min_rate < self.max_rate, "corpus.pass_rate", f"min_rate ({self.min_rate}) must be < max_rate ({self.max_rate})")
+
+
+@dataclass
+class Trajectories:
+    n: int = 4
+    p: int = 2
+
+    def __post_init__(self):
+        _check(self.n > 0, "corpus.trajectories.n", f"must be > 0, got {self.n}")
+        _check(0 < self.p <= self.n, "corpus.trajectories.p", f"must be in [1, n={self.n}], got {self.p}")
+
+
+@dataclass
+class CorpusConfig:
+    task: str = "arithmetic"
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    pool_size: int = 48
+    seed: int = 0
+    size: int = 64
+    pass_rate: PassRate = field(default_factory=PassRate)
+    trajectories: Trajectories = field(default_factory=Trajectories)
+
+    def __post_init__(self):
+        _check(self.task in ("arithmetic",), "corpus.task", f"unknown task {self.task!r}; allowed: ['arithmetic']")
+        _check(self.size > 0, "corpus.size", f"must be > 0, got {self.size}")
+        _check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
+        _check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
+        bad = [lv for lv in self.levels if lv not in range(1, 6)]
+        _check(not bad, "corpus.levels", f"unknown level(s) {bad}; allowed: [1, 2, 3, 4, 5]")
+
+
+@dataclass
+class DiversityConfig:
+    metric: Metric = Metric.levenshtein
+    normalized: bool = True
+
+
+@dataclass
+class GenerationConfig:
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 512
+    bf16: bool = False
+    seed: int = 0
+    logging_steps: int = 5
+    version: int = 1
+
+    def __post_init__(self):
+        _check(self.epochs > 0, "train.epochs", f"must be > 0, got {self.epochs}")
+        _check(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
+        _check(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
+        _check(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
+        _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        allowed = ["linear", "cosine", "constant", "constant_with_warmup"]
+        _check(self.lr_scheduler in allowed, "train.lr_scheduler", f"unknown {self.lr_scheduler!r}; allowed: {allowed}")
+
+
+@dataclass
+class EvalConfig:
+    size: int = 50
+    k: int = 4
+    sampling: Sampling = field(default_factory=Sampling)
+    version: int = 1
+
+    def __post_init__(self):
+        _check(self.size > 0, "eval.size", f"must be > 0, got {self.size}")
+        _check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
+
+
+@dataclass
+class LoggerConfig:
+    backend: LoggerBackend = LoggerBackend.wandb
+    mode: WandbMode = WandbMode.offline
+    project: str = "ded"
+    entity: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    cache_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class Config:
+    teacher: ModelConfig = MISSING
+    student: ModelConfig = MISSING
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    name: str = "ded"  # run name shown in W&B and the run record
+    debug: Any = None  # set by the debug/ group: a tag saying which debug preset is on
+    experiment: Any = None
+
+
+def value(x: Any) -> Any:
+    """The plain value of a config entry (Enum members -> their string)."""
+    return x.value if isinstance(x, Enum) else x
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="ded_schema", node=Config)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Instantiate the dataclasses (running every range check); raise ConfigError naming the key."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # OmegaConf wraps errors raised inside __post_init__
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise

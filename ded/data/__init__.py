@@ -1,0 +1,26 @@
+"""Questions: the unit every stage works on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Question:
+    id: str
+    text: str  # exactly what the model is asked (the user turn)
+    answer: str  # gold answer, a string math-verify can parse
+    level: int = 0  # difficulty level where the source has one (0 = unknown)
+    domain: str = "math"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_task(cfg) -> tuple[list[Question], list[Question]]:
+    """(train pool, held-out eval split) for `cfg.corpus` (task name + its parameters)."""
+    if cfg.corpus.task == "arithmetic":
+        from ded.data import arithmetic
+
+        return arithmetic.build(cfg.corpus.pool_size, cfg.eval.size, list(cfg.corpus.levels), cfg.corpus.seed)
+    raise ValueError(f"corpus.task: unknown task {cfg.corpus.task!r}; allowed: ['arithmetic']")

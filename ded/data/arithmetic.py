@@ -1,0 +1,112 @@
+"""A built-in, seeded, verifiable arithmetic task with graded difficulty.
+
+Why arithmetic: the embedded default must run with no network, and the 135M models need a
+task they solve sometimes but not always. Levels go from one-digit sums (the few-shot teacher
+solves these nearly always) to two-digit sums (it rarely does), so the pass-rate filter and the
+correctness filter have something to filter. Level sizes are finite (level 1 has 81 distinct
+questions): a pool that asks for more than a level holds fails with a clear error.
+
+The train pool and the held-out evaluation split are disjoint by construction: every
+question is identified by its text, and the eval split is drawn first and its texts are
+excluded from the pool.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ded.data import Question
+
+# Each level is a function rng -> (expression, value), ordered by how often the few-shot
+# SmolLM2-135M teacher solves it (measured: ~96%, ~100%, ~50%, ~29%, ~12% at temperature 0.5).
+# The expression is shown as LaTeX, unambiguous under normal operator precedence.
+
+
+def _l1(r: random.Random):  # one-digit sum
+    a, b = r.randint(1, 9), r.randint(1, 9)
+    return f"{a} + {b}", a + b
+
+
+def _l2(r: random.Random):  # one-digit product
+    a, b = r.randint(2, 9), r.randint(2, 9)
+    return f"{a} \\times {b}", a * b
+
+
+def _l3(r: random.Random):  # successor of a two-digit number
+    a = r.randint(10, 98)
+    return f"{a} + 1", a + 1
+
+
+def _l4(r: random.Random):  # two-digit plus one-digit
+    a, b = r.randint(10, 99), r.randint(2, 9)
+    return f"{a} + {b}", a + b
+
+
+def _l5(r: random.Random):  # two-digit sum
+    a, b = r.randint(10, 99), r.randint(10, 99)
+    return f"{a} + {b}", a + b
+
+
+LEVELS = {1: _l1, 2: _l2, 3: _l3, 4: _l4, 5: _l5}
+
+PROMPT = "What is ${expr}$?"
+
+# Worked examples a model config can prepend as chat turns (``fewshot: n``). None of them can
+# be drawn as a question at the levels above with these exact texts except by chance; the
+# builder excludes them from both splits anyway.
+FEWSHOT = [
+    ("What is $3 + 5$?", "$3 + 5 = 8$. The answer is $\\boxed{8}$."),
+    ("What is $4 \\times 3$?", "$4 \\times 3 = 12$. The answer is $\\boxed{12}$."),
+    ("What is $27 + 1$?", "$27 + 1 = 28$. The answer is $\\boxed{28}$."),
+]
+
+
+def make_question(level: int, rng: random.Random) -> Question:
+    expr, value = LEVELS[level](rng)
+    text = PROMPT.format(expr=expr)
+    return Question(id="", text=text, answer=str(value), level=level, domain="arithmetic")
+
+
+def _draw(n: int, levels: list[int], seed: int, exclude: set[str]) -> list[Question]:
+    """n distinct questions cycling through `levels`, none of whose text is in `exclude`."""
+    rng = random.Random(seed)
+    out: list[Question] = []
+    seen = set(exclude)
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 100 * n + 1000:
+            raise ValueError(f"cannot draw {n} distinct arithmetic questions at levels {levels}")
+        q = make_question(levels[len(out) % len(levels)], rng)
+        if q.text in seen:
+            continue
+        seen.add(q.text)
+        out.append(q)
+    return out
+
+
+def build(pool_size: int, eval_size: int, levels: list[int], seed: int) -> tuple[list[Question], list[Question]]:
+    """Return (train pool, held-out eval split), disjoint and deterministic in `seed`."""
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad:
+        raise ValueError(f"corpus.levels: unknown level(s) {bad}; allowed: {sorted(LEVELS)}")
+    # The eval split is drawn from its own seed stream so growing the pool never changes it,
+    # and growing the pool only appends questions (a prefix of a larger pool is the smaller pool).
+    demos = {q for q, _ in FEWSHOT}
+    held_out = _draw(eval_size, levels, seed * 1_000_003 + 1, demos)
+    pool = _draw(pool_size, levels, seed * 1_000_003 + 2, demos | {q.text for q in held_out})
+    for i, q in enumerate(held_out):
+        q.id = f"arith-eval-{i}"
+    for i, q in enumerate(pool):
+        q.id = f"arith-{i}"
+    return pool, held_out
+
+
+def fewshot_messages(n: int) -> list[dict]:
+    """The first n worked examples as alternating user/assistant turns."""
+    if n > len(FEWSHOT):
+        raise ValueError(f"fewshot={n}: the arithmetic task has {len(FEWSHOT)} worked examples")
+    msgs: list[dict] = []
+    for q, a in FEWSHOT[:n]:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return msgs

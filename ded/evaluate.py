@@ -1,0 +1,47 @@
+"""Held-out evaluation: avg@k (mean accuracy over k samples per question) with its standard error.
+
+Samples go through the per-sample cache like every other generation, keyed by the model's
+identity (for a trained student: its checkpoint key), so the base student's samples are
+generated once and reused by every run with the same student and eval settings, and raising
+k only generates the new samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from ded.verify import check
+
+
+def score(questions, samples: dict[str, list[dict]]) -> dict:
+    """avg@k, its standard error over questions, per-level accuracy and failure reasons."""
+    per_q = []
+    levels = defaultdict(list)
+    reasons = Counter()
+    lengths, truncated = [], 0
+    for q in questions:
+        verdicts = [check(s["text"], q.answer) for s in samples[q.id]]
+        acc = float(np.mean([v.correct for v in verdicts]))
+        per_q.append(acc)
+        levels[q.level].append(acc)
+        reasons.update(v.reason for v in verdicts)
+        lengths += [s["n_tokens"] for s in samples[q.id]]
+        truncated += sum(s["finish"] == "length" for s in samples[q.id])
+    n = len(per_q)
+    k = len(samples[questions[0].id]) if questions else 0
+    mean = float(np.mean(per_q)) if n else float("nan")
+    se = float(np.std(per_q, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    total = sum(reasons.values())
+    return {
+        f"avg@{k}": mean,
+        f"avg@{k}_se": se,
+        "questions": n,
+        "k": k,
+        "no_answer_rate": reasons["no_answer"] / total if total else float("nan"),
+        "truncation_rate": truncated / total if total else float("nan"),
+        "mean_tokens": float(np.mean(lengths)) if lengths else float("nan"),
+        "by_level": {int(lv): float(np.mean(v)) for lv, v in sorted(levels.items())},
+    }

@@ -1,0 +1,101 @@
+"""The per-question sample cache: generation is the cost, so the unit of caching is the sample.
+
+One directory per *generation key* (model identity, prompt template, sampling parameters,
+seed): ``<cache>/samples/<key>/samples.jsonl``, one JSON line per completed sample, keyed
+inside by the hash of the question text and the sample index. A run asks for the samples of
+its questions and generates only the missing (question, index) pairs.
+
+Crash safety: samples are appended and flushed (fsync) in batches; a torn last line (the
+process died mid-write) is ignored on read and cut off before the next append, so nothing
+completed is lost and nothing is generated twice. Parallel jobs serialise on a file lock per
+key: the second job waits, then finds the first job's samples and generates none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from filelock import FileLock
+
+from ded.cache import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+class SampleCache:
+    def __init__(self, root: str | os.PathLike, key: str, meta: dict | None = None):
+        self.dir = Path(root) / "samples" / key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.file = self.dir / "samples.jsonl"
+        self.lock = FileLock(str(self.dir / "lock"))
+        if meta is not None and not (self.dir / "meta.json").exists():
+            atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=1, default=str))
+
+    def read(self) -> dict[str, dict[int, dict]]:
+        """{question hash: {sample index: record}}; a torn or corrupt line is skipped."""
+        out: dict[str, dict[int, dict]] = {}
+        if not self.file.exists():
+            return out
+        with open(self.file, "rb") as f:
+            data = f.read()
+        lines = data.split(b"\n")
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if lineno == len(lines):  # the torn tail of an interrupted append: expected
+                    log.info("%s: ignoring torn last line %d", self.file, lineno)
+                else:
+                    log.warning("%s:%d: corrupt line skipped", self.file, lineno)
+                continue
+            out.setdefault(rec["q"], {})[rec["i"]] = rec
+        return out
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line so the next append starts on a fresh line."""
+        if not self.file.exists():
+            return
+        with open(self.file, "rb+") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            # Walk back to the last newline (the file is append-only, the torn part is short).
+            pos = size
+            chunk = 4096
+            while pos > 0:
+                start = max(0, pos - chunk)
+                f.seek(start)
+                buf = f.read(pos - start)
+                nl = buf.rfind(b"\n")
+                if nl >= 0:
+                    f.truncate(start + nl + 1)
+                    return
+                pos = start
+            f.truncate(0)
+
+    def append(self, records: list[dict]) -> None:
+        """Append completed samples and make them durable before returning."""
+        if not records:
+            return
+        payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        with open(self.file, "a", encoding="utf-8") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def __enter__(self):
+        self.lock.acquire()
+        self._repair_tail()
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()

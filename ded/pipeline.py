@@ -1,0 +1,221 @@
+"""The DED pipeline, stage by stage, owning the run's record and W&B run.
+
+    python run.py                       # embedded CPU default, ~10 minutes on 2 cores
+    python run.py debug=tiny            # a minute or two
+
+questions -> pass rate -> trajectories -> verify/filter -> select -> train -> evaluate
+Every generation goes through the per-sample cache, the checkpoint through the stage cache,
+so a rerun, a diversity change or a corpus-size change regenerates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+
+import matplotlib.pyplot as plt
+from omegaconf import DictConfig, OmegaConf
+
+from ded import plots
+from ded.cache import StageCache, short_hash
+from ded.config import validate, value
+from ded.data import load_task
+from ded.diversity import mean_pairwise
+from ded.evaluate import score
+from ded.generation import GenerationStats, generate_cached, prompt_prefix
+from ded.generation.hf import HFBackend
+from ded.models import load_model, local_checkpoint
+from ded.select import FilterLog, PassRateFilter, TrajectoryFilter, pass_rates, select
+from ded.tracking import Tracker
+from ded.train import train
+
+log = logging.getLogger("ded")
+
+
+def _model_identity(mcfg) -> dict:
+    return {"model": mcfg.path, "revision": mcfg.revision, "dtype": value(mcfg.dtype)}
+
+
+def _backend(path: str, identity: dict, mcfg) -> HFBackend:
+    """A lazily loading backend: the model is read only if some sample is missing."""
+    dtype = value(mcfg.dtype)
+    return HFBackend(lambda: load_model(path, cache_dir="", dtype=dtype), identity, mcfg.batch_size)
+
+
+def _prefix(mcfg, task: str) -> list[dict]:
+    fewshot = []
+    if mcfg.fewshot:
+        if task == "arithmetic":
+            from ded.data.arithmetic import fewshot_messages
+
+            fewshot = fewshot_messages(mcfg.fewshot)
+    return prompt_prefix(mcfg.system_prompt, fewshot)
+
+
+def _sampling(s) -> dict:
+    return {"temperature": float(s.temperature), "top_p": float(s.top_p), "max_new_tokens": int(s.max_new_tokens)}
+
+
+def run(cfg: DictConfig) -> dict:
+    validate(cfg)
+    t_start = time.perf_counter()
+    cache_root = str(cfg.paths.cache_dir)
+    stages = StageCache(cache_root)
+    tracker = Tracker(cfg, cfg.paths.output_dir)
+    seed = int(cfg.generation.seed)
+    ok = False
+    try:
+        # ── questions ───────────────────────────────────────────────────────────────────
+        pool, held_out = load_task(cfg)
+        tracker.log({"data/pool/questions": len(pool), "data/heldout/questions": len(held_out)})
+        log.info("questions: pool %d, held-out %d", len(pool), len(held_out))
+
+        # ── models ──────────────────────────────────────────────────────────────────────
+        student_path = local_checkpoint(cfg.student.path, cache_root, cfg.student.revision)
+        teacher_path = local_checkpoint(cfg.teacher.path, cache_root, cfg.teacher.revision)
+        student_id = _model_identity(cfg.student)
+        student = _backend(student_path, student_id, cfg.student)
+        teacher = _backend(teacher_path, _model_identity(cfg.teacher), cfg.teacher)
+        student_prefix = _prefix(cfg.student, cfg.corpus.task)
+        teacher_prefix = _prefix(cfg.teacher, cfg.corpus.task)
+        data_stats = GenerationStats()
+
+        # ── pass rate: sample the student k times per question, drop what it already solves
+        pr = cfg.corpus.pass_rate
+        s_samples, st = generate_cached(
+            student, cache_root, pool, pr.k, prefix=student_prefix, sampling=_sampling(cfg.student.sampling), seed=seed, desc="student pass-rate"
+        )
+        data_stats.add(st)
+        rates = pass_rates(pool, s_samples)
+        qlog = FilterLog()
+        kept = qlog.apply(pool, PassRateFilter(rates, pr.min_rate, pr.max_rate), lambda q: {"id": q.id, "question": q.text, "pass_rate": rates[q.id]})
+        student.close()
+        tracker.log(
+            {
+                "generation/student/new_samples": st.new_samples,
+                "passrate/pool/mean": sum(rates.values()) / len(rates),
+                "passrate/pool/kept": len(kept),
+                **{f"passrate/pool/dropped_{r}": n for r, n in qlog.dropped.items()},
+            }
+        )
+        tracker.plot("passrate/histogram", plots.pass_rate_histogram(list(rates.values()), pr.k, pr.min_rate, pr.max_rate))
+        plt.close("all")
+        log.info("pass rate: mean %.3f; kept %d of %d (%s)", sum(rates.values()) / len(rates), len(kept), len(pool), dict(qlog.dropped))
+
+        # ── trajectories: N teacher samples per kept question ──────────────────────────
+        tr = cfg.corpus.trajectories
+        t_samples, st = generate_cached(
+            teacher, cache_root, kept, tr.n, prefix=teacher_prefix, sampling=_sampling(cfg.teacher.sampling), seed=seed, desc="teacher trajectories"
+        )
+        data_stats.add(st)
+        teacher.close()
+        tracker.log(
+            {
+                "generation/teacher/new_samples": st.new_samples,
+                "generation/teacher/new_tokens": st.new_tokens,
+                "generation/teacher/tokens_per_s": st.new_tokens / st.seconds if st.seconds else None,
+                "generation/new_samples": data_stats.new_samples,
+            }
+        )
+
+        # ── verify / filter: keep complete, correct trajectories ───────────────────────
+        tlog = FilterLog()
+        candidates = {}
+        for q in kept:
+            items = tlog.apply([(q, s) for s in t_samples[q.id]], TrajectoryFilter(), lambda it: {"id": it[0].id, "response": it[1]["text"]})
+            candidates[q.id] = [s["text"] for _, s in items]
+        tracker.log({"filter/teacher/kept": tlog.kept, **{f"filter/teacher/dropped_{r}": n for r, n in tlog.dropped.items()}})
+        tracker.table("filter/rejects", tlog.rejects + qlog.rejects)
+
+        # ── select: P most diverse per question, until the corpus holds corpus.size ────
+        corpus = []
+        diversities = []
+        for q in kept:
+            texts = candidates[q.id]
+            if not texts or len(corpus) >= cfg.corpus.size:
+                continue
+            rng = random.Random(short_hash(seed, q.id, "select"))
+            idx = select(texts, tr.p, value(cfg.diversity.metric), rng, cfg.diversity.normalized)
+            chosen = [texts[i] for i in idx][: cfg.corpus.size - len(corpus)]
+            d = mean_pairwise(chosen)
+            if d is not None:
+                diversities.append(d)
+            corpus += [{"id": q.id, "level": q.level, "question": q.text, "answer": q.answer, "pass_rate": rates[q.id], "response": t} for t in chosen]
+        if not corpus:
+            raise RuntimeError(
+                "the corpus is empty: no kept question has a correct teacher trajectory. "
+                "Raise corpus.trajectories.n or corpus.pool_size, or loosen corpus.pass_rate."
+            )
+        if len(corpus) < cfg.corpus.size:
+            log.warning(
+                "corpus holds %d examples, fewer than corpus.size=%d: the pool yields no more. Raise corpus.pool_size "
+                "or corpus.trajectories.n to reach it.",
+                len(corpus),
+                cfg.corpus.size,
+            )
+        tracker.log(
+            {
+                "corpus/examples": len(corpus),
+                "corpus/questions": len({e["id"] for e in corpus}),
+                "corpus/shortfall": max(0, cfg.corpus.size - len(corpus)),
+                "corpus/diversity/levenshtein": sum(diversities) / len(diversities) if diversities else None,
+            }
+        )
+        tracker.write("corpus.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in corpus))
+        tracker.table("corpus", corpus)
+        log.info("corpus: %d examples from %d questions", len(corpus), len({e['id'] for e in corpus}))
+
+        # ── train: SFT of the student on the corpus (cached by corpus + config) ─────────
+        ckpt, ckpt_key, info = train(student_path, student_id, corpus, student_prefix, cfg.train, stages)
+        tracker.log(
+            {
+                "train/cached": info["cached"],
+                "train/loss": info["train_loss"],
+                "train/steps": info["steps"],
+                "train/seconds": info["seconds"],
+                "train/loss_tokens_per_epoch": info.get("completion_tokens_per_epoch"),
+            }
+        )
+        for step, loss in info["loss_curve"]:
+            tracker.log({"train/loss_curve": loss}, step=step)
+        tracker.plot("train/loss", plots.loss_curve(info["loss_curve"]))
+        plt.close("all")
+
+        # ── evaluate: base and trained student on the held-out split ────────────────────
+        ev = cfg.eval
+        results = {}
+        for name, path, identity in [
+            ("base", student_path, student_id),
+            ("trained", ckpt, {"model": f"ckpt:{ckpt_key}", "dtype": value(cfg.student.dtype)}),
+        ]:
+            backend = _backend(path, identity, cfg.student)
+            samples, st = generate_cached(
+                backend, cache_root, held_out, ev.k, prefix=student_prefix, sampling=_sampling(ev.sampling), seed=seed, desc=f"eval {name} student"
+            )
+            backend.close()
+            res = score(held_out, samples)
+            results[name] = res
+            tracker.log({f"eval/heldout/{name}/{k}": v for k, v in res.items() if k != "by_level"})
+            tracker.log({f"eval/heldout/{name}/level{lv}": v for lv, v in res["by_level"].items()})
+            tracker.log({f"eval/heldout/{name}/new_samples": st.new_samples})
+        k = ev.k
+        delta = results["trained"][f"avg@{k}"] - results["base"][f"avg@{k}"]
+        tracker.log({f"eval/heldout/delta_avg@{k}": delta})
+        tracker.plot("eval/accuracy_by_level", plots.accuracy_by_level(results["base"], results["trained"], k))
+        plt.close("all")
+
+        tracker.log({"run/seconds": time.perf_counter() - t_start})
+        b, t = results["base"], results["trained"]
+        summary = (
+            f"held-out avg@{k} over {b['questions']} questions: "
+            f"base {b[f'avg@{k}']:.3f} ± {b[f'avg@{k}_se']:.3f} -> trained {t[f'avg@{k}']:.3f} ± {t[f'avg@{k}_se']:.3f} "
+            f"(delta {delta:+.3f}); corpus {len(corpus)} examples; teacher new samples {data_stats.new_samples}"
+        )
+        print(summary, flush=True)
+        log.info(summary)
+        ok = True
+        return dict(tracker.metrics)
+    finally:
+        tracker.finish(ok)

@@ -1,0 +1,41 @@
+"""The run's figures (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def pass_rate_histogram(rates: list[float], k: int, min_rate: float, max_rate: float):
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bins = [(i - 0.5) / k for i in range(k + 2)]
+    ax.hist(rates, bins=bins, color="#4c72b0", edgecolor="white")
+    ax.axvline(max_rate, color="#c44e52", ls="--", label=f"drop at >= {max_rate:g}")
+    if min_rate > 0:
+        ax.axvline(min_rate, color="#dd8452", ls="--", label=f"drop below {min_rate:g}")
+    ax.set(xlabel=f"student pass rate (k={k})", ylabel="questions", title="Pass-rate compression")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def accuracy_by_level(base: dict, trained: dict, k: int):
+    levels = sorted(set(base["by_level"]) | set(trained["by_level"]))
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    w = 0.38
+    xs = range(len(levels))
+    ax.bar([x - w / 2 for x in xs], [base["by_level"].get(lv, 0) for lv in levels], w, label="base student")
+    ax.bar([x + w / 2 for x in xs], [trained["by_level"].get(lv, 0) for lv in levels], w, label="trained student")
+    ax.set_xticks(list(xs), [f"level {lv}" for lv in levels])
+    ax.set(ylabel=f"avg@{k}", ylim=(0, 1), title="Held-out accuracy by difficulty")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def loss_curve(points: list[tuple[int, float]]):
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if points:
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3)
+    ax.set(xlabel="optimizer step", ylabel="SFT loss (response tokens)", title="Training loss")
+    return fig

@@ -1,0 +1,103 @@
+"""The run record: a local folder next to Hydra's output, mirrored to Weights & Biases.
+
+Local record (always): ``config.yaml`` (resolved), ``metrics.json`` (rewritten atomically after
+every stage, so a crash keeps what was measured), ``corpus.jsonl``, ``plots/*.png`` and
+``tables/*.jsonl``. W&B gets the same metric names (``stage/split/metric``), the plots as
+images and the tables as ``wandb.Table``; it runs offline unless ``logger.mode=online``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ded.cache import atomic_write_text
+from ded.config import value
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    def __init__(self, cfg: DictConfig, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir)
+        (self.dir / "plots").mkdir(parents=True, exist_ok=True)
+        (self.dir / "tables").mkdir(exist_ok=True)
+        self.metrics: dict = {}
+        self.history: list[dict] = []
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        atomic_write_text(self.dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        self.wandb = None
+        if value(cfg.logger.backend) == "wandb" and value(cfg.logger.mode) != "disabled":
+            import wandb
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self.wandb = wandb.init(
+                project=cfg.logger.project,
+                entity=cfg.logger.entity,
+                name=cfg.name,
+                tags=list(cfg.logger.tags),
+                config=resolved,
+                dir=str(self.dir),
+                mode=value(cfg.logger.mode),
+                reinit="finish_previous",
+            )
+            self.metrics["wandb/run_dir"] = str(Path(self.wandb.dir).parent)
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        """Summary metrics (one value per name) or, with `step`, a point of a curve."""
+        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        if step is None:
+            self.metrics.update(flat)
+            self._flush()
+        else:
+            self.history.append({"step": step, **flat})
+        if self.wandb is not None:
+            if step is None:
+                self.wandb.summary.update(flat)
+            else:
+                self.wandb.log(flat, step=step)
+
+    def plot(self, name: str, fig) -> Path:
+        path = self.dir / "plots" / f"{name.replace('/', '_')}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({name: wandb.Image(str(path))})
+        return path
+
+    def table(self, name: str, rows: list[dict]) -> Path:
+        path = self.dir / "tables" / f"{name.replace('/', '_')}.jsonl"
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+        if self.wandb is not None and rows:
+            import wandb
+
+            cols = list(rows[0])
+            self.wandb.log({name: wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])})
+        return path
+
+    def write(self, filename: str, text: str) -> Path:
+        path = self.dir / filename
+        atomic_write_text(path, text)
+        return path
+
+    def _flush(self) -> None:
+        atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics, indent=1, sort_keys=True, default=str))
+        if self.history:
+            atomic_write_text(self.dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+
+    def finish(self, ok: bool = True) -> None:
+        self.metrics["run/status"] = "finished" if ok else "failed"
+        self._flush()
+        if self.wandb is not None:
+            self.wandb.summary["run/status"] = self.metrics["run/status"]
+            self.wandb.finish(exit_code=0 if ok else 1)
+            self.wandb = None
+
+
+def _cell(v):
+    return v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v, default=str)
