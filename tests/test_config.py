@@ -1,0 +1,73 @@
+import pytest
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf.errors import ValidationError
+
+from conftest import compose
+from ded.config import ConfigError, validate
+
+
+def test_default_composes_and_validates():
+    cfg = compose(["paths.output_dir=/tmp/x"])
+    obj = validate(cfg)
+    assert obj.corpus.size > 0 and obj.teacher.path.startswith("pkg:")
+    assert obj.diversity.metric.value == "levenshtein"
+
+
+@pytest.mark.parametrize("group", ["teacher", "student", "corpus", "diversity", "train", "eval", "logger"])
+def test_every_group_option_composes(group):
+    from pathlib import Path
+
+    from conftest import CONF
+
+    for f in sorted((Path(CONF) / group).glob("*.yaml")):
+        validate(compose([f"{group}={f.stem}", "paths.output_dir=/tmp/x"]))
+
+
+def test_unknown_group_option_lists_allowed_values():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["diversity=edit_distance"])
+    msg = str(e.value)
+    assert "diversity" in msg and "levenshtein" in msg and "random" in msg
+
+
+def test_unknown_metric_value_names_key_and_allowed():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["diversity.metric=cosine"])
+    msg = str(e.value) + str(e.value.__cause__)
+    assert "diversity.metric" in msg and "levenshtein" in msg and "none" in msg
+
+
+def test_typo_key_fails_at_compose():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["corpus.siz=3"])
+    assert "siz" in str(e.value) + str(e.value.__cause__)
+
+
+def test_wrong_type_fails_at_compose():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["corpus.size=many"])
+    assert "corpus.size" in str(e.value) + str(e.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("corpus.size=-3", "corpus.size"),
+        ("corpus.trajectories.p=9", "corpus.trajectories.p"),
+        ("corpus.pass_rate.max_rate=1.5", "corpus.pass_rate.max_rate"),
+        ("corpus.levels=[1,7]", "corpus.levels"),
+        ("train.lr_scheduler=cosine_wobble", "train.lr_scheduler"),
+        ("eval.k=0", "eval.k"),
+    ],
+)
+def test_range_errors_name_the_key(override, key):
+    cfg = compose([override, "paths.output_dir=/tmp/x"])
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert str(e.value).startswith(key)
+
+
+def test_debug_and_logger_none():
+    cfg = compose(["debug=tiny", "logger=none", "paths.output_dir=/tmp/x"])
+    obj = validate(cfg)
+    assert obj.debug == "tiny" and obj.corpus.pool_size == 8 and obj.logger.backend.value == "none"
