@@ -132,6 +132,7 @@ def run(cfg: DictConfig) -> dict:
         # ── select: P most diverse per question, until the corpus holds corpus.size ────
         corpus = []
         diversities = []
+        duplicates = 0  # selected examples that repeat another selected one of the same question
         for q in kept:
             texts = candidates[q.id]
             if not texts or len(corpus) >= cfg.corpus.size:
@@ -139,6 +140,7 @@ def run(cfg: DictConfig) -> dict:
             rng = random.Random(short_hash(seed, q.id, "select"))
             idx = select(texts, tr.p, value(cfg.diversity.metric), rng, cfg.diversity.normalized)
             chosen = [texts[i] for i in idx][: cfg.corpus.size - len(corpus)]
+            duplicates += len(chosen) - len(set(chosen))
             d = mean_pairwise(chosen)
             if d is not None:
                 diversities.append(d)
@@ -161,6 +163,7 @@ def run(cfg: DictConfig) -> dict:
                 "corpus/questions": len({e["id"] for e in corpus}),
                 "corpus/shortfall": max(0, cfg.corpus.size - len(corpus)),
                 "corpus/diversity/levenshtein": sum(diversities) / len(diversities) if diversities else None,
+                "corpus/duplicate_share": duplicates / len(corpus),
             }
         )
         tracker.write("corpus.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in corpus))

@@ -1,0 +1,97 @@
+"""End-to-end runs of `python run.py` in subprocesses: the run record, W&B offline, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+TINY = ["debug=tiny", "hydra.job.chdir=false"]
+
+
+def _record(out_dir: Path) -> dict:
+    return json.loads((out_dir / "metrics.json").read_text())
+
+
+def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
+    out = tmp_path / "run1"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *TINY, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "held-out avg@2" in p.stdout and "base" in p.stdout and "trained" in p.stdout
+    m = _record(out)
+    assert m["run/status"] == "finished"
+    assert m["generation/teacher/new_samples"] == 16 and m["generation/student/new_samples"] == 16
+    assert 0 <= m["eval/heldout/base/avg@2"] <= 1 and 0 <= m["eval/heldout/trained/avg@2"] <= 1
+    assert m["corpus/examples"] >= 1 and m["train/steps"] >= 1
+    for f in ["config.yaml", "corpus.jsonl", "plots/passrate_histogram.png", "plots/eval_accuracy_by_level.png", "plots/train_loss.png"]:
+        assert (out / f).stat().st_size > 0, f
+    corpus = [json.loads(x) for x in (out / "corpus.jsonl").read_text().splitlines()]
+    assert len(corpus) == m["corpus/examples"] and all("\\boxed" in e["response"] for e in corpus)
+    # The W&B offline run holds the logged plot and the same metric names.
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    pngs = [p.name for p in runs[0].rglob("media/images/**/*.png")]
+    assert any(n.startswith("eval") for n in pngs) and any(n.startswith("passrate") for n in pngs)
+    summary = json.loads(next(runs[0].rglob("wandb-summary.json")).read_text())
+    assert summary["eval/heldout/trained/avg@2"] == m["eval/heldout/trained/avg@2"]
+
+    # The same config again: nothing generated, the checkpoint reused, the same numbers.
+    out2 = tmp_path / "run2"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *TINY, "logger=none", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={out2}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    m2 = _record(out2)
+    assert m2["generation/new_samples"] == 0 and m2["train/cached"] is True
+    assert m2["eval/heldout/trained/new_samples"] == 0 and m2["eval/heldout/base/new_samples"] == 0
+    assert m2["eval/heldout/trained/avg@2"] == m["eval/heldout/trained/avg@2"]
+    assert not (out2 / "wandb").exists()
+
+
+def _teacher_file(cache_dir: str) -> Path | None:
+    for meta in Path(cache_dir, "samples").glob("*/meta.json"):
+        if json.loads(meta.read_text())["prefix"]:  # the few-shot teacher's key
+            f = meta.parent / "samples.jsonl"
+            return f if f.exists() else None
+    return None
+
+
+def test_sigkill_during_teacher_generation_resumes_without_loss(cache_dir, tmp_path):
+    args = [sys.executable, str(ROOT / "run.py"), *TINY, "logger=none", f"paths.cache_dir={cache_dir}",
+            "teacher.batch_size=2", "corpus.pool_size=12", "corpus.trajectories.n=2"]
+    proc = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'killed'}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline:
+            f = _teacher_file(cache_dir)
+            if f is not None and len(f.read_bytes().splitlines()) >= 4:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("teacher generation never started")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = [json.loads(x) for x in f.read_bytes().splitlines() if x.strip().endswith(b"}")]
+    assert 4 <= len(before) < 24, "killed too late to test resumption"
+
+    p = subprocess.run([*args, f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = [json.loads(x) for x in f.read_text().splitlines()]
+    keys = [(r["q"], r["i"]) for r in after]
+    assert len(keys) == len(set(keys)) == 24, "a sample is missing or was generated twice"
+    assert after[: len(before)] == before, "a completed sample was lost or rewritten"
+    m = _record(tmp_path / "resumed")
+    assert m["generation/teacher/new_samples"] == 24 - len(before)
+    assert m["generation/student/new_samples"] == 0  # the student's pass-rate samples were complete
