@@ -100,6 +100,7 @@ def run(cfg: DictConfig) -> dict:
                 **{f"passrate/pool/dropped_{r}": n for r, n in qlog.dropped.items()},
             }
         )
+        tracker.table("passrate/pool", [{"id": q.id, "level": q.level, "question": q.text, "pass_rate": rates[q.id]} for q in pool])
         tracker.plot("passrate/histogram", plots.pass_rate_histogram(list(rates.values()), pr.k, pr.min_rate, pr.max_rate))
         plt.close("all")
         log.info("pass rate: mean %.3f; kept %d of %d (%s)", sum(rates.values()) / len(rates), len(kept), len(pool), dict(qlog.dropped))

@@ -28,6 +28,7 @@ class Tracker:
         (self.dir / "tables").mkdir(exist_ok=True)
         self.metrics: dict = {}
         self.history: list[dict] = []
+        self._curves: set[str] = set()
         resolved = OmegaConf.to_container(cfg, resolve=True)
         atomic_write_text(self.dir / "config.yaml", OmegaConf.to_yaml(resolved))
         self.wandb = None
@@ -59,7 +60,14 @@ class Tracker:
             if step is None:
                 self.wandb.summary.update(flat)
             else:
-                self.wandb.log(flat, step=step)
+                # Curves get their own x axis (e.g. train/step), so they never fight W&B's
+                # global step, which the image and table logs advance.
+                axis = f"{next(iter(flat)).split('/')[0]}/step"
+                for k in flat:
+                    if k not in self._curves:
+                        self.wandb.define_metric(k, step_metric=axis)
+                        self._curves.add(k)
+                self.wandb.log({**flat, axis: step})
 
     def plot(self, name: str, fig) -> Path:
         path = self.dir / "plots" / f"{name.replace('/', '_')}.png"

@@ -71,3 +71,8 @@ def test_debug_and_logger_none():
     cfg = compose(["debug=tiny", "logger=none", "paths.output_dir=/tmp/x"])
     obj = validate(cfg)
     assert obj.debug == "tiny" and obj.corpus.pool_size == 8 and obj.logger.backend.value == "none"
+
+
+def test_joblib_launcher_composes():
+    cfg = compose(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], return_hydra_config=True)
+    assert "joblib" in cfg.hydra.launcher._target_.lower() and cfg.hydra.launcher.n_jobs == 2

@@ -1,0 +1,65 @@
+"""Multirun sweeps share the sample cache: only the first job generates."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+
+def _jobs(sweep_dir):
+    out = {}
+    for m in sweep_dir.glob("*/metrics.json"):
+        overrides = yaml.safe_load((m.parent / ".hydra" / "overrides.yaml").read_text())
+        out[int(m.parent.name)] = (overrides, json.loads(m.read_text()))
+    return [out[k] for k in sorted(out)]
+
+
+def test_diversity_by_size_sweep_generates_once_and_pool_growth_only_new(cache_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "logger=none", f"paths.cache_dir={cache_dir}",
+         "diversity=levenshtein,random", "corpus.size=3,6", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = _jobs(sweep)
+    assert len(jobs) == 4
+    first = jobs[0][1]
+    assert first["generation/teacher/new_samples"] > 0 and first["generation/student/new_samples"] == 16
+    for overrides, m in jobs[1:]:
+        assert m["generation/new_samples"] == 0, overrides
+        assert m["generation/teacher/new_samples"] == 0 and m["generation/student/new_samples"] == 0, overrides
+        assert m["eval/heldout/base/new_samples"] == 0, overrides  # the base student's eval is shared too
+    sizes = {tuple(o): m["corpus/examples"] for o, m in jobs}
+    assert any(v == 6 for v in sizes.values()) and any(v == 3 for v in sizes.values())
+
+    # Growing the pool 8 -> 12 generates samples for the 4 new questions only.
+    grown = tmp_path / "grown"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "debug=tiny", "logger=none", f"paths.cache_dir={cache_dir}",
+         "corpus.pool_size=12", f"hydra.run.dir={grown}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    g = json.loads((grown / "metrics.json").read_text())
+    assert g["generation/student/new_samples"] == 4 * 2  # 4 new questions x k=2
+    new_kept = g["passrate/pool/kept"] - first["passrate/pool/kept"]
+    assert g["generation/teacher/new_samples"] == new_kept * 2  # n=2 per newly kept question
+
+
+@pytest.mark.slow
+def test_every_experiment_runs(cache_dir, tmp_path):
+    """`run.py -m experiment=glob(*)` at debug size: every named experiment composes and runs."""
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "experiment=glob(*)", "debug=tiny", "logger=none",
+         f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={tmp_path / 'exp'}", "hydra.sweep.subdir=${hydra.job.num}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = _jobs(tmp_path / "exp")
+    assert len(jobs) == len(list((ROOT / "conf" / "experiment").glob("*.yaml")))
+    assert all(m["run/status"] == "finished" for _, m in jobs)
