@@ -16,9 +16,20 @@ import numpy as np
 from ded.verify import check
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021, eq. 1)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    # 1 - C(n-c, k) / C(n, k), as a stable product
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
 def score(questions, samples: dict[str, list[dict]]) -> dict:
     """avg@k, its standard error over questions, per-level accuracy and failure reasons."""
     per_q = []
+    correct_counts = []
     levels = defaultdict(list)
     reasons = Counter()
     lengths, truncated = [], 0
@@ -26,6 +37,7 @@ def score(questions, samples: dict[str, list[dict]]) -> dict:
         verdicts = [check(s["text"], q.answer) for s in samples[q.id]]
         acc = float(np.mean([v.correct for v in verdicts]))
         per_q.append(acc)
+        correct_counts.append(sum(v.correct for v in verdicts))
         levels[q.level].append(acc)
         reasons.update(v.reason for v in verdicts)
         lengths += [s["n_tokens"] for s in samples[q.id]]
@@ -35,9 +47,13 @@ def score(questions, samples: dict[str, list[dict]]) -> dict:
     mean = float(np.mean(per_q)) if n else float("nan")
     se = float(np.std(per_q, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     total = sum(reasons.values())
+    ks = sorted({1, k} | {j for j in (2, 4, 8, 16, 32, 64) if j <= k})
     return {
         f"avg@{k}": mean,
         f"avg@{k}_se": se,
+        f"avg@{k}_ci95_low": mean - 1.96 * se if n > 1 else float("nan"),
+        f"avg@{k}_ci95_high": mean + 1.96 * se if n > 1 else float("nan"),
+        **{f"pass@{j}": float(np.mean([pass_at_k(k, c, j) for c in correct_counts])) for j in ks if n},
         "questions": n,
         "k": k,
         "no_answer_rate": reasons["no_answer"] / total if total else float("nan"),

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from ded.data import Question
-from ded.evaluate import score
+from ded.evaluate import pass_at_k, score
 
 
 def test_avg_at_k_and_standard_error_by_hand():
@@ -22,3 +22,21 @@ def test_avg_at_k_and_standard_error_by_hand():
     assert r["no_answer_rate"] == pytest.approx(4 / 12)
     assert r["truncation_rate"] == pytest.approx(4 / 12)
     assert r["mean_tokens"] == pytest.approx((8 * 5 + 4 * 9) / 12)
+
+    # pass@k by hand: a: 4/4 -> 1; b: 2/4 -> pass@1 .5, pass@2 = 1 - C(2,2)/C(4,2) = 5/6; c: 0
+    assert r["pass@1"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert r["pass@2"] == pytest.approx((1 + 5 / 6 + 0) / 3)
+    assert r["pass@4"] == pytest.approx((1 + 1 + 0) / 3)
+    assert r["avg@4_ci95_low"] == pytest.approx(0.5 - 1.96 * 0.5 / math.sqrt(3))
+
+
+@pytest.mark.parametrize("n,c,k", [(10, 3, 1), (10, 3, 5), (16, 0, 4), (5, 5, 2), (20, 7, 8), (3, 1, 3)])
+def test_pass_at_k_matches_the_combinatorial_definition(n, c, k):
+    from math import comb
+
+    assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+
+
+def test_pass_at_k_needs_k_samples():
+    with pytest.raises(ValueError, match="pass@5"):
+        pass_at_k(4, 1, 5)
