@@ -165,11 +165,19 @@ class EvalConfig:
     size: int = 50
     k: int = 4
     sampling: Sampling = field(default_factory=Sampling)
+    benchmarks: list[str] = field(default_factory=list)
+    limit: Optional[int] = None
+    data_dir: Optional[str] = None
     version: int = 1
 
     def __post_init__(self):
+        from ded.data.benchmarks import REGISTRY
+
         _check(self.size > 0, "eval.size", f"must be > 0, got {self.size}")
         _check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
+        bad = [b for b in self.benchmarks if b not in REGISTRY]
+        _check(not bad, "eval.benchmarks", f"unknown benchmark(s) {bad}; allowed: {sorted(REGISTRY)}")
+        _check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ded import plots
 from ded.cache import StageCache, short_hash
 from ded.config import validate, value
 from ded.data import load_task
+from ded.data.benchmarks import REGISTRY, load_benchmark
 from ded.diversity import mean_pairwise
 from ded.evaluate import score
 from ded.generation import GenerationStats, generate_cached, prompt_prefix
@@ -54,6 +55,10 @@ def _prefix(mcfg, task: str) -> list[dict]:
     return prompt_prefix(mcfg.system_prompt, fewshot)
 
 
+def _domain(split: str) -> str:
+    return "in" if split == "heldout" else REGISTRY[split].domain
+
+
 def _sampling(s) -> dict:
     return {"temperature": float(s.temperature), "top_p": float(s.top_p), "max_new_tokens": int(s.max_new_tokens)}
 
@@ -69,7 +74,11 @@ def run(cfg: DictConfig) -> dict:
     try:
         # ── questions ───────────────────────────────────────────────────────────────────
         pool, held_out = load_task(cfg)
-        tracker.log({"data/pool/questions": len(pool), "data/heldout/questions": len(held_out)})
+        # Benchmarks are read now so a missing file stops the run before any generation.
+        splits = [("heldout", held_out)] + [
+            (b, load_benchmark(b, cfg.eval.data_dir, cfg.eval.limit)) for b in cfg.eval.benchmarks
+        ]
+        tracker.log({f"data/{name}/questions": len(qs) for name, qs in [("pool", pool), *splits]})
         log.info("questions: pool %d, held-out %d", len(pool), len(held_out))
 
         # ── models ──────────────────────────────────────────────────────────────────────
@@ -187,36 +196,52 @@ def run(cfg: DictConfig) -> dict:
         tracker.plot("train/loss", plots.loss_curve(info["loss_curve"]))
         plt.close("all")
 
-        # ── evaluate: base and trained student on the held-out split ────────────────────
+        # ── evaluate: base and trained student on the held-out split (+ benchmarks) ────
         ev = cfg.eval
-        results = {}
-        for name, path, identity in [
+        k = ev.k
+        results: dict[str, dict[str, dict]] = {name: {} for name, _ in splits}
+        for model_name, path, identity in [
             ("base", student_path, student_id),
             ("trained", ckpt, {"model": f"ckpt:{ckpt_key}", "dtype": value(cfg.student.dtype)}),
         ]:
-            backend = _backend(path, identity, cfg.student)
-            samples, st = generate_cached(
-                backend, cache_root, held_out, ev.k, prefix=student_prefix, sampling=_sampling(ev.sampling), seed=seed, desc=f"eval {name} student"
-            )
+            backend = _backend(path, identity, cfg.student)  # loaded once, only if a sample is missing
+            for split, questions in splits:
+                samples, st = generate_cached(
+                    backend, cache_root, questions, k, prefix=student_prefix, sampling=_sampling(ev.sampling), seed=seed,
+                    desc=f"eval {split} {model_name}",
+                )
+                res = score(questions, samples)
+                results[split][model_name] = res
+                tracker.log({f"eval/{split}/{model_name}/{key}": v for key, v in res.items() if key != "by_level"})
+                if split == "heldout":
+                    tracker.log({f"eval/{split}/{model_name}/level{lv}": v for lv, v in res["by_level"].items()})
+                tracker.log({f"eval/{split}/{model_name}/new_samples": st.new_samples})
             backend.close()
-            res = score(held_out, samples)
-            results[name] = res
-            tracker.log({f"eval/heldout/{name}/{k}": v for k, v in res.items() if k != "by_level"})
-            tracker.log({f"eval/heldout/{name}/level{lv}": v for lv, v in res["by_level"].items()})
-            tracker.log({f"eval/heldout/{name}/new_samples": st.new_samples})
-        k = ev.k
-        delta = results["trained"][f"avg@{k}"] - results["base"][f"avg@{k}"]
-        tracker.log({f"eval/heldout/delta_avg@{k}": delta})
-        tracker.plot("eval/accuracy_by_level", plots.accuracy_by_level(results["base"], results["trained"], k))
+        deltas = {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}
+        tracker.log({f"eval/{split}/delta_avg@{k}": d for split, d in deltas.items()})
+        for dom in ("in", "out"):  # DED's claim: a small curated corpus keeps out-of-domain skill
+            ds = [d for split, d in deltas.items() if _domain(split) == dom]
+            if ds:
+                tracker.log({f"eval/{'in_domain' if dom == 'in' else 'out_of_domain'}/delta_avg@{k}": sum(ds) / len(ds)})
+        tracker.table("eval/summary", [
+            {"split": split, "domain": _domain(split), **{f"{m}_avg@{k}": r[m][f"avg@{k}"] for m in r},
+             **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": deltas[split]}
+            for split, r in results.items()
+        ])
+        tracker.plot("eval/accuracy_by_level", plots.accuracy_by_level(results["heldout"]["base"], results["heldout"]["trained"], k))
         plt.close("all")
 
         tracker.log({"run/seconds": time.perf_counter() - t_start})
-        b, t = results["base"], results["trained"]
-        summary = (
-            f"held-out avg@{k} over {b['questions']} questions: "
-            f"base {b[f'avg@{k}']:.3f} ± {b[f'avg@{k}_se']:.3f} -> trained {t[f'avg@{k}']:.3f} ± {t[f'avg@{k}_se']:.3f} "
-            f"(delta {delta:+.3f}); corpus {len(corpus)} examples; teacher new samples {data_stats.new_samples}"
-        )
+        lines = []
+        for split, r in results.items():
+            b, t = r["base"], r["trained"]
+            lines.append(
+                f"{'held-out' if split == 'heldout' else split} avg@{k} over {b['questions']} questions: "
+                f"base {b[f'avg@{k}']:.3f} ± {b[f'avg@{k}_se']:.3f} -> trained {t[f'avg@{k}']:.3f} ± {t[f'avg@{k}_se']:.3f} "
+                f"(delta {deltas[split]:+.3f})"
+            )
+        lines.append(f"corpus {len(corpus)} examples; newly generated pass-rate + teacher samples: {data_stats.new_samples}")
+        summary = "\n".join(lines)
         print(summary, flush=True)
         log.info(summary)
         ok = True
