@@ -145,6 +145,12 @@ class TrainConfig:
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 512
+    packing: bool = False
+    padding_free: bool = False
+    gradient_checkpointing: bool = False
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
     bf16: bool = False
     seed: int = 0
     logging_steps: int = 5
@@ -155,6 +161,7 @@ class TrainConfig:
         _check(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
         _check(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
         _check(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
+        _check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         allowed = ["linear", "cosine", "constant", "constant_with_warmup"]
         _check(self.lr_scheduler in allowed, "train.lr_scheduler", f"unknown {self.lr_scheduler!r}; allowed: {allowed}")

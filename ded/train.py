@@ -22,14 +22,45 @@ from ded.cache import StageCache, short_hash
 log = logging.getLogger(__name__)
 
 
-def to_dataset_rows(corpus: list[dict], prefix: list[dict]) -> list[dict]:
-    return [
-        {
-            "prompt": list(prefix) + [{"role": "user", "content": ex["question"]}],
-            "completion": [{"role": "assistant", "content": ex["response"]}],
-        }
-        for ex in corpus
-    ]
+SENTINEL = "\u2063DED-SENTINEL\u2063"
+
+
+def assistant_suffix(tok, messages: list[dict]) -> str:
+    """What the chat template writes after an assistant turn's content (e.g. "<|im_end|>\\n")."""
+    text = tok.apply_chat_template(messages + [{"role": "assistant", "content": SENTINEL}], tokenize=False)
+    if SENTINEL not in text:
+        raise ValueError("the student's chat template drops assistant content; cannot find where a turn ends")
+    return text.split(SENTINEL, 1)[1]
+
+
+def render_example(tok, prefix: list[dict], question: str, response: str) -> tuple[str, str]:
+    """(prompt text, completion text) exactly as the student sees them at inference.
+
+    Rendered here, not by TRL's conversational path, because R1-style templates rewrite
+    assistant turns (they drop everything up to ``</think>`` from history), which would strip
+    the reasoning we want to train on. The prompt is the template's generation prompt; if it
+    already opens the reasoning block (``...<think>\\n``), a leading ``<think>`` in the
+    response is removed so the tag is neither duplicated nor missing. The completion ends with
+    the template's end-of-turn up to the EOS token (what generation stops on).
+    """
+    msgs = list(prefix) + [{"role": "user", "content": question}]
+    prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    completion = response
+    if prompt.rstrip().endswith("<think>") and completion.lstrip().startswith("<think>"):
+        completion = completion.lstrip()[len("<think>") :].lstrip("\n")
+    end = assistant_suffix(tok, msgs)
+    eos = tok.eos_token or ""
+    if eos and eos in end:  # stop at EOS: TRL would otherwise append another one
+        end = end[: end.index(eos) + len(eos)]
+    return prompt, completion + end
+
+
+def to_dataset_rows(tok, corpus: list[dict], prefix: list[dict]) -> list[dict]:
+    rows = []
+    for ex in corpus:
+        prompt, completion = render_example(tok, prefix, ex["question"], ex["response"])
+        rows.append({"prompt": prompt, "completion": completion})
+    return rows
 
 
 def build_sft_config(train_cfg, output_dir: str):
@@ -48,6 +79,9 @@ def build_sft_config(train_cfg, output_dir: str):
         gradient_accumulation_steps=train_cfg.grad_accum,
         max_length=train_cfg.max_length,
         completion_only_loss=True,
+        packing=bool(train_cfg.packing),
+        padding_free=bool(train_cfg.padding_free) or bool(train_cfg.packing),
+        gradient_checkpointing=bool(train_cfg.gradient_checkpointing),
         bf16=bool(train_cfg.bf16),
         use_cpu=not torch.cuda.is_available(),
         seed=train_cfg.seed,
@@ -60,6 +94,21 @@ def build_sft_config(train_cfg, output_dir: str):
     )
 
 
+def peft_config(train_cfg):
+    """A LoRA config when train.lora_r > 0 (full fine-tuning otherwise)."""
+    if not train_cfg.lora_r:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=train_cfg.lora_r,
+        lora_alpha=train_cfg.lora_alpha,
+        lora_dropout=train_cfg.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
 def make_trainer(model, tokenizer, rows: list[dict], train_cfg, output_dir: str):
     from datasets import Dataset
     from trl import SFTTrainer
@@ -69,14 +118,15 @@ def make_trainer(model, tokenizer, rows: list[dict], train_cfg, output_dir: str)
         args=build_sft_config(train_cfg, output_dir),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
+        peft_config=peft_config(train_cfg),
     )
 
 
 def count_loss_tokens(dataset) -> int:
-    """Tokens that carry loss in one epoch (labels != -100, or completion_mask where TRL uses it)."""
-    if "labels" in dataset.column_names:
-        return sum(sum(1 for t in row if t != -100) for row in dataset["labels"])
-    return sum(sum(row) for row in dataset["completion_mask"])
+    """Tokens that carry loss in one epoch (completion_mask, or labels != -100)."""
+    if "completion_mask" in dataset.column_names:
+        return sum(sum(row) for row in dataset["completion_mask"])
+    return sum(sum(1 for t in row if t != -100) for row in dataset["labels"])
 
 
 def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg) -> str:
@@ -104,10 +154,12 @@ def train(student_path: str, student_identity: dict, corpus: list[dict], prefix:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         model = AutoModelForCausalLM.from_pretrained(student_path)
-        trainer = make_trainer(model, tok, to_dataset_rows(corpus, prefix), train_cfg, str(Path(tmp) / "trainer"))
+        trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, prefix), train_cfg, str(Path(tmp) / "trainer"))
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0
+        if train_cfg.lora_r:  # evaluation and later stages load a plain checkpoint
+            trainer.model = trainer.model.merge_and_unload()
         trainer.save_model(str(tmp))
         tok.save_pretrained(str(tmp))
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
