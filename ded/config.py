@@ -28,6 +28,21 @@ def _check(cond: bool, key: str, msg: str) -> None:
 
 class Backend(str, Enum):
     hf = "hf"
+    openai = "openai"
+    vllm = "vllm"
+    replay = "replay"
+
+
+class EndpointApi(str, Enum):
+    chat = "chat"
+    completions = "completions"
+
+
+class Launch(str, Enum):
+    none = "none"
+    vllm = "vllm"
+    transformers = "transformers"
+    llama_cpp = "llama_cpp"
 
 
 class DType(str, Enum):
@@ -66,6 +81,75 @@ class Sampling:
 
 
 @dataclass
+class EndpointConfig:
+    """backend=openai: an OpenAI-compatible server, external or launched by the harness."""
+
+    base_url: Optional[str] = None  # e.g. http://host:8000/v1; null: read base_url_env
+    base_url_env: Optional[str] = "OPENAI_BASE_URL"  # environment variable holding the URL
+    api_key_env: Optional[str] = "OPENAI_API_KEY"  # environment variable holding the key (never the key in config)
+    model: Optional[str] = None  # served model name sent in requests; null: the model's path
+    api: EndpointApi = EndpointApi.chat  # chat (messages) or completions (prompt via the chat template)
+    concurrency: int = 8  # requests in flight
+    timeout: float = 3600.0  # seconds per request (long reasoning traces take minutes)
+    max_retries: int = 8  # per request, on 429, 5xx, timeouts and connection errors
+    backoff: float = 1.0  # seconds before the first retry; doubles each time (with jitter)
+    max_backoff: float = 60.0  # seconds, the cap on one wait
+    n_per_request: bool = False  # one request asks for all n samples of a question (falls back to seeds)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields (top_k, ...); enters the cache key
+    launch: Launch = Launch.none  # start this server for the run and stop it after
+    launch_args: list[str] = field(default_factory=list)  # extra command-line arguments for the launched server
+    port: int = 0  # launched server's port; 0 = a free one
+    startup_timeout: float = 1800.0  # seconds to wait for the launched server's health check
+
+    def __post_init__(self):
+        _check(self.concurrency > 0, "endpoint.concurrency", f"must be > 0, got {self.concurrency}")
+        _check(self.timeout > 0, "endpoint.timeout", f"must be > 0, got {self.timeout}")
+        _check(self.max_retries >= 0, "endpoint.max_retries", f"must be >= 0, got {self.max_retries}")
+        _check(self.backoff >= 0, "endpoint.backoff", f"must be >= 0, got {self.backoff}")
+
+
+@dataclass
+class VLLMConfig:
+    """backend=vllm: an in-process vllm.LLM (optional extra: pip install -e '.[vllm]')."""
+
+    tensor_parallel_size: int = 1  # GPUs per engine
+    data_parallel_size: int = 1  # engines, one process each, each on its own tensor_parallel_size GPUs
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory vLLM may take
+    max_model_len: Optional[int] = None  # tokens (prompt + generation); null = the model's
+    enforce_eager: bool = False  # no CUDA graphs (faster start, slower decode)
+    sampling_extra: dict[str, Any] = field(default_factory=dict)  # more SamplingParams (top_k, min_p, ...); enters the cache key
+    engine_extra: dict[str, Any] = field(default_factory=dict)  # more vllm.LLM(...) arguments
+
+    def __post_init__(self):
+        _check(self.tensor_parallel_size > 0, "vllm.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        _check(self.data_parallel_size > 0, "vllm.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+        _check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
+
+
+@dataclass
+class ReplayConfig:
+    """backend=replay: trajectories read from a published dataset instead of generated."""
+
+    dataset: Optional[str] = None  # hub dataset id, or a local .jsonl/.json/.parquet file
+    subset: Optional[str] = None  # hub config name
+    split: str = "train"  # split (hub) ; local files are one split
+    revision: Optional[str] = None  # hub revision
+    question: str = "problem"  # column: the question text, matched to the asked question
+    trajectory: str = "generated_solution"  # column: one trajectory (string) or several (list of strings)
+    reasoning: Optional[str] = None  # column: a separate reasoning trace, joined as <think>...</think> before the trajectory
+    answer: Optional[str] = None  # column: the gold answer (for pools built from the dataset)
+    model_field: Optional[str] = None  # column naming the generating model
+    model_value: Optional[str] = None  # keep rows whose model_field equals this
+    correct: list[str] = field(default_factory=list)  # column(s) with correctness flags (bool, Yes/No, or lists); any true = correct
+    finish: Optional[str] = None  # column with finish reasons (string or list)
+    only_correct: bool = False  # index only trajectories flagged correct
+
+    def __post_init__(self):
+        _check(not (self.model_value and not self.model_field), "replay.model_value", "needs replay.model_field (the column to match)")
+        _check(not (self.only_correct and not self.correct), "replay.only_correct", "needs replay.correct (the flag column)")
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     path: str = MISSING
@@ -76,6 +160,9 @@ class ModelConfig:
     system_prompt: Optional[str] = None
     fewshot: int = 0
     sampling: Sampling = field(default_factory=Sampling)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # backend=openai
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # backend=vllm
+    replay: ReplayConfig = field(default_factory=ReplayConfig)  # backend=replay
 
     def __post_init__(self):
         _check(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
@@ -148,6 +235,8 @@ class TrainConfig:
     packing: bool = False
     padding_free: bool = False
     gradient_checkpointing: bool = False
+    num_processes: int = 1
+    accelerate_config: Optional[str] = None
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -161,6 +250,11 @@ class TrainConfig:
         _check(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
         _check(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
         _check(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
+        _check(self.num_processes >= 1, "train.num_processes", f"must be >= 1, got {self.num_processes}")
+        if self.accelerate_config is not None:
+            import os
+
+            _check(os.path.isfile(self.accelerate_config), "train.accelerate_config", f"no such file {self.accelerate_config!r}")
         _check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         allowed = ["linear", "cosine", "constant", "constant_with_warmup"]
@@ -188,6 +282,17 @@ class EvalConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    enabled: bool = True
+    probe_size: int = 64
+    components: int = 2
+
+    def __post_init__(self):
+        _check(self.probe_size >= 2, "analysis.probe_size", f"must be >= 2, got {self.probe_size}")
+        _check(self.components >= 1, "analysis.components", f"must be >= 1, got {self.components}")
+
+
+@dataclass
 class LoggerConfig:
     backend: LoggerBackend = LoggerBackend.wandb
     mode: WandbMode = WandbMode.offline
@@ -211,6 +316,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     name: str = "ded"  # run name shown in W&B and the run record

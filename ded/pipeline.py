@@ -63,6 +63,42 @@ def _sampling(s) -> dict:
     return {"temperature": float(s.temperature), "top_p": float(s.top_p), "max_new_tokens": int(s.max_new_tokens)}
 
 
+def analyze(cfg, tracker, student_path, ckpt, corpus, kept, s_samples, prefix) -> None:
+    """Entropy of the corpus under the base and trained student; PCA shifts (DESIGN.md definitions)."""
+    from ded.analysis import pca_shift, response_stats
+    from ded.train import to_dataset_rows
+
+    n = cfg.analysis.probe_size
+    rng = random.Random(short_hash(cfg.generation.seed, "probe"))
+    probe = rng.sample(corpus, min(n, len(corpus)))
+    # The student's own answers to the same kind of questions (its pass-rate samples).
+    own = [{"question": q.text, "response": s_samples[q.id][0]["text"]} for q in kept]
+    own = rng.sample(own, min(n, len(own)))
+    base, tok = load_model(student_path, "", "float32")
+    rows_corpus = to_dataset_rows(tok, probe, prefix)
+    ent_base, h_corpus = response_stats(base, tok, rows_corpus)
+    ent_own, h_own = response_stats(base, tok, to_dataset_rows(tok, own, prefix))
+    del base
+    trained, _ = load_model(ckpt, "", "float32")
+    ent_trained, h_trained = response_stats(trained, tok, rows_corpus)
+    del trained
+    k = cfg.analysis.components
+    before = pca_shift(h_own, h_corpus, k)  # teacher corpus vs the student's own answers (a pre-training predictor)
+    after = pca_shift(h_corpus, h_trained, k)  # the student before vs after training, on the same probe
+    tracker.log({
+        "analysis/corpus/student_entropy": ent_base,
+        "analysis/corpus/trained_entropy": ent_trained,
+        "analysis/own_answers/student_entropy": ent_own,
+        "analysis/pca_shift/corpus_vs_own": before["shift"],
+        "analysis/pca_shift/trained_vs_base": after["shift"],
+    })
+    tracker.plot("analysis/pca_corpus_vs_own", plots.pca_scatter(before["ref_xy"], before["other_xy"], "student's own answers", "teacher corpus", before["shift"]))
+    tracker.plot("analysis/pca_trained_vs_base", plots.pca_scatter(after["ref_xy"], after["other_xy"], "base student", "trained student", after["shift"]))
+    plt.close("all")
+    log.info("analysis: corpus entropy under the student %.3f nats (trained %.3f); PCA shift corpus-vs-own %.2f, trained-vs-base %.2f",
+             ent_base, ent_trained, before["shift"], after["shift"])
+
+
 def run(cfg: DictConfig) -> dict:
     validate(cfg)
     t_start = time.perf_counter()
@@ -195,6 +231,10 @@ def run(cfg: DictConfig) -> dict:
             tracker.log({"train/loss_curve": loss}, step=step)
         tracker.plot("train/loss", plots.loss_curve(info["loss_curve"]))
         plt.close("all")
+
+        # ── analyze: token entropy of the corpus, PCA shift of the student's representations
+        if cfg.analysis.enabled:
+            analyze(cfg, tracker, student_path, ckpt, corpus, kept, s_samples, student_prefix)
 
         # ── evaluate: base and trained student on the held-out split (+ benchmarks) ────
         ev = cfg.eval

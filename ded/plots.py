@@ -39,3 +39,12 @@ def loss_curve(points: list[tuple[int, float]]):
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3)
     ax.set(xlabel="optimizer step", ylabel="SFT loss (response tokens)", title="Training loss")
     return fig
+
+
+def pca_scatter(ref_xy, other_xy, ref_label: str, other_label: str, shift: float):
+    fig, ax = plt.subplots(figsize=(4.8, 4))
+    ax.scatter(ref_xy[:, 0], ref_xy[:, 1] if ref_xy.shape[1] > 1 else 0 * ref_xy[:, 0], s=12, alpha=0.6, label=ref_label)
+    ax.scatter(other_xy[:, 0], other_xy[:, 1] if other_xy.shape[1] > 1 else 0 * other_xy[:, 0], s=12, alpha=0.6, label=other_label)
+    ax.set(xlabel="PC1 (fit on the first cloud)", ylabel="PC2", title=f"PCA shift {shift:.2f} (reference std units)")
+    ax.legend(fontsize=8)
+    return fig

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,6 +140,57 @@ def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict
     return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc)
 
 
+def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
+    """Train on rendered rows and save the checkpoint into out_dir (runs in every process of a launch)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(student_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(student_path)
+    trainer = make_trainer(model, tok, rows, train_cfg, str(Path(out_dir) / "trainer"))
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    if train_cfg.lora_r:  # evaluation and later stages load a plain checkpoint
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.save_model(out_dir)
+    info = {
+        "seconds": seconds,
+        "train_loss": result.training_loss,
+        "steps": trainer.state.global_step,
+        "loss_curve": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
+        "completion_tokens_per_epoch": count_loss_tokens(trainer.train_dataset),
+        "processes": trainer.args.world_size,
+    }
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(out_dir)
+        (Path(out_dir) / "train_info.json").write_text(json.dumps(info))
+        shutil.rmtree(Path(out_dir) / "trainer", ignore_errors=True)
+    return info
+
+
+def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
+    """Run `fit` under `accelerate launch` with train.num_processes processes (DDP, ZeRO-3, FSDP)."""
+    from omegaconf import OmegaConf
+
+    job = Path(out_dir) / "launch"
+    job.mkdir(parents=True, exist_ok=True)
+    (job / "rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tc = train_cfg if isinstance(train_cfg, dict) else OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
+    (job / "job.json").write_text(json.dumps({"student_path": student_path, "train": tc, "out_dir": out_dir}))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(train_cfg.num_processes or 1)]
+    if train_cfg.accelerate_config:
+        cmd += ["--config_file", str(train_cfg.accelerate_config)]
+    cmd += ["-m", "ded.train", str(job)]
+    log.info("train: %s", " ".join(cmd))
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise RuntimeError(f"train: `accelerate launch` exited with code {rc} (command: {' '.join(cmd)})")
+    shutil.rmtree(job, ignore_errors=True)
+    return json.loads((Path(out_dir) / "train_info.json").read_text())
+
+
 def train(student_path: str, student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg, cache: StageCache):
     """Return (checkpoint dir, key, info). A cached checkpoint returns at once with info['cached']=True."""
     key = checkpoint_key(student_identity, corpus, prefix, train_cfg)
@@ -144,35 +198,27 @@ def train(student_path: str, student_identity: dict, corpus: list[dict], prefix:
     if hit is not None:
         log.info("train: cached checkpoint %s", hit)
         return str(hit), key, {"cached": True, **json.loads((hit / "train_info.json").read_text())}
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     with cache.build("train", key, {"student": student_identity, "examples": len(corpus)}) as tmp:
         if tmp is None:  # another job trained it while we waited for the lock
             hit = cache.get("train", key)
             return str(hit), key, {"cached": True, **json.loads((hit / "train_info.json").read_text())}
-        tok = AutoTokenizer.from_pretrained(student_path)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        model = AutoModelForCausalLM.from_pretrained(student_path)
-        trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, prefix), train_cfg, str(Path(tmp) / "trainer"))
-        t0 = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - t0
-        if train_cfg.lora_r:  # evaluation and later stages load a plain checkpoint
-            trainer.model = trainer.model.merge_and_unload()
-        trainer.save_model(str(tmp))
-        tok.save_pretrained(str(tmp))
-        losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-        n_tokens = count_loss_tokens(trainer.train_dataset)
-        info = {
-            "seconds": seconds,
-            "train_loss": result.training_loss,
-            "steps": trainer.state.global_step,
-            "loss_curve": losses,
-            "completion_tokens_per_epoch": n_tokens,
-        }
-        (Path(tmp) / "train_info.json").write_text(json.dumps(info))
-        import shutil
-
-        shutil.rmtree(Path(tmp) / "trainer", ignore_errors=True)
+        rows = to_dataset_rows(AutoTokenizer.from_pretrained(student_path), corpus, prefix)
+        if (train_cfg.num_processes or 1) > 1:
+            info = launch(student_path, rows, train_cfg, str(tmp))
+        else:
+            info = fit(student_path, rows, train_cfg, str(tmp))
     return str(cache.get("train", key)), key, {"cached": False, **info}
+
+
+if __name__ == "__main__":  # the worker that `launch` starts in every process
+    from omegaconf import OmegaConf
+
+    from ded.config import TrainConfig
+
+    job_dir = Path(sys.argv[1])
+    job = json.loads((job_dir / "job.json").read_text())
+    rows = [json.loads(x) for x in (job_dir / "rows.jsonl").read_text().splitlines()]
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), job["train"])
+    fit(job["student_path"], rows, cfg, job["out_dir"])

@@ -101,3 +101,23 @@ def test_checkpoint_key_tracks_corpus_and_config_not_logging():
     assert k != checkpoint_key({"model": "m"}, CORPUS[:2], [], tc)
     assert k != checkpoint_key({"model": "m"}, CORPUS, [], OmegaConf.merge(tc, {"learning_rate": 1e-4}))
     assert k != checkpoint_key({"model": "m"}, CORPUS, [], OmegaConf.merge(tc, {"seed": 1}))
+
+
+def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):
+    """train.num_processes=2 goes through `accelerate launch` (CPU DDP here, gloo) and publishes a checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    from conftest import ROOT
+    from ded.cache import StageCache
+    from ded.train import train
+
+    cfg = OmegaConf.structured(TrainConfig(batch_size=1, epochs=1, num_processes=2,
+                                           accelerate_config=str(ROOT / "recipes" / "accelerate" / "cpu_ddp.yaml")))
+    corpus = CORPUS + [{"question": "What is $1 + 1$?", "response": "$\\boxed{2}$"}]
+    ckpt, key, info = train(smollm_path, {"model": "smollm2"}, corpus, [], cfg, StageCache(tmp_path))
+    assert info["processes"] == 2 and info["steps"] == 2  # 4 examples over 2 ranks at batch 1
+    assert not info["cached"] and (tmp_path / "stages" / "train" / key / "manifest.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    base = AutoModelForCausalLM.from_pretrained(smollm_path)
+    changed = any(not (p1 == p2).all() for p1, p2 in zip(model.parameters(), base.parameters()))
+    assert changed, "the launched training did not change the weights"
