@@ -32,7 +32,9 @@ def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
     assert m["generation/teacher/new_samples"] == 16 and m["generation/student/new_samples"] == 16
     assert 0 <= m["eval/heldout/base/avg@2"] <= 1 and 0 <= m["eval/heldout/trained/avg@2"] <= 1
     assert m["corpus/examples"] >= 1 and m["train/steps"] >= 1
-    for f in ["config.yaml", "corpus.jsonl", "plots/passrate_histogram.png", "plots/eval_accuracy_by_level.png", "plots/train_loss.png"]:
+    assert m["analysis/corpus/student_entropy"] > 0 and m["analysis/pca_shift/trained_vs_base"] >= 0
+    for f in ["config.yaml", "corpus.jsonl", "plots/passrate_histogram.png", "plots/eval_accuracy_by_level.png", "plots/train_loss.png",
+              "plots/analysis_pca_corpus_vs_own.png", "plots/analysis_pca_trained_vs_base.png"]:
         assert (out / f).stat().st_size > 0, f
     corpus = [json.loads(x) for x in (out / "corpus.jsonl").read_text().splitlines()]
     assert len(corpus) == m["corpus/examples"] and all("\\boxed" in e["response"] for e in corpus)
@@ -70,7 +72,7 @@ def _teacher_file(cache_dir: str) -> Path | None:
 
 def test_sigkill_during_teacher_generation_resumes_without_loss(cache_dir, tmp_path):
     args = [sys.executable, str(ROOT / "run.py"), *TINY, "logger=none", f"paths.cache_dir={cache_dir}",
-            "teacher.batch_size=2", "corpus.pool_size=12", "corpus.trajectories.n=2"]
+            "teacher.batch_size=2", "analysis.enabled=false", "eval.size=2"]
     proc = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'killed'}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
     try:
@@ -86,14 +88,16 @@ def test_sigkill_during_teacher_generation_resumes_without_loss(cache_dir, tmp_p
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     before = [json.loads(x) for x in f.read_bytes().splitlines() if x.strip().endswith(b"}")]
-    assert 4 <= len(before) < 24, "killed too late to test resumption"
+    assert len(before) >= 4
 
     p = subprocess.run([*args, f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
+    m = _record(tmp_path / "resumed")
+    expected = m["passrate/pool/kept"] * 2  # kept questions x n=2
+    assert len(before) < expected, "killed too late to test resumption"
     after = [json.loads(x) for x in f.read_text().splitlines()]
     keys = [(r["q"], r["i"]) for r in after]
-    assert len(keys) == len(set(keys)) == 24, "a sample is missing or was generated twice"
+    assert len(keys) == len(set(keys)) == expected, "a sample is missing or was generated twice"
     assert after[: len(before)] == before, "a completed sample was lost or rewritten"
-    m = _record(tmp_path / "resumed")
-    assert m["generation/teacher/new_samples"] == 24 - len(before)
+    assert m["generation/teacher/new_samples"] == expected - len(before)
     assert m["generation/student/new_samples"] == 0  # the student's pass-rate samples were complete
