@@ -57,6 +57,11 @@ class Metric(str, Enum):
     none = "none"
 
 
+class Launcher(str, Enum):
+    accelerate = "accelerate"
+    torchrun = "torchrun"
+
+
 class LoggerBackend(str, Enum):
     wandb = "wandb"
     none = "none"
@@ -236,6 +241,7 @@ class TrainConfig:
     padding_free: bool = False
     gradient_checkpointing: bool = False
     num_processes: int = 1
+    launcher: Launcher = Launcher.accelerate
     accelerate_config: Optional[str] = None
     lora_r: int = 0
     lora_alpha: int = 16

@@ -171,7 +171,7 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
 
 
 def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
-    """Run `fit` under `accelerate launch` with train.num_processes processes (DDP, ZeRO-3, FSDP)."""
+    """Run `fit` in train.num_processes processes: `accelerate launch` (DDP, ZeRO-3, FSDP) or torchrun."""
     from omegaconf import OmegaConf
 
     job = Path(out_dir) / "launch"
@@ -179,14 +179,19 @@ def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict
     (job / "rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     tc = train_cfg if isinstance(train_cfg, dict) else OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
     (job / "job.json").write_text(json.dumps({"student_path": student_path, "train": tc, "out_dir": out_dir}))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(train_cfg.num_processes or 1)]
-    if train_cfg.accelerate_config:
-        cmd += ["--config_file", str(train_cfg.accelerate_config)]
+    n = str(train_cfg.num_processes or 1)
+    if str(getattr(train_cfg.launcher, "value", train_cfg.launcher)) == "torchrun":
+        # Plain torch.distributed (DDP; gloo on CPU): what accelerate's CPU path would need MPI for.
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", n]
+        if train_cfg.accelerate_config:
+            cmd += ["--config_file", str(train_cfg.accelerate_config)]
     cmd += ["-m", "ded.train", str(job)]
     log.info("train: %s", " ".join(cmd))
     rc = subprocess.call(cmd)
     if rc != 0:
-        raise RuntimeError(f"train: `accelerate launch` exited with code {rc} (command: {' '.join(cmd)})")
+        raise RuntimeError(f"train: the {train_cfg.launcher} launch exited with code {rc} (command: {' '.join(cmd)})")
     shutil.rmtree(job, ignore_errors=True)
     return json.loads((Path(out_dir) / "train_info.json").read_text())
 

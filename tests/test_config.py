@@ -76,3 +76,18 @@ def test_debug_and_logger_none():
 def test_joblib_launcher_composes():
     cfg = compose(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], return_hydra_config=True)
     assert "joblib" in cfg.hydra.launcher._target_.lower() and cfg.hydra.launcher.n_jobs == 2
+
+
+def test_accelerate_recipes_are_valid_accelerate_configs():
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from conftest import ROOT
+
+    kinds = {}
+    for f in sorted((Path(ROOT) / "recipes" / "accelerate").glob("*.yaml")):
+        c = ClusterConfig.from_yaml_file(str(f))  # accelerate's own parser rejects unknown keys
+        kinds[f.stem] = str(c.distributed_type)
+    assert {"ddp", "zero3", "zero3_offload", "fsdp"} <= set(kinds)
+    assert "DEEPSPEED" in kinds["zero3"] and "FSDP" in kinds["fsdp"] and "MULTI_GPU" in kinds["ddp"]

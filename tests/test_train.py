@@ -104,15 +104,13 @@ def test_checkpoint_key_tracks_corpus_and_config_not_logging():
 
 
 def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):
-    """train.num_processes=2 goes through `accelerate launch` (CPU DDP here, gloo) and publishes a checkpoint."""
+    """train.num_processes=2 launches two real processes (torchrun, DDP over gloo on CPU) and publishes a checkpoint."""
     from transformers import AutoModelForCausalLM
 
-    from conftest import ROOT
     from ded.cache import StageCache
     from ded.train import train
 
-    cfg = OmegaConf.structured(TrainConfig(batch_size=1, epochs=1, num_processes=2,
-                                           accelerate_config=str(ROOT / "recipes" / "accelerate" / "cpu_ddp.yaml")))
+    cfg = OmegaConf.structured(TrainConfig(batch_size=1, epochs=1, num_processes=2, launcher="torchrun"))
     corpus = CORPUS + [{"question": "What is $1 + 1$?", "response": "$\\boxed{2}$"}]
     ckpt, key, info = train(smollm_path, {"model": "smollm2"}, corpus, [], cfg, StageCache(tmp_path))
     assert info["processes"] == 2 and info["steps"] == 2  # 4 examples over 2 ranks at batch 1
