@@ -1,128 +1,100 @@
-"""Question compression by pass rate, trajectory filters, and diversity selection.
+"""Question compression by pass rate, diversity selection per question, corpus allocation.
 
-Filters follow datatrove's convention: a filter returns True to keep an item or
-``(False, reason)`` to drop it; dropped items are counted by reason and kept for inspection.
+The filters (pass-rate band, trajectory checks, FilterLog) live in ded.filters and the
+selectors (greedy max-min / max-sum, exact, lazy and parallel greedy) in ded.selectors; the
+names used so far stay importable from here.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from ded.diversity import distance_matrix
+from ded.diversity import Metric
+from ded.filters import FilterLog, PassRateFilter, TrajectoryFilter, pass_rate_histogram  # re-exported
+from ded.selectors import SELECTORS, exact, exact_maxmin, greedy_maxmin, greedy_maxsum, min_pairwise, select_one, sum_pairwise
 from ded.verify import check
 
-
-
-@dataclass
-class FilterLog:
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    rejects: list[dict] = field(default_factory=list)  # the dropped items, with their reason
-
-    def apply(self, items: list, fn: Callable, describe: Callable = lambda x: x) -> list:
-        out = []
-        for it in items:
-            res = fn(it)
-            if res is True:
-                out.append(it)
-                self.kept += 1
-            else:
-                reason = res[1]
-                self.dropped[reason] += 1
-                self.rejects.append({"reason": reason, **describe(it)})
-        return out
-
-
-# --- pass-rate compression ------------------------------------------------------------------
-
-
-class PassRateFilter:
-    """Drop questions the student already solves (rate >= max_rate) or never approaches (< min_rate)."""
-
-    def __init__(self, rates: dict[str, float], min_rate: float, max_rate: float):
-        self.rates, self.min_rate, self.max_rate = rates, min_rate, max_rate
-
-    def __call__(self, q):
-        r = self.rates[q.id]
-        if r >= self.max_rate:
-            return False, "too_easy"
-        if r < self.min_rate:
-            return False, "too_hard"
-        return True
+__all__ = [
+    "FilterLog", "PassRateFilter", "TrajectoryFilter", "pass_rate_histogram", "pass_rates",
+    "SELECTORS", "METRICS", "exact", "exact_maxmin", "greedy_maxmin", "greedy_maxsum", "min_pairwise", "sum_pairwise",
+    "select", "allocate", "ALLOCATIONS",
+]  # fmt: skip
 
 
 def pass_rates(questions, samples: dict[str, list[dict]]) -> dict[str, float]:
     return {q.id: float(np.mean([check(s["text"], q.answer).correct for s in samples[q.id]])) for q in questions}
 
 
-# --- trajectory filters ---------------------------------------------------------------------
-
-
-class TrajectoryFilter:
-    """Keep complete, correct trajectories. Reasons: truncated, no_answer, wrong, bad_gold."""
-
-    def __call__(self, item):
-        q, s = item
-        if s["finish"] == "length":
-            return False, "truncated"
-        v = check(s["text"], q.answer)
-        return True if v.correct else (False, v.reason)
-
-
 # --- diversity selection --------------------------------------------------------------------
 
 
-def min_pairwise(dist: np.ndarray, idx) -> float:
-    idx = list(idx)
-    if len(idx) < 2:
-        return float("inf")
-    return float(min(dist[a, b] for a, b in itertools.combinations(idx, 2)))
+METRICS = ("levenshtein", "embedding", "random", "none")
 
 
-def greedy_maxmin(dist: np.ndarray, p: int, start: int) -> list[int]:
-    """Greedy max-min (farthest-point) selection of p indices from a seeded start.
+def select(
+    texts: list[str],
+    p: int,
+    metric: str,
+    rng: random.Random,
+    normalized: bool = True,
+    *,
+    selector: str = "maxmin",
+    level: str = "char",
+) -> list[int]:
+    """Indices of the p trajectories to keep among `texts` (all already correct), most valuable
+    first (the greedy order), so a corpus that needs fewer takes a prefix.
 
-    Each step adds the candidate whose nearest selected item is farthest (ties: lowest index).
-    In a metric space its minimum pairwise distance is at least half the optimum.
+    metric: levenshtein | embedding | random | none; selector: maxmin | maxsum | exact;
+    level (levenshtein): char | token. The greedy start is rng.randrange(len(texts)).
     """
-    n = dist.shape[0]
-    p = min(p, n)
-    chosen = [start]
-    nearest = dist[start].astype(float).copy()
-    nearest[start] = -np.inf
-    while len(chosen) < p:
-        nxt = int(np.argmax(nearest))
-        chosen.append(nxt)
-        nearest = np.minimum(nearest, dist[nxt])
-        nearest[chosen] = -np.inf
-    return chosen
-
-
-def exact_maxmin(dist: np.ndarray, p: int) -> list[int]:
-    """The p-subset maximising the minimum pairwise distance, by enumeration (small n only)."""
-    n = dist.shape[0]
-    best, best_val = list(range(min(p, n))), -1.0
-    for comb in itertools.combinations(range(n), min(p, n)):
-        v = min_pairwise(dist, comb)
-        if v > best_val:
-            best, best_val = list(comb), v
-    return best
-
-
-def select(texts: list[str], p: int, metric: str, rng: random.Random, normalized: bool = True) -> list[int]:
-    """Indices of the p trajectories to keep among `texts` (all already correct)."""
+    if metric not in METRICS:
+        raise ValueError(f"diversity.metric: unknown metric {metric!r}; allowed: {list(METRICS)}")
     if len(texts) <= p:
         return list(range(len(texts)))
     if metric == "none":
         return list(range(p))
     if metric == "random":
         return sorted(rng.sample(range(len(texts)), p))
-    if metric == "levenshtein":
-        return greedy_maxmin(distance_matrix(texts, normalized), p, start=rng.randrange(len(texts)))
-    raise ValueError(f"diversity.metric: unknown metric {metric!r}; allowed: ['levenshtein', 'random', 'none']")
+    return select_one(texts, p, rng.randrange(len(texts)), Metric(metric, level, normalized), selector)
+
+
+# --- corpus-level allocation ----------------------------------------------------------------
+
+ALLOCATIONS = ("fill", "spread")
+
+
+def allocate(available: list[int], size: int, strategy: str = "fill", per_question: int | None = None, max_questions: int | None = None) -> list[int]:
+    """How many selected trajectories to take from each question (in pool order) so the corpus
+    holds `size` examples: the corpus is questions x trajectories per question.
+
+    fill: up to `per_question` (default: all selected) from each question in order until full:
+    few questions, several trajectories each (DED's P per question).
+    spread: one from every question first, then a second from each, and so on: as many
+    questions as possible. `max_questions` caps the questions used. A pool that holds fewer
+    than `size` gives what it has (the caller reports the shortfall).
+    """
+    if strategy not in ALLOCATIONS:
+        raise ValueError(f"corpus.allocation: unknown strategy {strategy!r}; allowed: {list(ALLOCATIONS)}")
+    if size < 0:
+        raise ValueError(f"corpus.size: must be >= 0, got {size}")
+    cap = [min(a, per_question) if per_question is not None else a for a in available]
+    usable = [i for i, c in enumerate(cap) if c > 0][: max_questions if max_questions is not None else None]
+    take = [0] * len(available)
+    left = size
+    if strategy == "fill":
+        for i in usable:
+            take[i] = min(cap[i], left)
+            left -= take[i]
+        return take
+    while left > 0:
+        progressed = False
+        for i in usable:
+            if left and take[i] < cap[i]:
+                take[i] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    return take

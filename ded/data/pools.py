@@ -1,0 +1,395 @@
+"""Question pools: local files or hub datasets, built-in readers for common formats, mixing.
+
+A pool is described by a ``PoolSpec``: where the rows come from (a local ``.jsonl``,
+``.jsonl.gz``, ``.json`` or ``.parquet`` file, or a Hugging Face dataset name), how to read a
+row (``format``) and which row keys hold what (``fields``). Formats:
+
+- ``gsm8k``: ``question``; the gold is the number after ``####`` in ``answer``.
+- ``math``: ``problem``; the gold is ``answer`` when the row has one, else the last
+  ``\\boxed{}`` of ``solution``; ``level`` ("Level 3") becomes 3.
+- ``aime`` / ``amc``: ``problem`` (or ``question``); ``answer`` is a number (AMC 2023 stores
+  floats such as 27.0, which become "27"); AIME answers must be integers.
+- ``choice``: multiple choice (MMLU): ``question`` and a ``choices`` list become one text with
+  lettered options; ``answer`` (an index or a letter) becomes the letter.
+- ``fields``: nothing built in; ``fields`` names the question and answer keys.
+
+``fields`` maps our names (question, answer, id, domain, level, solution) to row keys and
+overrides the format's defaults. A malformed row (bad JSON, a missing key, no answer, a
+duplicate id) raises ``PoolError`` naming the file and line (or row), or, with
+``on_error="skip"``, is skipped and counted by reason in the ``PoolReport``; never silently.
+
+``mix_pools`` draws from several pools in given proportions with a seed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ded.data import Question
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("gsm8k", "math", "aime", "amc", "choice", "fields")
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
+
+# Default row keys per format; a tuple lists alternatives, the first present one is used.
+DEFAULT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gsm8k": {"question": ("question",), "answer": ("answer",), "id": ("id", "idx")},
+    "math": {"question": ("problem",), "solution": ("solution",), "answer": ("answer",), "id": ("unique_id", "id", "idx"), "level": ("level",)},
+    "aime": {"question": ("problem", "question"), "answer": ("answer",), "id": ("id", "idx")},
+    "amc": {"question": ("problem", "question"), "answer": ("answer",), "id": ("id", "idx")},
+    "choice": {"question": ("question",), "choices": ("choices",), "answer": ("answer",), "id": ("id", "idx")},
+    "fields": {"question": ("question",), "answer": ("answer",), "id": ("id",)},
+}
+
+
+FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices")
+LETTERS = "ABCDEFGHIJ"
+
+
+class PoolError(ValueError):
+    """A pool that cannot be read; the message names the file and line (or row) and the key."""
+
+
+class RowError(ValueError):
+    """One malformed row (internal: becomes a PoolError, or a skip counted under `reason`)."""
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class PoolSpec:
+    source: str  # a local file path, or a hub dataset name ("openai/gsm8k")
+    format: str = "fields"  # gsm8k | math | aime | amc | fields
+    fields: dict[str, str] = field(default_factory=dict)  # our name -> row key (question, answer, id, domain, level, solution, choices)
+    name: str | None = None  # pool name, the prefix of its question ids; default: the file stem / dataset name
+    split: str = "train"  # hub datasets only
+    subset: str | None = None  # hub dataset configuration ("main" for openai/gsm8k)
+    on_error: str = "raise"  # raise | skip: what a malformed row does
+    domain: str = "math"  # Question.domain when the row has no domain field
+    weight: float = 1.0  # share of this pool when several are mixed
+    limit: int | None = None  # read at most this many rows
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise PoolError(f"pool {self.source}: format: unknown format {self.format!r}; allowed: {list(FORMATS)}")
+        if self.on_error not in ("raise", "skip"):
+            raise PoolError(f"pool {self.source}: on_error: {self.on_error!r}; allowed: ['raise', 'skip']")
+        if self.weight < 0:
+            raise PoolError(f"pool {self.source}: weight: must be >= 0, got {self.weight}")
+        unknown = set(self.fields) - set(FIELD_NAMES)
+        if unknown:
+            raise PoolError(f"pool {self.source}: fields: unknown name(s) {sorted(unknown)}; allowed: {list(FIELD_NAMES)}")
+        if self.name is None:
+            self.name = _default_name(self.source)
+
+
+@dataclass
+class PoolReport:
+    name: str
+    source: str
+    rows: int = 0  # rows read (blank lines are not rows)
+    loaded: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped (on_error=skip)
+    errors: list[str] = field(default_factory=list)  # the first few skip messages, with their location
+
+
+def _default_name(source: str) -> str:
+    name = Path(source).name
+    for suffix in FILE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return source.rstrip("/").split("/")[-1]
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}) with balanced braces; None if absent.
+    Raises RowError on an unclosed box: that is a broken solution, not a missing answer."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    if not starts:
+        return None
+    depth = 1
+    for i in range(starts[-1], len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[starts[-1] : i].strip()
+    raise RowError("unclosed \\boxed{ in the solution", "no_answer")
+
+
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+
+
+def gsm8k_answer(text: str) -> str:
+    """The number after the last '####' in a GSM8K answer ('1,234' -> '1234')."""
+    if "####" not in text:
+        raise RowError("answer has no '#### N' line", "no_answer")
+    value = text.rsplit("####", 1)[1].strip().replace(",", "").replace("$", "").strip()
+    if not _NUMBER.match(value):
+        raise RowError(f"'#### {value}' is not a number", "bad_answer")
+    return value
+
+
+def number_answer(value, integer: bool) -> str:
+    """AIME/AMC answers: 27, 27.0, '27' -> '27'; a non-integer is kept for AMC only."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise RowError(f"answer {value!r} is not a number", "bad_answer") from None
+    if x.is_integer():
+        return str(int(x))
+    if integer:
+        raise RowError(f"answer {value!r} is not an integer", "bad_answer")
+    return str(value)
+
+
+def choice_answer(value, n_choices: int) -> str:
+    """A multiple-choice gold as a letter: 2 -> 'C', 'c' -> 'C'; out of range is an error."""
+    if isinstance(value, str) and value.strip().upper() in LETTERS[:n_choices] and value.strip():
+        return value.strip().upper()
+    try:
+        i = int(value)
+    except (TypeError, ValueError):
+        raise RowError(f"answer {value!r} is neither a choice index nor a letter", "bad_answer") from None
+    if not 0 <= i < n_choices:
+        raise RowError(f"answer index {i} is out of range for {n_choices} choices", "bad_answer")
+    return LETTERS[i]
+
+
+def choice_text(question: str, choices: list) -> str:
+    return question + "\n\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+
+
+# --- rows -> questions -------------------------------------------------------------------------
+
+
+def _get(row: dict, keys: tuple[str, ...], what: str, required: bool = True):
+    for k in keys:
+        if k in row and row[k] is not None and row[k] != "":
+            return row[k]
+    if required:
+        raise RowError(f"missing or empty key {keys[0]!r} ({what}); the row has {sorted(row)}", "missing_key")
+    return None
+
+
+def _parse_level(value) -> int:
+    if value is None:
+        return 0
+    m = re.search(r"\d+", str(value))
+    return int(m.group()) if m else 0  # MATH has "Level ?" rows: unknown
+
+
+def row_to_question(row: dict, spec: PoolSpec) -> Question:
+    """One row as a Question (id not yet prefixed); RowError when it is malformed."""
+    keys = dict(DEFAULT_FIELDS[spec.format])
+    keys.update({k: (v,) for k, v in spec.fields.items()})
+    if not isinstance(row, dict):
+        raise RowError(f"a row must be an object, got {type(row).__name__}", "not_an_object")
+    text = str(_get(row, keys["question"], "question")).strip()
+    if not text:
+        raise RowError(f"empty question ({keys['question'][0]!r})", "empty")
+    fmt = spec.format
+    if fmt == "gsm8k":
+        answer = gsm8k_answer(str(_get(row, keys["answer"], "answer")))
+    elif fmt == "math":
+        answer = _get(row, keys["answer"], "answer", required=False)
+        if answer is None:
+            solution = _get(row, keys["solution"], "solution (no answer key either)")
+            answer = last_boxed(str(solution))
+            if answer is None:
+                raise RowError(f"no answer key and no \\boxed{{}} in {keys['solution'][0]!r}", "no_answer")
+        answer = str(answer).strip()
+    elif fmt == "choice":
+        choices = _get(row, keys["choices"], "choices")
+        if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
+            raise RowError(f"choices must be a list of 2 to {len(LETTERS)} options, got {str(choices):.80}", "bad_choices")
+        text = choice_text(text, list(choices))
+        answer = choice_answer(_get(row, keys["answer"], "answer"), len(choices))
+    elif fmt in ("aime", "amc"):
+        answer = number_answer(_get(row, keys["answer"], "answer"), integer=fmt == "aime")
+    else:
+        answer = str(_get(row, keys["answer"], "answer")).strip()
+    if not answer:
+        raise RowError("empty answer", "empty")
+    rid = _get(row, keys.get("id", ()), "id", required=False) if keys.get("id") else None
+    level = _parse_level(_get(row, keys["level"], "level", required=False)) if "level" in keys else 0
+    domain = _get(row, keys["domain"], "domain", required=False) if "domain" in keys else None
+    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain))
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+def _is_file_like(source: str) -> bool:
+    return source.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
+
+
+def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
+    """(location, row) pairs; a row that is not even JSON comes as a RowError in place of the row."""
+    src = spec.source
+    if _is_file_like(src):
+        path = Path(src).expanduser()
+        if not path.is_file():
+            raise PoolError(f"pool {spec.name}: {path}: no such file")
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            opener = gzip.open if path.name.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield f"{path}:{lineno}", json.loads(line)
+                    except json.JSONDecodeError as e:
+                        yield f"{path}:{lineno}", RowError(f"invalid JSON ({e.msg} at column {e.colno})", "invalid_json")
+        elif path.suffix == ".json":
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise PoolError(f"pool {spec.name}: {path}:{e.lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(data, list):
+                raise PoolError(f"pool {spec.name}: {path}: a .json pool must be a list of objects")
+            for i, row in enumerate(data):
+                yield f"{path}: row {i}", row
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            i = 0
+            for batch in pq.ParquetFile(path).iter_batches():
+                for row in batch.to_pylist():
+                    yield f"{path}: row {i}", row
+                    i += 1
+        else:
+            raise PoolError(f"pool {spec.name}: {path}: unknown file type; allowed: {list(FILE_SUFFIXES)}")
+        return
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(src, spec.subset, split=spec.split)
+    except Exception as e:  # offline, unknown name, wrong split: say which pool and what to do
+        raise PoolError(
+            f"pool {spec.name}: cannot load hub dataset {src!r} (subset {spec.subset!r}, split {spec.split!r}): {e}. "
+            "Give a local .jsonl/.parquet path instead, or go online once to cache it."
+        ) from e
+    for i, row in enumerate(ds):
+        yield f"{src}[{spec.split}]: row {i}", row
+
+
+def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
+    """The questions of one pool and what happened to each row."""
+    spec = as_spec(spec)
+    report = PoolReport(spec.name, spec.source)
+    out: list[Question] = []
+    seen: dict[str, str] = {}
+    for where, row in _rows(spec):
+        if spec.limit is not None and report.rows >= spec.limit:
+            break
+        report.rows += 1
+        try:
+            if isinstance(row, RowError):
+                raise row
+            q = row_to_question(row, spec)
+            q.id = f"{spec.name}-{q.id or report.rows - 1}"
+            if q.id in seen:
+                raise RowError(f"duplicate id {q.id!r} (first at {seen[q.id]})", "duplicate_id")
+            seen[q.id] = where
+        except RowError as e:
+            msg = f"{where}: {e}"
+            if spec.on_error == "raise":
+                raise PoolError(f"pool {spec.name}: {msg} (set on_error=skip to skip and count such rows)") from None
+            report.skipped[e.reason] += 1
+            if len(report.errors) < 10:
+                report.errors.append(msg)
+            continue
+        out.append(q)
+    report.loaded = len(out)
+    if report.skipped:
+        log.warning("pool %s: skipped %d of %d rows %s; first: %s", spec.name, sum(report.skipped.values()), report.rows, dict(report.skipped), report.errors[0])
+    return out, report
+
+
+def load_pool(spec: PoolSpec | dict | str) -> list[Question]:
+    """The questions of one pool (skips, if allowed, are logged; read_pool returns the counts)."""
+    return read_pool(spec)[0]
+
+
+def as_spec(spec: PoolSpec | dict | str) -> PoolSpec:
+    if isinstance(spec, PoolSpec):
+        return spec
+    if isinstance(spec, str):
+        return PoolSpec(source=spec)
+    try:
+        return PoolSpec(**dict(spec))
+    except TypeError as e:
+        raise PoolError(f"pool spec {dict(spec)}: {e}") from None
+
+
+# --- mixing ------------------------------------------------------------------------------------
+
+
+def _shares(weights: list[float], total: int) -> list[int]:
+    """Integer counts proportional to weights summing to total (largest remainder)."""
+    s = sum(weights)
+    exact = [w / s * total for w in weights]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: -(exact[i] - counts[i]))[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def mix_pools(pools: dict[str, list[Question]], weights: dict[str, float], size: int | None = None, seed: int = 0) -> list[Question]:
+    """`size` questions drawn from `pools` in proportion to `weights`, shuffled with `seed`.
+
+    Each pool is shuffled with its own seed stream and its first `count` questions are taken,
+    so changing one pool's weight does not reshuffle the others. size=None takes the largest
+    mix the pools can supply in these proportions.
+    """
+    names = [n for n in pools if weights.get(n, 0) > 0]
+    if not names:
+        raise PoolError("mix_pools: no pool has a positive weight")
+    w = [weights[n] for n in names]
+    if size is None:
+        s = sum(w)
+        size = int(min(len(pools[n]) * s / weights[n] for n in names))
+        while any(c > len(pools[n]) for c, n in zip(_shares(w, size), names)):
+            size -= 1
+    out: list[Question] = []
+    for name, count in zip(names, _shares(w, size)):
+        if count > len(pools[name]):
+            raise PoolError(
+                f"mix_pools: pool {name!r} holds {len(pools[name])} questions; a mix of {size} at weight "
+                f"{weights[name]}/{sum(w):g} needs {count}. Lower the size or this pool's weight."
+            )
+        order = list(pools[name])
+        random.Random(f"{seed}:{name}").shuffle(order)
+        out += order[:count]
+    random.Random(seed).shuffle(out)
+    ids = Counter(q.id for q in out)
+    dup = [i for i, c in ids.items() if c > 1]
+    if dup:
+        raise PoolError(f"mix_pools: question ids repeat across pools (e.g. {dup[0]!r}); give the pools distinct names")
+    return out
+
+
+def load_pools(specs: list, size: int | None = None, seed: int = 0) -> tuple[list[Question], list[PoolReport]]:
+    """Read every pool spec and mix them by their weights (one pool: all of it, or `size` of it)."""
+    specs = [as_spec(s) for s in specs]
+    names = Counter(s.name for s in specs)
+    if any(c > 1 for c in names.values()):
+        raise PoolError(f"pools: names must be distinct (ids are prefixed with them): {dict(names)}")
+    pools, reports = {}, []
+    for s in specs:
+        pools[s.name], r = read_pool(s)
+        reports.append(r)
+    return mix_pools(pools, {s.name: s.weight for s in specs}, size, seed), reports

@@ -1,0 +1,231 @@
+"""Filters with reasons, in datatrove's convention.
+
+A filter is a callable that returns True to keep an item or ``(False, reason)`` to drop it.
+``FilterLog.apply`` runs one filter over items, counts drops by reason and keeps every dropped
+item (with its reason) for inspection; ``run_filters`` chains several (an item is dropped by
+the first filter that rejects it, so each reject has exactly one reason).
+
+Trajectory filters take ``(question, sample)`` pairs, where ``sample`` is the generation
+cache's dict: ``text``, ``finish`` ("stop" | "length"), ``n_tokens`` when known.
+
+- ``Complete``: not cut off by the token limit ("truncated").
+- ``Correct``: the answer verifies under the question's answer kind (ded.verify reasons).
+- ``Length``: response length in tokens within [min_tokens, max_tokens].
+- ``FinalAnswer``: the response commits to a final answer ("no_final_answer").
+- ``ThinkFormat``: one closed <think>...</think> block followed by a non-empty answer.
+- ``Repetition``: not stuck in a loop (Gopher-style duplicated n-gram and line shares).
+- ``Language``: letters mostly in the expected scripts (reasoning models drift into Chinese).
+- ``PassRateFilter`` (questions): keep a band of student pass rates.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ded.verify import check, check_answer, has_final_answer
+
+
+@dataclass
+class FilterLog:
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    rejects: list[dict] = field(default_factory=list)  # the dropped items, with their reason
+
+    def apply(self, items: list, fn: Callable, describe: Callable = lambda x: x) -> list:
+        out = []
+        for it in items:
+            res = fn(it)
+            if res is True:
+                out.append(it)
+                self.kept += 1
+            else:
+                reason = res[1]
+                self.dropped[reason] += 1
+                self.rejects.append({"reason": reason, **describe(it)})
+        return out
+
+
+def run_filters(items: Iterable, filters: list[Callable], describe: Callable = lambda x: x, log: FilterLog | None = None) -> tuple[list, FilterLog]:
+    """Apply `filters` in order; an item must pass all. Returns (kept items, the log)."""
+    log = log or FilterLog()
+
+    def chain(it):
+        for f in filters:
+            res = f(it)
+            if res is not True:
+                return res
+        return True
+
+    return log.apply(list(items), chain, describe), log
+
+
+def _text(item) -> str:
+    return item[1]["text"]
+
+
+# --- questions ---------------------------------------------------------------------------------
+
+
+class PassRateFilter:
+    """Drop questions the student already solves (rate >= max_rate) or never approaches (< min_rate)."""
+
+    def __init__(self, rates: dict[str, float], min_rate: float, max_rate: float):
+        self.rates, self.min_rate, self.max_rate = rates, min_rate, max_rate
+
+    def __call__(self, q):
+        r = self.rates[q.id]
+        if r >= self.max_rate:
+            return False, "too_easy"
+        if r < self.min_rate:
+            return False, "too_hard"
+        return True
+
+
+def pass_rate_histogram(rates: Iterable[float], k: int | None = None, bins: int = 10) -> dict[str, int]:
+    """How many questions at each pass rate. With k samples per question the rates are the k+1
+    values i/k, one bin each ("0.25": 12); otherwise `bins` equal bins over [0, 1] ("0.2-0.3")."""
+    rates = list(rates)
+    if k:
+        counts = Counter(round(r * k) for r in rates)
+        return {f"{i / k:.3g}": counts.get(i, 0) for i in range(k + 1)}
+    counts = Counter(min(int(r * bins), bins - 1) for r in rates)
+    return {f"{i / bins:.2g}-{(i + 1) / bins:.2g}": counts.get(i, 0) for i in range(bins)}
+
+
+# --- trajectories --------------------------------------------------------------------------------
+
+
+class TrajectoryFilter:
+    """Keep complete, correct trajectories. Reasons: truncated, no_answer, wrong, bad_gold."""
+
+    def __call__(self, item):
+        q, s = item
+        if s["finish"] == "length":
+            return False, "truncated"
+        v = check(s["text"], q.answer)
+        return True if v.correct else (False, v.reason)
+
+
+class Complete:
+    def __call__(self, item):
+        return (False, "truncated") if item[1].get("finish") == "length" else True
+
+
+class Correct:
+    """The response's final answer verifies against the gold under `kind` (math | gsm8k |
+    choice); reasons: wrong, no_answer, unparsable, timeout, bad_gold."""
+
+    def __init__(self, kind: str = "math", timeout_s: int = 5):
+        self.kind, self.timeout_s = kind, timeout_s
+
+    def __call__(self, item):
+        q, s = item
+        v = check_answer(s["text"], q.answer, self.kind, self.timeout_s)
+        return True if v.correct else (False, v.reason)
+
+
+class Length:
+    """Response length in tokens within [min_tokens, max_tokens]. Tokens: the sample's
+    ``n_tokens`` when the backend recorded it, else `count(text)` (default: whitespace words)."""
+
+    def __init__(self, min_tokens: int = 0, max_tokens: int | None = None, count: Callable[[str], int] | None = None):
+        self.min_tokens, self.max_tokens = min_tokens, max_tokens
+        self.count = count or (lambda t: len(t.split()))
+
+    def __call__(self, item):
+        s = item[1]
+        n = s.get("n_tokens")
+        n = self.count(s["text"]) if n is None else n
+        if n < self.min_tokens:
+            return False, "too_short"
+        if self.max_tokens is not None and n > self.max_tokens:
+            return False, "too_long"
+        return True
+
+
+class FinalAnswer:
+    def __call__(self, item):
+        return True if has_final_answer(_text(item)) else (False, "no_final_answer")
+
+
+class ThinkFormat:
+    """Exactly one <think>...</think> block, opened once at the start (a chat template may have
+    put the opening tag in the prompt, so a missing opener is allowed with `opener_in_prompt`),
+    and a non-empty answer after it."""
+
+    def __init__(self, open_tag: str = "<think>", close_tag: str = "</think>", opener_in_prompt: bool = False):
+        self.open_tag, self.close_tag, self.opener_in_prompt = open_tag, close_tag, opener_in_prompt
+
+    def __call__(self, item):
+        t = _text(item)
+        n_open, n_close = t.count(self.open_tag), t.count(self.close_tag)
+        if n_close == 0:
+            return False, "format:no_think" if n_open == 0 else "format:unclosed_think"
+        if n_close > 1 or n_open > 1:
+            return False, "format:multiple_think"
+        if n_open == 0 and not self.opener_in_prompt:
+            return False, "format:no_think_open"
+        if n_open == 1 and not t.lstrip().startswith(self.open_tag):
+            return False, "format:text_before_think"
+        if not t.split(self.close_tag, 1)[1].strip():
+            return False, "format:empty_answer"
+        return True
+
+
+class Repetition:
+    """Drop loops: a trajectory whose duplicated word n-grams cover more than `max_dup_ngram`
+    of its words, or more than `max_dup_tail` of its last quarter (a model that fell into a loop
+    late in a long trace), or whose repeated lines are more than `max_dup_lines` of its lines
+    (Gopher's repetition rules; a healthy trace repeats phrases, not paragraphs)."""
+
+    def __init__(self, n: int = 10, max_dup_ngram: float = 0.5, max_dup_tail: float = 0.8, max_dup_lines: float = 0.5, min_words: int = 50):
+        self.n, self.max_dup_ngram, self.max_dup_tail, self.max_dup_lines = n, max_dup_ngram, max_dup_tail, max_dup_lines
+        self.min_words = min_words
+
+    def __call__(self, item):
+        t = _text(item)
+        words = t.split()
+        if len(words) >= self.min_words:
+            seen, covered = set(), [False] * len(words)
+            for i in range(len(words) - self.n + 1):
+                g = tuple(words[i : i + self.n])
+                if g in seen:
+                    covered[i : i + self.n] = [True] * self.n
+                seen.add(g)
+            tail = covered[-(len(words) // 4) :]
+            if sum(covered) / len(words) > self.max_dup_ngram or sum(tail) / len(tail) > self.max_dup_tail:
+                return False, "repetition"
+        lines = [ln.strip() for ln in t.splitlines() if ln.strip()]
+        if len(lines) >= 4:
+            counts = Counter(lines)
+            if sum(c for c in counts.values() if c > 1) / len(lines) > self.max_dup_lines:
+                return False, "repetition"
+        return True
+
+
+def script_of(ch: str) -> str:
+    """The Unicode script family of a letter, from its name: LATIN, CJK, CYRILLIC, GREEK, ..."""
+    name = unicodedata.name(ch, "")
+    if name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL")):
+        return "CJK"
+    return name.split(" ", 1)[0] if name else "UNKNOWN"
+
+
+class Language:
+    """At least `min_share` of the letters are in the allowed `scripts` (default Latin, plus
+    Greek for math symbols). Reasoning models sometimes switch language mid-trace (R1 and QwQ
+    drift into Chinese); a script check catches that without a language-ID model."""
+
+    def __init__(self, scripts: tuple[str, ...] = ("LATIN", "GREEK"), min_share: float = 0.95):
+        self.scripts, self.min_share = tuple(s.upper() for s in scripts), min_share
+
+    def __call__(self, item):
+        letters = [c for c in re.sub(r"\\[a-zA-Z]+", " ", _text(item)) if c.isalpha()]
+        if not letters:
+            return True
+        share = sum(script_of(c) in self.scripts for c in letters) / len(letters)
+        return True if share >= self.min_share else (False, "language")

@@ -1,0 +1,106 @@
+import time
+
+import pytest
+
+from ded.verify import check, check_answer
+
+# Tricky math answers: what math-verify (through check_answer) decides, and why it is right.
+MATH = [
+    # equivalent fractions, \frac vs /, decimals
+    ("\\boxed{\\frac{2}{4}}", "\\frac12", "correct"),
+    ("\\boxed{1/2}", "\\frac{1}{2}", "correct"),
+    ("\\boxed{\\dfrac{3}{6}}", "0.5", "correct"),
+    ("\\boxed{\\sqrt{2}/2}", "\\frac{\\sqrt2}{2}", "correct"),
+    ("\\boxed{0.6667}", "\\frac{2}{3}", "wrong"),  # a rounded decimal is not the fraction
+    ("\\boxed{3.0}", "3", "correct"),
+    ("\\boxed{1{,}000}", "1000", "correct"),
+    # units and decorations around the number
+    ("\\boxed{5\\text{ cm}}", "5", "correct"),
+    ("\\boxed{5 \\text{ cm}^2}", "5", "correct"),
+    ("\\boxed{\\$18}", "18", "correct"),
+    ("\\boxed{90^\\circ}", "90", "correct"),
+    ("\\boxed{x = 5}", "5", "correct"),
+    ("\\boxed{50\\%}", "0.5", "unparsable"),  # math-verify reads a percent only as text: equal to "50\%" alone
+    ("\\boxed{50\\%}", "50\\%", "correct"),
+    # intervals: endpoints and brackets both matter
+    ("\\boxed{(1, 3]}", "(1,3]", "correct"),
+    ("\\boxed{[1,3]}", "(1,3)", "wrong"),
+    ("\\boxed{(-\\infty, 2) \\cup (3, \\infty)}", "(-\\infty,2)\\cup(3,\\infty)", "correct"),
+    ("\\boxed{x \\in (1,3]}", "(1,3]", "correct"),
+    # tuples
+    ("\\boxed{(3, \\pi/2)}", "\\left( 3, \\frac{\\pi}{2} \\right)", "correct"),
+    # several boxes form a set: order free, all must be there, nothing extra
+    ("\\boxed{2} and \\boxed{3}", "2, 3", "correct"),
+    ("\\boxed{3} and \\boxed{2}", "2, 3", "correct"),
+    ("\\boxed{2}, \\boxed{3}", "\\{2,3\\}", "correct"),
+    ("\\boxed{2} and \\boxed{3}", "3", "wrong"),
+    ("\\boxed{\\frac{1}{2}} \\boxed{7}", "\\frac{1}{2}", "wrong"),
+    # unanswered and unparsable are counted as such, not as wrong
+    ("I cannot determine the answer.", "3", "no_answer"),
+    ("12 + 35 = 47", "47", "no_answer"),  # a free-floating number is no answer
+    ("\\boxed{}", "3", "unparsable"),
+    ("\\boxed{@#!}", "3", "unparsable"),
+    ("\\boxed{x^2+}", "3", "unparsable"),
+    ("\\boxed{4}", "", "bad_gold"),
+]
+
+
+@pytest.mark.parametrize("response,gold,reason", MATH)
+def test_tricky_math_answers(response, gold, reason):
+    v = check_answer(response, gold, "math")
+    assert v.reason == reason and v.correct == (reason == "correct")
+    assert check(response, gold).correct == v.correct  # the pipeline's check agrees on correctness
+
+
+GSM8K = [
+    ("The answer is $\\boxed{18}$", "18", "correct"),
+    ("\\boxed{\\$1,234}", "1234", "correct"),
+    ("\\boxed{1{,}234}", "1234", "correct"),
+    ("\\boxed{18 \\text{ dollars}}", "18", "correct"),
+    ("\\boxed{18.00}", "18", "correct"),
+    ("so she earns 18 a day.\n#### 18", "18", "correct"),  # GSM8K's own answer line
+    ("The answer is: 18.", "Janet makes 9 * 2 = 18\n#### 18", "correct"),  # gold given as the GSM8K solution
+    ("\\boxed{17}", "18", "wrong"),
+    ("\\boxed{18.5}", "18", "wrong"),
+    ("She makes 18 dollars.", "18", "no_answer"),
+    ("\\boxed{18 or 20}", "18", "unparsable"),
+    ("\\boxed{eighteen}", "18", "unparsable"),
+    ("\\boxed{18}", "x", "bad_gold"),
+]
+
+
+@pytest.mark.parametrize("response,gold,reason", GSM8K)
+def test_gsm8k_integer_answers(response, gold, reason):
+    v = check_answer(response, gold, "gsm8k")
+    assert v.reason == reason and v.correct == (reason == "correct")
+
+
+CHOICE = [
+    ("\\boxed{C}", 2, "correct"),  # gold as a 0-based index (MMLU)
+    ("\\boxed{C}", "C", "correct"),
+    ("\\boxed{\\text{(D)}}", "D", "correct"),
+    ("The answer is (B)", "B", "correct"),
+    ("Answer: c. reduce the carrying capacity", "C", "correct"),
+    ("\\boxed{A}", "C", "wrong"),
+    ("I think B is right", "B", "no_answer"),
+    ("\\boxed{B or C}", "B", "unparsable"),
+    ("\\boxed{E}", "B", "unparsable"),  # with 4 choices E is not an option
+    ("\\boxed{B}", 7, "bad_gold"),
+]
+
+
+@pytest.mark.parametrize("response,gold,reason", CHOICE)
+def test_multiple_choice_letters(response, gold, reason):
+    v = check_answer(response, gold, "choice", n_choices=4)
+    assert v.reason == reason and v.correct == (reason == "correct")
+
+
+def test_each_check_is_time_limited():
+    t = time.monotonic()
+    v = check_answer("\\boxed{10^{10^{10^{10}}}}", "3", "math", timeout_s=1)
+    assert v.reason == "timeout" and time.monotonic() - t < 3
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="allowed"):
+        check_answer("\\boxed{1}", "1", "code")
