@@ -53,8 +53,31 @@ class DType(str, Enum):
 
 class Metric(str, Enum):
     levenshtein = "levenshtein"
+    embedding = "embedding"
     random = "random"
     none = "none"
+
+
+class Selector(str, Enum):
+    maxmin = "maxmin"
+    maxsum = "maxsum"
+    exact = "exact"
+
+
+class Level(str, Enum):
+    char = "char"
+    token = "token"
+
+
+class Allocation(str, Enum):
+    fill = "fill"
+    spread = "spread"
+
+
+class Dedup(str, Enum):
+    none = "none"
+    exact = "exact"
+    fuzzy = "fuzzy"
 
 
 class Launcher(str, Enum):
@@ -198,17 +221,67 @@ class Trajectories:
 
 
 @dataclass
+class PoolEntry:
+    """One question pool (ded/data/pools.py PoolSpec): a local file or a hub dataset."""
+
+    source: str = MISSING
+    format: str = "fields"
+    fields: dict[str, str] = field(default_factory=dict)
+    name: Optional[str] = None
+    split: str = "train"
+    subset: Optional[str] = None
+    on_error: str = "raise"
+    domain: str = "math"
+    weight: float = 1.0
+    limit: Optional[int] = None
+
+    def __post_init__(self):
+        from ded.data.pools import FORMATS
+
+        _check(self.format in FORMATS, "corpus.pools[].format", f"unknown format {self.format!r}; allowed: {list(FORMATS)}")
+        _check(self.on_error in ("raise", "skip"), "corpus.pools[].on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
+        _check(self.weight >= 0, "corpus.pools[].weight", f"must be >= 0, got {self.weight}")
+
+
+@dataclass
+class Decontam:
+    enabled: bool = True
+    n: int = 8
+    min_overlap: float = 0.5
+    fuzzy_threshold: Optional[float] = None
+    dedup: Dedup = Dedup.exact
+
+    def __post_init__(self):
+        _check(self.n >= 3, "corpus.decontam.n", f"must be >= 3, got {self.n}")
+        _check(0 <= self.min_overlap <= 1, "corpus.decontam.min_overlap", f"must be in [0, 1], got {self.min_overlap}")
+
+
+@dataclass
+class TrajectoryFilters:
+    min_tokens: int = 0
+    max_tokens: Optional[int] = None
+    repetition: bool = True
+    language: bool = False
+    think_format: bool = False
+
+
+@dataclass
 class CorpusConfig:
     task: str = "arithmetic"
+    pools: list[PoolEntry] = field(default_factory=list)
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     pool_size: int = 48
     seed: int = 0
     size: int = 64
     pass_rate: PassRate = field(default_factory=PassRate)
     trajectories: Trajectories = field(default_factory=Trajectories)
+    filters: TrajectoryFilters = field(default_factory=TrajectoryFilters)
+    decontam: Decontam = field(default_factory=Decontam)
+    allocation: Allocation = Allocation.fill
 
     def __post_init__(self):
-        _check(self.task in ("arithmetic",), "corpus.task", f"unknown task {self.task!r}; allowed: ['arithmetic']")
+        _check(self.task in ("arithmetic", "pool"), "corpus.task", f"unknown task {self.task!r}; allowed: ['arithmetic', 'pool']")
+        _check(self.task != "pool" or len(self.pools) > 0, "corpus.pools", "corpus.task=pool needs at least one pool")
         _check(self.size > 0, "corpus.size", f"must be > 0, got {self.size}")
         _check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
         _check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
@@ -220,6 +293,8 @@ class CorpusConfig:
 class DiversityConfig:
     metric: Metric = Metric.levenshtein
     normalized: bool = True
+    level: Level = Level.char
+    selector: Selector = Selector.maxmin
 
 
 @dataclass

@@ -23,12 +23,13 @@ from ded.cache import StageCache, short_hash
 from ded.config import validate, value
 from ded.data import load_task
 from ded.data.benchmarks import REGISTRY, load_benchmark
-from ded.diversity import mean_pairwise
+from ded.diversity import diversity_report
 from ded.evaluate import score
 from ded.generation import GenerationStats, generate_cached, prompt_prefix
 from ded.generation.hf import HFBackend
 from ded.models import load_model, local_checkpoint
-from ded.select import FilterLog, PassRateFilter, TrajectoryFilter, pass_rates, select
+from ded.filters import Complete, Correct, FilterLog, Language, Length, PassRateFilter, Repetition, ThinkFormat, run_filters
+from ded.select import allocate, pass_rates, select
 from ded.tracking import Tracker
 from ded.train import train
 
@@ -53,6 +54,20 @@ def _prefix(mcfg, task: str) -> list[dict]:
 
             fewshot = fewshot_messages(mcfg.fewshot)
     return prompt_prefix(mcfg.system_prompt, fewshot)
+
+
+def trajectory_filters(fc) -> list:
+    """The configured trajectory filters, cheapest first (an item is dropped by the first that rejects it)."""
+    fs = [Complete()]
+    if fc.min_tokens or fc.max_tokens:
+        fs.append(Length(fc.min_tokens, fc.max_tokens))
+    if fc.think_format:
+        fs.append(ThinkFormat())
+    if fc.repetition:
+        fs.append(Repetition())
+    if fc.language:
+        fs.append(Language())
+    return fs + [Correct()]
 
 
 def _domain(split: str) -> str:
@@ -114,6 +129,17 @@ def run(cfg: DictConfig) -> dict:
         splits = [("heldout", held_out)] + [
             (b, load_benchmark(b, cfg.eval.data_dir, cfg.eval.limit)) for b in cfg.eval.benchmarks
         ]
+        dc = cfg.corpus.decontam
+        if dc.enabled:
+            from ded.data.decontam import decontaminate
+
+            bench = {name: [q.text for q in qs] for name, qs in splits if name != "heldout"}
+            cur = decontaminate(pool, bench, n=dc.n, min_overlap=dc.min_overlap, fuzzy_threshold=dc.fuzzy_threshold, dedup=value(dc.dedup))
+            tracker.log({f"data/decontam/{reason.replace(':', '_')}": c for reason, c in cur.counts.items()} | {"data/decontam/kept": len(cur.kept)})
+            tracker.table("data/decontam_rejects", cur.rejects)
+            if len(cur.kept) < len(pool):
+                log.info("decontamination: %d of %d pool questions dropped (%s)", len(pool) - len(cur.kept), len(pool), dict(cur.counts))
+            pool = cur.kept
         tracker.log({f"data/{name}/questions": len(qs) for name, qs in [("pool", pool), *splits]})
         log.info("questions: pool %d, held-out %d", len(pool), len(held_out))
 
@@ -168,29 +194,32 @@ def run(cfg: DictConfig) -> dict:
 
         # ── verify / filter: keep complete, correct trajectories ───────────────────────
         tlog = FilterLog()
+        filters = trajectory_filters(cfg.corpus.filters)
         candidates = {}
         for q in kept:
-            items = tlog.apply([(q, s) for s in t_samples[q.id]], TrajectoryFilter(), lambda it: {"id": it[0].id, "response": it[1]["text"]})
+            items, _ = run_filters([(q, s) for s in t_samples[q.id]], filters, lambda it: {"id": it[0].id, "response": it[1]["text"]}, tlog)
             candidates[q.id] = [s["text"] for _, s in items]
         tracker.log({"filter/teacher/kept": tlog.kept, **{f"filter/teacher/dropped_{r}": n for r, n in tlog.dropped.items()}})
         tracker.table("filter/rejects", tlog.rejects + qlog.rejects)
 
-        # ── select: P most diverse per question, until the corpus holds corpus.size ────
-        corpus = []
-        diversities = []
-        duplicates = 0  # selected examples that repeat another selected one of the same question
-        for q in kept:
-            texts = candidates[q.id]
-            if not texts or len(corpus) >= cfg.corpus.size:
-                continue
+        # ── select: P most diverse per question, then allocate corpus.size over questions
+        dv = cfg.diversity
+        order = [q for q in kept if candidates[q.id]]
+        picks = {}
+        for q in order:
             rng = random.Random(short_hash(seed, q.id, "select"))
-            idx = select(texts, tr.p, value(cfg.diversity.metric), rng, cfg.diversity.normalized)
-            chosen = [texts[i] for i in idx][: cfg.corpus.size - len(corpus)]
-            duplicates += len(chosen) - len(set(chosen))
-            d = mean_pairwise(chosen)
-            if d is not None:
-                diversities.append(d)
+            texts = candidates[q.id]
+            idx = select(texts, tr.p, value(dv.metric), rng, dv.normalized, selector=value(dv.selector), level=value(dv.level))
+            picks[q.id] = [texts[i] for i in idx]  # most valuable first: a smaller take is a prefix
+        counts = allocate([len(picks[q.id]) for q in order], cfg.corpus.size, value(cfg.corpus.allocation), per_question=tr.p) if order else []
+        corpus, groups = [], []
+        for q, c in zip(order, counts):
+            chosen = picks[q.id][:c]
+            if not chosen:
+                continue
+            groups.append(chosen)
             corpus += [{"id": q.id, "level": q.level, "question": q.text, "answer": q.answer, "pass_rate": rates[q.id], "response": t} for t in chosen]
+        duplicates = sum(len(g) - len(set(g)) for g in groups)
         if not corpus:
             raise RuntimeError(
                 "the corpus is empty: no kept question has a correct teacher trajectory. "
@@ -208,8 +237,9 @@ def run(cfg: DictConfig) -> dict:
                 "corpus/examples": len(corpus),
                 "corpus/questions": len({e["id"] for e in corpus}),
                 "corpus/shortfall": max(0, cfg.corpus.size - len(corpus)),
-                "corpus/diversity/levenshtein": sum(diversities) / len(diversities) if diversities else None,
                 "corpus/duplicate_share": duplicates / len(corpus),
+                # the selected set's diversity under every metric, whichever one selected it
+                **{f"corpus/diversity/{k}": v for k, v in diversity_report(groups).items()},
             }
         )
         tracker.write("corpus.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in corpus))

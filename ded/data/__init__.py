@@ -23,4 +23,14 @@ def load_task(cfg) -> tuple[list[Question], list[Question]]:
         from ded.data import arithmetic
 
         return arithmetic.build(cfg.corpus.pool_size, cfg.eval.size, list(cfg.corpus.levels), cfg.corpus.seed)
-    raise ValueError(f"corpus.task: unknown task {cfg.corpus.task!r}; allowed: ['arithmetic']")
+    if cfg.corpus.task == "pool":
+        from omegaconf import OmegaConf
+
+        from ded.data.pools import load_pools
+
+        specs = [OmegaConf.to_container(p, resolve=True) for p in cfg.corpus.pools]
+        # One seeded mix of pool_size + eval.size questions: the last eval.size are held out, so the
+        # held-out split never overlaps the train pool and growing the pool keeps its prefix stable.
+        questions, _ = load_pools(specs, size=cfg.corpus.pool_size + cfg.eval.size, seed=cfg.corpus.seed)
+        return questions[: cfg.corpus.pool_size], questions[cfg.corpus.pool_size :]
+    raise ValueError(f"corpus.task: unknown task {cfg.corpus.task!r}; allowed: ['arithmetic', 'pool']")
