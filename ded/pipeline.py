@@ -298,6 +298,19 @@ def run(cfg: DictConfig) -> dict:
              **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": deltas[split]}
             for split, r in results.items()
         ])
+        import importlib.metadata as md
+
+        provenance = {  # everything that changes an evaluation number, stored beside it
+            "student": {"path": cfg.student.path, "revision": cfg.student.revision, "dtype": value(cfg.student.dtype)},
+            "trained_checkpoint": ckpt_key,
+            "backend": value(cfg.student.backend),
+            "versions": {pkg: md.version(pkg) for pkg in ("torch", "transformers", "trl", "math-verify")},
+            "sampling": _sampling(ev.sampling),
+            "seed": seed,
+            "k": k,
+            "prompt_prefix": student_prefix,
+        }
+        tracker.write("eval.json", json.dumps({"provenance": provenance, "results": results}, indent=1, default=str))
         tracker.plot("eval/accuracy_by_level", plots.accuracy_by_level(results["heldout"]["base"], results["heldout"]["trained"], k))
         plt.close("all")
 
