@@ -21,6 +21,16 @@ class ConfigError(ValueError):
     """A config value outside its allowed range; the message names the key."""
 
 
+def project_path(path: str) -> str:
+    """A path as given if it exists, else relative to the project root (recipes/ ships with it)."""
+    import os
+    from pathlib import Path
+
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return str(Path(__file__).resolve().parents[1] / path)
+
+
 def _check(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {msg}")
@@ -335,7 +345,7 @@ class TrainConfig:
         if self.accelerate_config is not None:
             import os
 
-            _check(os.path.isfile(self.accelerate_config), "train.accelerate_config", f"no such file {self.accelerate_config!r}")
+            _check(os.path.isfile(project_path(self.accelerate_config)), "train.accelerate_config", f"no such file {self.accelerate_config!r}")
         _check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         allowed = ["linear", "cosine", "constant", "constant_with_warmup"]

@@ -111,8 +111,15 @@ class TrajectoryFilter:
 
 
 class Complete:
+    """Drop truncated generations, and replayed questions the dataset holds no trajectory for."""
+
     def __call__(self, item):
-        return (False, "truncated") if item[1].get("finish") == "length" else True
+        finish = item[1].get("finish")
+        if finish == "length":
+            return False, "truncated"
+        if finish == "missing":
+            return False, "missing"
+        return True
 
 
 class Correct:

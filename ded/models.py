@@ -129,7 +129,7 @@ def _check_hub_available(repo_id: str, revision: str | None) -> None:
         raise ModelNotAvailable(
             f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
             "Download it first (huggingface-cli download ...), point the config at a local path, "
-            "or run the embedded CPU default (teacher=smollm2 student=smollm2)."
+            "or run the embedded CPU default (teacher=smollm2_fewshot student=smollm2)."
         )
     try:
         snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"])
@@ -137,7 +137,7 @@ def _check_hub_available(repo_id: str, revision: str | None) -> None:
         raise ModelNotAvailable(
             f"model {repo_id!r} could not be fetched from the Hugging Face hub ({type(e).__name__}: {e}). "
             "Check the id and your network, point the config at a local path, "
-            "or run the embedded CPU default (teacher=smollm2 student=smollm2)."
+            "or run the embedded CPU default (teacher=smollm2_fewshot student=smollm2)."
         ) from None
 
 

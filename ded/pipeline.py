@@ -26,7 +26,7 @@ from ded.data.benchmarks import REGISTRY, load_benchmark
 from ded.diversity import diversity_report
 from ded.evaluate import score
 from ded.generation import GenerationStats, generate_cached, prompt_prefix
-from ded.generation.hf import HFBackend
+from ded.generation.factory import make_backend, model_identity
 from ded.models import load_model, local_checkpoint
 from ded.filters import Complete, Correct, FilterLog, Language, Length, PassRateFilter, Repetition, ThinkFormat, run_filters
 from ded.select import allocate, pass_rates, select
@@ -34,16 +34,6 @@ from ded.tracking import Tracker
 from ded.train import train
 
 log = logging.getLogger("ded")
-
-
-def _model_identity(mcfg) -> dict:
-    return {"model": mcfg.path, "revision": mcfg.revision, "dtype": value(mcfg.dtype)}
-
-
-def _backend(path: str, identity: dict, mcfg) -> HFBackend:
-    """A lazily loading backend: the model is read only if some sample is missing."""
-    dtype = value(mcfg.dtype)
-    return HFBackend(lambda: load_model(path, cache_dir="", dtype=dtype), identity, mcfg.batch_size)
 
 
 def _prefix(mcfg, task: str) -> list[dict]:
@@ -123,6 +113,16 @@ def run(cfg: DictConfig) -> dict:
     seed = int(cfg.generation.seed)
     ok = False
     try:
+        # ── models ──────────────────────────────────────────────────────────────────────
+        # Every backend says up front whether it can run here (model files, endpoint, vLLM, dataset),
+        # so a run on the wrong machine stops before any work with what is missing.
+        student = make_backend(cfg.student, cache_root, role="student")
+        teacher = make_backend(cfg.teacher, cache_root, role="teacher")
+        student.check()
+        teacher.check()
+        student_id = model_identity(cfg.student)
+        student_path = local_checkpoint(cfg.student.path, cache_root, cfg.student.revision)  # what training loads
+
         # ── questions ───────────────────────────────────────────────────────────────────
         pool, held_out = load_task(cfg)
         # Benchmarks are read now so a missing file stops the run before any generation.
@@ -143,12 +143,6 @@ def run(cfg: DictConfig) -> dict:
         tracker.log({f"data/{name}/questions": len(qs) for name, qs in [("pool", pool), *splits]})
         log.info("questions: pool %d, held-out %d", len(pool), len(held_out))
 
-        # ── models ──────────────────────────────────────────────────────────────────────
-        student_path = local_checkpoint(cfg.student.path, cache_root, cfg.student.revision)
-        teacher_path = local_checkpoint(cfg.teacher.path, cache_root, cfg.teacher.revision)
-        student_id = _model_identity(cfg.student)
-        student = _backend(student_path, student_id, cfg.student)
-        teacher = _backend(teacher_path, _model_identity(cfg.teacher), cfg.teacher)
         student_prefix = _prefix(cfg.student, cfg.corpus.task)
         teacher_prefix = _prefix(cfg.teacher, cfg.corpus.task)
         data_stats = GenerationStats()
@@ -271,10 +265,11 @@ def run(cfg: DictConfig) -> dict:
         k = ev.k
         results: dict[str, dict[str, dict]] = {name: {} for name, _ in splits}
         for model_name, path, identity in [
-            ("base", student_path, student_id),
+            ("base", None, None),
             ("trained", ckpt, {"model": f"ckpt:{ckpt_key}", "dtype": value(cfg.student.dtype)}),
         ]:
-            backend = _backend(path, identity, cfg.student)  # loaded once, only if a sample is missing
+            # loaded once, only if a sample is missing
+            backend = make_backend(cfg.student, cache_root, role="student", path=path, identity=identity)
             for split, questions in splits:
                 samples, st = generate_cached(
                     backend, cache_root, questions, k, prefix=student_prefix, sampling=_sampling(ev.sampling), seed=seed,

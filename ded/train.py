@@ -186,7 +186,9 @@ def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", n]
         if train_cfg.accelerate_config:
-            cmd += ["--config_file", str(train_cfg.accelerate_config)]
+            from ded.config import project_path
+
+            cmd += ["--config_file", project_path(str(train_cfg.accelerate_config))]
     cmd += ["-m", "ded.train", str(job)]
     log.info("train: %s", " ".join(cmd))
     rc = subprocess.call(cmd)

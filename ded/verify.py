@@ -32,10 +32,17 @@ def _parse_gold(gold: str):
 
 
 def check(response: str, gold: str, timeout_s: int = 5) -> Verdict:
-    """Is the boxed answer in `response` equivalent to `gold`?"""
+    """Is the boxed answer in `response` equivalent to `gold`?
+
+    For a reasoning trace (``<think>...</think>answer``) only the part after the thought counts:
+    a box inside the thinking is a draft, and an unclosed thought has no answer yet.
+    """
     g = _parse_gold(gold)
     if not g:
         return Verdict(False, "bad_gold")
+    from ded.generation.text import split_reasoning
+
+    _, response = split_reasoning(response)
     p = parse(response, extraction_config=PRED_CONFIG, extraction_mode="first_match", parsing_timeout=timeout_s)
     if not p:
         return Verdict(False, "no_answer")

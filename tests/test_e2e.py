@@ -101,3 +101,20 @@ def test_sigkill_during_teacher_generation_resumes_without_loss(cache_dir, tmp_p
     assert after[: len(before)] == before, "a completed sample was lost or rewritten"
     assert m["generation/teacher/new_samples"] == expected - len(before)
     assert m["generation/student/new_samples"] == 0  # the student's pass-rate samples were complete
+
+
+def test_paper_recipe_on_a_cpu_machine_stops_before_any_work(tmp_path):
+    """The GPU recipe composes, then stops at once naming the missing model and the offline config."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    t = time.time()
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "experiment=paper_32b", "logger=none", f"paths.cache_dir={tmp_path / 'cache'}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert p.returncode != 0
+    err = p.stderr
+    assert "DeepSeek-R1-Distill-Qwen-32B" in err or "QwQ-32B" in err, err[-2000:]
+    assert "smollm2" in err  # says which config runs offline
+    assert not (tmp_path / "cache" / "samples").exists()  # nothing was generated
+    assert time.time() - t < 120

@@ -90,3 +90,11 @@ def test_pass_rate_histogram():
     assert pass_rate_histogram(rates, k=4) == {"0": 2, "0.25": 1, "0.5": 1, "0.75": 1, "1": 3}
     h = pass_rate_histogram(rates, bins=2)
     assert h == {"0-0.5": 3, "0.5-1": 5} and sum(h.values()) == len(rates)
+
+
+def test_complete_names_truncated_and_missing():
+    from ded.filters import Complete
+
+    assert Complete()((None, {"finish": "stop"})) is True
+    assert Complete()((None, {"finish": "length"})) == (False, "truncated")
+    assert Complete()((None, {"finish": "missing"})) == (False, "missing")

@@ -15,6 +15,8 @@ from ded.verify import check
         ("\\boxed{1,234}", "1234", True, "correct"),
         ("\\boxed{-3}", "3", False, "wrong"),
         ("", "3", False, "no_answer"),
+        ("<think>\nmaybe \\boxed{4}\n</think>\n\nThe answer is \\boxed{5}.", "5", True, "correct"),  # after the thought
+        ("<think>\nso \\boxed{5} probably", "5", False, "no_answer"),  # unclosed thought: no answer yet
     ],
 )
 def test_verification_table(response, gold, correct, reason):

@@ -4,14 +4,25 @@ A backend turns requests (chat messages + a seed) into completions, yielding the
 as they finish so the cache can persist them immediately. ``generate_cached`` is what the
 stages call: it asks the sample cache what is missing, generates only that, and returns every
 sample of the requested questions.
+
+Backends (``ded.generation.factory.make_backend`` builds one from a model config):
+``hf`` (in-process transformers, hf.py), ``openai`` (any OpenAI-compatible endpoint, optionally
+launched by the harness; endpoint.py, server.py), ``vllm`` (in-process vllm.LLM, optional
+extra; vllm_engine.py), ``replay`` (trajectories of a published dataset; replay.py).
+
+Scale: the missing requests are produced lazily and handed to the backend in chunks, every
+finished batch is appended to the cache at once, and what is already cached is known from an
+index of (question, sample) pairs without its text, so memory during generation does not grow
+with the number of questions; only the returned samples of the asked questions are held.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -33,15 +44,21 @@ class Request:
 @dataclass
 class Completion:
     request: Request
-    text: str
-    n_tokens: int
-    finish: str  # "stop" | "length"
+    text: str  # reasoning included, as <think>...</think> before the answer (see text.py)
+    n_tokens: int  # generated tokens (0 where unknown: replay without a token column)
+    finish: str  # "stop" | "length" | "missing" (replay: the dataset has no such trajectory) | server-specific
+    extra: dict = field(default_factory=dict)  # more fields for the cache record (prompt_tokens, correct, ...)
 
 
 class Backend:
     """Interface. ``identity`` enters the cache key: everything that changes the output."""
 
     identity: dict
+    chunk_size: int = 4096  # requests handed to one generate() call (bounds memory at scale)
+
+    def check(self) -> None:
+        """Raise ded.models.ModelNotAvailable, naming what is missing, if this backend cannot
+        run here; called before any work so a run stops early rather than after hours."""
 
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:  # pragma: no cover
         raise NotImplementedError
@@ -56,6 +73,8 @@ class GenerationStats:
     cached: int = 0
     new_samples: int = 0
     new_tokens: int = 0
+    prompt_tokens: int = 0  # where the backend reports them (openai usage)
+    missing: int = 0  # replay: requested trajectories the dataset does not hold
     seconds: float = 0.0
     by_key: dict = field(default_factory=dict)
 
@@ -64,6 +83,8 @@ class GenerationStats:
         self.cached += other.cached
         self.new_samples += other.new_samples
         self.new_tokens += other.new_tokens
+        self.prompt_tokens += other.prompt_tokens
+        self.missing += other.missing
         self.seconds += other.seconds
 
 
@@ -84,6 +105,18 @@ def generation_key(backend: Backend, prefix: list[dict], sampling: dict, seed: i
     return short_hash(backend.identity, prefix, sampling, seed)
 
 
+def _chunks(it: Iterable, size: int) -> Iterator[list]:
+    it = iter(it)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _record(c: Completion) -> dict:
+    rec = {"q": c.request.qhash, "i": c.request.index, "text": c.text, "n_tokens": c.n_tokens, "finish": c.finish}
+    rec.update(c.extra)
+    return rec
+
+
 def generate_cached(
     backend: Backend,
     cache_root: str,
@@ -95,42 +128,57 @@ def generate_cached(
     seed: int,
     desc: str,
 ) -> tuple[dict[str, list[dict]], GenerationStats]:
-    """Return ({question id: [sample record] * n}, stats), generating only missing samples."""
+    """Return ({question id: [sample record] * n}, stats), generating only missing samples.
+
+    Parallel jobs that need the same key serialise on its lock: the second waits, then finds
+    the first job's samples and generates only what is still missing (nothing twice).
+    """
     key = generation_key(backend, prefix, sampling, seed)
     meta = {"backend": backend.identity, "prefix": prefix, "sampling": sampling, "seed": seed}
     cache = SampleCache(cache_root, key, meta)
     stats = GenerationStats(requested=n * len(questions))
+    wanted = {question_hash(q.text): q for q in questions}  # one entry per distinct text
+
     with cache:  # one job generates a key at a time; others wait, then reuse
-        have = cache.read()
-        todo: list[Request] = []
-        for q in questions:
-            qh = question_hash(q.text)
-            got = have.get(qh, {})
-            for i in range(n):
-                if i not in got:
-                    todo.append(Request(qh, i, build_messages(q, prefix), seed=int(short_hash(seed, qh, i), 16) % 2**31))
-        stats.cached = stats.requested - len(todo)
+        have = cache.index()
+
+        def missing() -> Iterator[Request]:
+            for qh, q in wanted.items():
+                got = have.get(qh, ())
+                for i in range(n):
+                    if i not in got:
+                        yield Request(qh, i, build_messages(q, prefix), seed=int(short_hash(seed, qh, i), 16) % 2**31)
+
+        todo = sum(1 for _ in missing())
+        stats.cached = stats.requested - todo  # counted per question, duplicates of a text included
         if todo:
             t0 = time.perf_counter()
-            bar = tqdm(total=len(todo), desc=desc, unit="sample", dynamic_ncols=True)
+            bar = tqdm(total=todo, desc=desc, unit="sample", dynamic_ncols=True)
             try:
-                for batch in backend.generate(todo, sampling):
-                    records = [
-                        {"q": c.request.qhash, "i": c.request.index, "text": c.text, "n_tokens": c.n_tokens, "finish": c.finish}
-                        for c in batch
-                    ]
-                    cache.append(records)
-                    for r in records:
-                        have.setdefault(r["q"], {})[r["i"]] = r
-                    stats.new_samples += len(records)
-                    stats.new_tokens += sum(r["n_tokens"] for r in records)
-                    bar.update(len(records))
-                    bar.set_postfix(tok_s=f"{stats.new_tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
+                for chunk in _chunks(missing(), max(1, int(getattr(backend, "chunk_size", 4096)))):
+                    for batch in backend.generate(chunk, sampling):
+                        records = [_record(c) for c in batch]
+                        cache.append(records)
+                        stats.new_samples += len(records)
+                        stats.new_tokens += sum(r["n_tokens"] for r in records)
+                        stats.prompt_tokens += sum(r.get("prompt_tokens") or 0 for r in records)
+                        stats.missing += sum(r["finish"] == "missing" for r in records)
+                        bar.update(len(records))
+                        bar.set_postfix(tok_s=f"{stats.new_tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
             finally:
                 bar.close()
                 stats.seconds = time.perf_counter() - t0
+            if stats.missing:
+                log.warning("%s: %d of %d requested samples are missing from the replayed dataset (finish='missing')", desc, stats.missing, todo)
         else:
             log.info("%s: all %d samples cached", desc, stats.requested)
-    out = {q.id: [have[question_hash(q.text)][i] for i in range(n)] for q in questions}
+        got = cache.read(wanted.keys())
+    out = {}
+    for q in questions:
+        recs = got.get(question_hash(q.text), {})
+        lost = [i for i in range(n) if i not in recs]
+        if lost:  # the backend returned fewer completions than requests: a backend bug, say where
+            raise RuntimeError(f"{cache.file}: question {q.id!r} has no sample(s) {lost} after generation ({type(backend).__name__})")
+        out[q.id] = [recs[i] for i in range(n)]
     stats.by_key[key] = stats.new_samples
     return out, stats

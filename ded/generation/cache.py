@@ -16,13 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
+from typing import Container, Iterator
 
 from filelock import FileLock
 
 from ded.cache import atomic_write_text
 
 log = logging.getLogger(__name__)
+
+# How append() writes a record's head: {"q": "<hash>", "i": <index>, ...
+_HEAD = re.compile(rb'^\{"q": "([^"\\]*)", "i": (\d+),')
 
 
 class SampleCache:
@@ -34,26 +39,49 @@ class SampleCache:
         if meta is not None and not (self.dir / "meta.json").exists():
             atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=1, default=str))
 
-    def read(self) -> dict[str, dict[int, dict]]:
-        """{question hash: {sample index: record}}; a torn or corrupt line is skipped."""
-        out: dict[str, dict[int, dict]] = {}
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, complete line); the file may hold millions of long trajectories, so it
+        is streamed, never read whole. A torn last line (no newline: a crash mid-append) is skipped."""
         if not self.file.exists():
-            return out
+            return
         with open(self.file, "rb") as f:
-            data = f.read()
-        lines = data.split(b"\n")
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if lineno == len(lines):  # the torn tail of an interrupted append: expected
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
                     log.info("%s: ignoring torn last line %d", self.file, lineno)
-                else:
-                    log.warning("%s:%d: corrupt line skipped", self.file, lineno)
-                continue
-            out.setdefault(rec["q"], {})[rec["i"]] = rec
+                elif line.strip():
+                    yield lineno, line
+
+    def _parse(self, lineno: int, line: bytes) -> dict | None:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s:%d: corrupt line skipped", self.file, lineno)
+            return None
+
+    def read(self, qhashes: Container[str] | None = None) -> dict[str, dict[int, dict]]:
+        """{question hash: {sample index: record}}, only for ``qhashes`` when given (other
+        lines are not even parsed)."""
+        out: dict[str, dict[int, dict]] = {}
+        for lineno, line in self._lines():
+            if qhashes is not None:
+                m = _HEAD.match(line)
+                if m and m.group(1).decode() not in qhashes:
+                    continue
+            rec = self._parse(lineno, line)
+            if rec is not None and (qhashes is None or rec["q"] in qhashes):
+                out.setdefault(rec["q"], {})[rec["i"]] = rec
+        return out
+
+    def index(self) -> dict[str, set[int]]:
+        """{question hash: sample indices present}: what is cached, without holding any text
+        (the record's head is matched; the trajectory is not parsed)."""
+        out: dict[str, set[int]] = {}
+        for lineno, line in self._lines():
+            m = _HEAD.match(line)
+            if m and line.rstrip().endswith(b"}"):
+                out.setdefault(m.group(1).decode(), set()).add(int(m.group(2)))
+            elif (rec := self._parse(lineno, line)) is not None:
+                out.setdefault(rec["q"], set()).add(rec["i"])
         return out
 
     def _repair_tail(self) -> None:

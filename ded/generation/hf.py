@@ -11,16 +11,25 @@ from typing import Iterator
 import torch
 
 from ded.generation import Backend, Completion, Request
+from ded.generation.text import normalize_think
 
 
 class HFBackend(Backend):
-    def __init__(self, loader, identity: dict, batch_size: int):
-        """``loader()`` returns (model, tokenizer); it is called only if something is missing."""
+    def __init__(self, loader, identity: dict, batch_size: int, check=None):
+        """``loader()`` returns (model, tokenizer); it is called only if something is missing.
+        ``check()`` (optional) raises ModelNotAvailable when the model cannot be loaded here."""
         self._loader = loader
+        self._check = check
         self._model = None
         self._tok = None
         self.identity = {"backend": "hf", **identity}
         self.batch_size = batch_size
+        # Requests are sorted by prompt length within a chunk: a large chunk pads less.
+        self.chunk_size = max(batch_size * 32, 1024)
+
+    def check(self) -> None:
+        if self._check is not None:
+            self._check()
 
     def _load(self):
         if self._model is None:
@@ -50,7 +59,7 @@ class HFBackend(Backend):
             for row, i in zip(new, idx):
                 hits = (row == eos).nonzero()
                 n_tok = int(hits[0]) + 1 if len(hits) else len(row)
-                text = tok.decode(row[:n_tok], skip_special_tokens=True)
+                text = normalize_think(tok.decode(row[:n_tok], skip_special_tokens=True))
                 batch.append(Completion(requests[i], text, n_tok, "stop" if len(hits) else "length"))
             yield batch
 

@@ -1,0 +1,310 @@
+"""The ``openai`` backend: any OpenAI-compatible endpoint (vLLM, SGLang, transformers serve,
+llama.cpp, hosted APIs), asynchronous with a bounded number of requests in flight.
+
+Why it is built this way:
+  * The stages iterate ``generate()`` and persist every batch it yields, so the asyncio loop
+    runs in a helper thread and hands finished samples over a queue; they are yielded at least
+    every second. A crash or a dead server loses only the requests in flight.
+  * A fixed pool of ``concurrency`` workers pulls requests from one iterator: memory stays flat
+    however many requests there are (no task per request is created up front).
+  * Each sample is its own request with its own seed by default: exact per-sample token usage,
+    reproducible samples where the server honours seeds, and vLLM's prefix cache makes n
+    requests of one prompt about as cheap as one request with n. ``n_per_request`` asks for the
+    n samples of a question in one request instead (hosted APIs bill the prompt once); when the
+    server returns fewer choices than asked (llama.cpp, transformers serve ignore ``n``), the
+    rest are requested one by one with their own seeds and later requests do the same.
+  * 429, 5xx, timeouts and connection errors are retried with exponential backoff and jitter
+    (honouring Retry-After); other errors (400, 401, 404) fail at once, naming the endpoint and
+    the model. After a failure no new request starts, the ones in flight finish and are saved,
+    then the error is raised: a rerun generates only what is missing.
+  * Reasoning delivered separately (``reasoning_content`` / ``reasoning``) is kept with the
+    answer as ``<think>...</think>`` (text.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from typing import Callable, Iterator
+
+import httpx
+
+from ded.generation import Backend, Completion, Request
+from ded.generation.text import join_reasoning, normalize_think
+from ded.models import ModelNotAvailable
+
+log = logging.getLogger(__name__)
+
+
+class EndpointError(RuntimeError):
+    """A request the endpoint refused or that kept failing after every retry."""
+
+
+def _retryable(e: Exception) -> bool:
+    import openai
+
+    if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError)):  # refused, reset, timed out
+        return True
+    if isinstance(e, openai.APIStatusError):
+        return e.status_code in (408, 409, 429) or e.status_code >= 500
+    return False
+
+
+def _retry_after(e: Exception) -> float | None:
+    resp = getattr(e, "response", None)
+    try:
+        return float(resp.headers.get("retry-after")) if resp is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class OpenAIBackend(Backend):
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        identity: dict,
+        base_url: str | None,
+        api_key: str | None,
+        api: str = "chat",
+        concurrency: int = 8,
+        timeout: float = 600.0,
+        max_retries: int = 8,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        n_per_request: bool = False,
+        extra_body: dict | None = None,
+        server=None,
+        tokenizer_loader: Callable | None = None,
+        label: str = "model",
+        hint: str = "",
+        model_check: Callable | None = None,
+    ):
+        """``model``: the served model name sent in requests. ``server``: a server.Server to
+        start on first use (else ``base_url`` must answer). ``tokenizer_loader``: for
+        api=completions, returns the tokenizer whose chat template builds the prompt."""
+        self.model = model  # None: the launched server's name for it (known once it started)
+        self.identity = {"backend": "openai", **identity}
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.api_key = api_key
+        self.api = api
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.n_per_request = n_per_request
+        self.extra_body = dict(extra_body or {})
+        self.server = server
+        self._tokenizer_loader = tokenizer_loader
+        self._tok = None
+        self._n_supported = True
+        self._loop = None
+        self.label, self.hint = label, hint
+        self._model_check = model_check
+        self.chunk_size = max(1024, concurrency * 64)
+        self.flush_seconds = 1.0
+
+    # ── availability ──────────────────────────────────────────────────────────────────────
+    def check(self) -> None:
+        if self.server is not None:
+            from ded.generation.server import INSTALL, missing_modules
+
+            missing = missing_modules(self.server.kind)
+            if missing:
+                raise ModelNotAvailable(
+                    f"{self.label}: endpoint.launch={self.server.kind} needs the Python module(s) {missing}: {INSTALL[self.server.kind]}. {self.hint}"
+                )
+            if self._model_check is not None:
+                self._model_check()
+            return
+        if not self.base_url:
+            raise ModelNotAvailable(f"{self.label}: backend=openai has no endpoint. {self.hint}")
+        try:
+            r = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=15.0)
+        except httpx.HTTPError as e:
+            raise ModelNotAvailable(f"{self.label}: endpoint {self.base_url} is not reachable ({type(e).__name__}: {e}). {self.hint}") from None
+        if r.status_code in (401, 403):
+            raise ModelNotAvailable(f"{self.label}: endpoint {self.base_url} refused the API key (HTTP {r.status_code}). {self.hint}")
+        if r.status_code == 200:
+            try:
+                served = [m["id"] for m in r.json().get("data", [])]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                served = []
+            if served and self.model not in served:
+                raise ModelNotAvailable(
+                    f"{self.label}: endpoint {self.base_url} does not serve model {self.model!r}; it serves {served[:20]}. "
+                    "Set endpoint.model to one of them."
+                )
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    # ── generation ────────────────────────────────────────────────────────────────────────
+    def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        if self.server is not None:
+            self.base_url = self.server.start()
+            self.model = self.server.served_name
+        if not self.base_url:
+            raise ModelNotAvailable(f"{self.label}: backend=openai has no endpoint. {self.hint}")
+        if self.api == "completions" and self._tok is None:
+            self._tok = self._tokenizer_loader()
+        groups = self._groups(requests)
+        out: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        def loop_thread():
+            try:
+                asyncio.run(self._run(groups, sampling, out, stop))
+            except asyncio.CancelledError:  # abandoned by the consumer: nothing to report
+                pass
+
+        thread = threading.Thread(target=loop_thread, name="ded-openai", daemon=True)
+        thread.start()
+        pending: list[Completion] = []
+        errors: list[BaseException] = []
+        last = time.monotonic()
+        finished = False
+        try:
+            while True:
+                try:
+                    item = out.get(timeout=0.2)
+                except queue.Empty:
+                    item = None
+                done = item is _DONE
+                if isinstance(item, BaseException):
+                    errors.append(item)
+                elif isinstance(item, list):
+                    pending += item
+                if pending and (done or time.monotonic() - last >= self.flush_seconds or len(pending) >= 256):
+                    yield pending
+                    pending, last = [], time.monotonic()
+                if done:
+                    finished = True
+                    break
+        finally:
+            stop.set()  # start nothing new
+            if not finished:  # the consumer stopped early or failed: abandon the requests in flight
+                loop = self._loop
+                if loop is not None and not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+                    except RuntimeError:  # the loop closed meanwhile
+                        pass
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def _groups(self, requests: list[Request]) -> list[list[Request]]:
+        if not self.n_per_request:
+            return [[r] for r in requests]
+        by_q: dict[str, list[Request]] = {}
+        for r in requests:
+            by_q.setdefault(r.qhash, []).append(r)
+        return list(by_q.values())
+
+    async def _run(self, groups, sampling, out: queue.Queue, stop: threading.Event) -> None:
+        import openai
+
+        # The SDK's own retries are off: ours back off longer and report what failed.
+        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "EMPTY", max_retries=0, timeout=self.timeout)
+        it = iter(groups)
+        failed = threading.Event()
+
+        async def worker():
+            for group in it:  # one shared iterator: each worker takes the next group
+                if stop.is_set() or failed.is_set():
+                    return
+                try:
+                    out.put(await self._call(client, group, sampling))
+                except Exception as e:  # noqa: BLE001 - handed to the consuming thread
+                    failed.set()
+                    out.put(e)
+                    return
+
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)), return_exceptions=True)
+        finally:
+            await client.close()
+            out.put(_DONE)
+
+    async def _call(self, client, group: list[Request], sampling: dict) -> list[Completion]:
+        r0 = group[0]
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._request(client, group, sampling)
+            except Exception as e:
+                where = f"endpoint {self.base_url}, model {self.model!r}, question {r0.qhash} sample {r0.index}"
+                if not _retryable(e):
+                    raise EndpointError(f"{where}: {type(e).__name__}: {e}") from e
+                if attempt == self.max_retries:
+                    raise EndpointError(f"{where}: failed after {attempt + 1} attempts (endpoint.max_retries={self.max_retries}): {type(e).__name__}: {e}") from e
+                wait = _retry_after(e) or min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("%s: %s, retry %d/%d in %.1f s", where, type(e).__name__, attempt + 1, self.max_retries, wait)
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def _request(self, client, group: list[Request], sampling: dict) -> list[Completion]:
+        n = len(group) if self._n_supported else 1
+        r0 = group[0]
+        kw = dict(model=self.model, max_tokens=int(sampling["max_new_tokens"]), temperature=float(sampling.get("temperature", 1.0)),
+                  top_p=float(sampling.get("top_p", 1.0)), seed=r0.seed, extra_body=self.extra_body or None)  # fmt: skip
+        if n > 1:
+            kw["n"] = n
+        if self.api == "chat":
+            resp = await client.chat.completions.create(messages=r0.messages, **kw)
+            texts = [join_reasoning(_reasoning(c.message), c.message.content) for c in resp.choices]
+        else:
+            prompt = self._tok.apply_chat_template(r0.messages, tokenize=False, add_generation_prompt=True)
+            resp = await client.completions.create(prompt=prompt, **kw)
+            texts = [normalize_think(c.text or "") for c in resp.choices]
+        choices = sorted(zip(resp.choices, texts), key=lambda ct: ct[0].index or 0)[: len(group)]
+        usage = resp.usage
+        done = self._completions(group[: len(choices)], choices, usage)
+        rest = group[len(choices) :]
+        if rest:  # the server ignored n: ask for the others one by one, each with its own seed
+            if self._n_supported and n > 1:
+                log.info("endpoint %s returned %d of %d choices: sending one request per sample from now on", self.base_url, len(choices), n)
+                self._n_supported = False
+            for r in rest:
+                done += await self._call(client, [r], sampling)
+        return done
+
+    def _completions(self, group, choices, usage) -> list[Completion]:
+        total = getattr(usage, "completion_tokens", None)
+        if total is None:
+            counts = [0] * len(choices)
+        elif len(choices) == 1:
+            counts = [int(total)]
+        else:  # usage covers all choices together: share it out by length
+            lens = [max(len(t), 1) for _, t in choices]
+            counts = [round(total * n / sum(lens)) for n in lens]
+        out = []
+        for k, (r, (choice, text), n_tok) in enumerate(zip(group, choices, counts)):
+            extra = {}
+            if k == 0 and getattr(usage, "prompt_tokens", None) is not None:
+                extra["prompt_tokens"] = int(usage.prompt_tokens)  # once per request
+            out.append(Completion(r, text, n_tok, choice.finish_reason or "stop", extra))
+        return out
+
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()  # a later generate() starts it again
+
+
+def _reasoning(message) -> str | None:
+    extra = getattr(message, "model_extra", None) or {}
+    return extra.get("reasoning_content") or extra.get("reasoning") or getattr(message, "reasoning_content", None)
+
+
+_DONE = object()
+
+
+def api_key_from_env(var: str | None) -> str | None:
+    return os.environ.get(var) if var else None

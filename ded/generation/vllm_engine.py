@@ -1,0 +1,179 @@
+"""The ``vllm`` backend: an in-process ``vllm.LLM`` (optional extra: pip install -e '.[vllm]').
+
+Thin on purpose: prompts are the chat messages (vLLM applies the model's chat template), each
+request carries its own seed, and everything else (cache, chunking, reasoning format, config)
+is shared with the other backends. vLLM is imported only when this backend first generates,
+so CPU installs never need it.
+
+``LLM.chat`` returns when its whole batch is done, so requests go in chunks of ``chunk_size``
+(enough to keep vLLM's running batch full; each finished chunk is persisted before the next).
+Data parallelism: ``vllm.LLM`` runs one engine per process, so ``data_parallel_size`` > 1 starts
+that many worker processes, each seeing its own ``tensor_parallel_size`` GPUs
+(CUDA_VISIBLE_DEVICES), and deals each chunk out among them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from typing import Callable, Iterator
+
+from ded.generation import Backend, Completion, Request
+from ded.generation.text import normalize_think
+from ded.models import ModelNotAvailable
+
+log = logging.getLogger(__name__)
+
+
+def _sampling_params(sampling: dict, seed: int, extra: dict) -> dict:
+    return {
+        "temperature": float(sampling.get("temperature", 1.0)),
+        "top_p": float(sampling.get("top_p", 1.0)),
+        "max_tokens": int(sampling["max_new_tokens"]),
+        "seed": int(seed),
+        **extra,
+    }
+
+
+def _run_chat(llm, items: list[tuple[int, list[dict], dict]]) -> list[tuple[int, str, int, str, int]]:
+    """[(position, messages, sampling params)] -> [(position, text, tokens, finish, prompt tokens)]."""
+    from vllm import SamplingParams
+
+    outs = llm.chat([m for _, m, _ in items], [SamplingParams(**p) for _, _, p in items], use_tqdm=False)
+    res = []
+    for (pos, _, _), o in zip(items, outs):
+        c = o.outputs[0]
+        res.append((pos, normalize_think(c.text), len(c.token_ids), c.finish_reason or "stop", len(o.prompt_token_ids or [])))
+    return res
+
+
+def _worker(gpus: str, engine_kwargs: dict, tasks, results) -> None:  # pragma: no cover - needs GPUs
+    """One data-parallel engine: sees only its GPUs, serves chunks until it gets None."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        from vllm import LLM
+
+        llm = LLM(**engine_kwargs)
+    except Exception as e:  # noqa: BLE001 - the parent waits for a word from every worker
+        results.put(("error", f"{type(e).__name__}: {e}"))
+        return
+    results.put(("ready", None))
+    while (items := tasks.get()) is not None:
+        try:
+            results.put(("ok", _run_chat(llm, items)))
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
+            results.put(("error", f"{type(e).__name__}: {e}"))
+
+
+class VLLMBackend(Backend):
+    def __init__(self, *, model_path: Callable[[], str], identity: dict, vcfg, dtype: str, revision: str | None, label: str, hint: str, model_check=None):
+        """``model_path()`` gives what vllm.LLM loads (a local directory or a hub id)."""
+        self._model_path = model_path
+        self.cfg = vcfg
+        self.dtype, self.revision = dtype, revision
+        self.sampling_extra = dict(vcfg.sampling_extra or {})
+        self.identity = {"backend": "vllm", **identity, **({"sampling_extra": self.sampling_extra} if self.sampling_extra else {})}
+        self.label, self.hint = label, hint
+        self._model_check = model_check
+        self.chunk_size = 1024 * vcfg.data_parallel_size
+        self._llm = None
+        self._workers = None
+
+    def check(self) -> None:
+        problems = []
+        if importlib.util.find_spec("vllm") is None:
+            problems.append("the vllm package is not installed (pip install -e '.[vllm]' on a GPU machine)")
+        try:
+            import torch
+
+            need = self.cfg.tensor_parallel_size * self.cfg.data_parallel_size
+            have = torch.cuda.device_count()
+            if have < need:
+                problems.append(f"it needs {need} GPU(s) (vllm.tensor_parallel_size x vllm.data_parallel_size) and this machine has {have}")
+        except ImportError:  # pragma: no cover
+            problems.append("torch is not installed")
+        if self._model_check is not None:
+            try:
+                self._model_check()
+            except ModelNotAvailable as e:
+                problems.append(str(e))
+        if problems:
+            raise ModelNotAvailable(f"{self.label} cannot run with backend=vllm here: " + "; ".join(p.rstrip(".") for p in problems) + f". {self.hint}")
+
+    def _engine_kwargs(self) -> dict:
+        c = self.cfg
+        kw = dict(model=self._model_path(), revision=self.revision, dtype=self.dtype, tensor_parallel_size=c.tensor_parallel_size,
+                  gpu_memory_utilization=c.gpu_memory_utilization, enforce_eager=c.enforce_eager, seed=0)  # fmt: skip
+        if c.max_model_len:
+            kw["max_model_len"] = c.max_model_len
+        kw.update(c.engine_extra or {})
+        return kw
+
+    def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        items = [(k, r.messages, _sampling_params(sampling, r.seed, self.sampling_extra)) for k, r in enumerate(requests)]
+        if self.cfg.data_parallel_size == 1:
+            if self._llm is None:
+                from vllm import LLM
+
+                self._llm = LLM(**self._engine_kwargs())
+            yield self._completions(requests, _run_chat(self._llm, items))
+            return
+        tasks, results = self._start_workers()
+        dp = self.cfg.data_parallel_size
+        shards = [items[k::dp] for k in range(dp)]
+        for shard, q in zip(shards, tasks):
+            q.put(shard)
+        for _ in shards:
+            kind, payload = results.get()
+            if kind == "error":
+                raise RuntimeError(f"{self.label}: a vLLM data-parallel worker failed: {payload}")
+            yield self._completions(requests, payload)
+
+    def _completions(self, requests, results) -> list[Completion]:
+        return [Completion(requests[pos], text, n_tok, finish, {"prompt_tokens": p_tok}) for pos, text, n_tok, finish, p_tok in results]
+
+    def _start_workers(self):  # pragma: no cover - needs GPUs
+        if self._workers is None:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # CUDA cannot be forked
+            tp, dp = self.cfg.tensor_parallel_size, self.cfg.data_parallel_size
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = visible.split(",") if visible else [str(i) for i in range(tp * dp)]
+            results = ctx.Queue()
+            tasks, procs = [], []
+            for k in range(dp):
+                q = ctx.Queue()
+                p = ctx.Process(target=_worker, args=(",".join(ids[k * tp : (k + 1) * tp]), self._engine_kwargs(), q, results), daemon=True)
+                p.start()
+                tasks.append(q)
+                procs.append(p)
+            for _ in range(dp):
+                kind, payload = results.get()
+                if kind == "error":
+                    raise RuntimeError(f"{self.label}: a vLLM data-parallel worker failed to start: {payload}")
+            self._workers = (tasks, results, procs)
+        return self._workers[0], self._workers[1]
+
+    def close(self) -> None:
+        if self._workers is not None:
+            tasks, _, procs = self._workers
+            for q in tasks:
+                q.put(None)
+            for p in procs:
+                p.join(60)
+                if p.is_alive():
+                    p.terminate()
+            self._workers = None
+        if self._llm is not None:
+            self._llm = None
+            try:
+                import gc
+
+                import torch
+
+                gc.collect()
+                torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
