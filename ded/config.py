@@ -358,6 +358,7 @@ class EvalConfig:
     k: int = 4
     sampling: Sampling = field(default_factory=Sampling)
     benchmarks: list[str] = field(default_factory=list)
+    per_benchmark: dict[str, Sampling] = field(default_factory=dict)
     limit: Optional[int] = None
     data_dir: Optional[str] = None
     version: int = 1
@@ -369,6 +370,8 @@ class EvalConfig:
         _check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
         bad = [b for b in self.benchmarks if b not in REGISTRY]
         _check(not bad, "eval.benchmarks", f"unknown benchmark(s) {bad}; allowed: {sorted(REGISTRY)}")
+        bad = [b for b in self.per_benchmark if b not in REGISTRY and b != "heldout"]
+        _check(not bad, "eval.per_benchmark", f"unknown benchmark(s) {bad}; allowed: {sorted(REGISTRY) + ['heldout']}")
         _check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
 
 

@@ -271,8 +271,9 @@ def run(cfg: DictConfig) -> dict:
             # loaded once, only if a sample is missing
             backend = make_backend(cfg.student, cache_root, role="student", path=path, identity=identity)
             for split, questions in splits:
+                sampling = _sampling(ev.per_benchmark[split] if split in ev.per_benchmark else ev.sampling)
                 samples, st = generate_cached(
-                    backend, cache_root, questions, k, prefix=student_prefix, sampling=_sampling(ev.sampling), seed=seed,
+                    backend, cache_root, questions, k, prefix=student_prefix, sampling=sampling, seed=seed,
                     desc=f"eval {split} {model_name}",
                 )
                 res = score(questions, samples)
@@ -300,7 +301,7 @@ def run(cfg: DictConfig) -> dict:
             "trained_checkpoint": ckpt_key,
             "backend": value(cfg.student.backend),
             "versions": {pkg: md.version(pkg) for pkg in ("torch", "transformers", "trl", "math-verify")},
-            "sampling": _sampling(ev.sampling),
+            "sampling": {split: _sampling(ev.per_benchmark[split] if split in ev.per_benchmark else ev.sampling) for split, _ in splits},
             "seed": seed,
             "k": k,
             "prompt_prefix": student_prefix,

@@ -91,3 +91,18 @@ def test_accelerate_recipes_are_valid_accelerate_configs():
         kinds[f.stem] = str(c.distributed_type)
     assert {"ddp", "zero3", "zero3_offload", "fsdp"} <= set(kinds)
     assert "DEEPSPEED" in kinds["zero3"] and "FSDP" in kinds["fsdp"] and "MULTI_GPU" in kinds["ddp"]
+
+
+def test_per_benchmark_sampling_from_an_experiment_and_unknown_names():
+    obj = validate(compose(["experiment=paper_32b", "paths.output_dir=/tmp/x"]))
+    assert obj.eval.per_benchmark["mmlu_stem"].max_new_tokens == 8192
+    assert obj.eval.sampling.max_new_tokens == 32768  # the others keep eval.sampling
+    from omegaconf import open_dict
+
+    cfg = compose(["paths.output_dir=/tmp/x"])
+    with open_dict(cfg):
+        from ded.config import Sampling
+
+        cfg.eval.per_benchmark["aime99"] = Sampling(max_new_tokens=8)
+    with pytest.raises(ConfigError, match="eval.per_benchmark"):
+        validate(cfg)
