@@ -37,13 +37,11 @@ log = logging.getLogger("ded")
 
 
 def _prefix(mcfg, task: str) -> list[dict]:
-    fewshot = []
-    if mcfg.fewshot:
-        if task == "arithmetic":
-            from ded.data.arithmetic import fewshot_messages
+    """System turn + `fewshot` worked examples. The arithmetic task's examples serve every task:
+    what they teach a small model is the answer format (a final \\boxed{} answer)."""
+    from ded.data.arithmetic import fewshot_messages
 
-            fewshot = fewshot_messages(mcfg.fewshot)
-    return prompt_prefix(mcfg.system_prompt, fewshot)
+    return prompt_prefix(mcfg.system_prompt, fewshot_messages(mcfg.fewshot) if mcfg.fewshot else [])
 
 
 def trajectory_filters(fc) -> list:
