@@ -1,6 +1,6 @@
 """One DED pipeline run per Hydra job.
 
-    python run.py                                        # embedded CPU default (~10 min, 2 cores)
+    python run.py                                        # embedded CPU default (~6 min, 2 cores)
     python run.py debug=tiny                             # a minute or two
     python run.py -m diversity=levenshtein,random corpus.size=32,64   # an ablation; data generated once
     python run.py -m teacher=qwq,r1 corpus.size=400,800  # the paper's sweep, on GPUs

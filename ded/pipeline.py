@@ -1,9 +1,9 @@
 """The DED pipeline, stage by stage, owning the run's record and W&B run.
 
-    python run.py                       # embedded CPU default, ~10 minutes on 2 cores
+    python run.py                       # embedded CPU default, ~6 minutes on 2 cores
     python run.py debug=tiny            # a minute or two
 
-questions -> pass rate -> trajectories -> verify/filter -> select -> train -> evaluate
+questions -> pass rate -> trajectories -> verify/filter -> select -> train -> analyze -> evaluate
 Every generation goes through the per-sample cache, the checkpoint through the stage cache,
 so a rerun, a diversity change or a corpus-size change regenerates nothing.
 """
@@ -16,7 +16,7 @@ import random
 import time
 
 import matplotlib.pyplot as plt
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ded import plots
 from ded.cache import StageCache, short_hash

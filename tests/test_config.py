@@ -1,6 +1,5 @@
 import pytest
-from hydra.errors import ConfigCompositionException, HydraException
-from omegaconf.errors import ValidationError
+from hydra.errors import ConfigCompositionException
 
 from conftest import compose
 from ded.config import ConfigError, validate
