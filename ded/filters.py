@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ded.verify import check, check_answer, has_final_answer
+from ded.verify import check_answer, has_final_answer
 
 
 @dataclass
@@ -103,11 +103,11 @@ class TrajectoryFilter:
     """Keep complete, correct trajectories. Reasons: truncated, no_answer, wrong, bad_gold."""
 
     def __call__(self, item):
-        q, s = item
-        if s["finish"] == "length":
-            return False, "truncated"
-        v = check(s["text"], q.answer)
-        return True if v.correct else (False, v.reason)
+        for f in (Complete(), Correct()):
+            res = f(item)
+            if res is not True:
+                return res
+        return True
 
 
 class Complete:

@@ -54,38 +54,33 @@ OBJECTIVES = {"maxmin": min_pairwise, "maxsum": sum_pairwise}
 # --- selectors on a full distance matrix ----------------------------------------------------
 
 
+def _greedy(dist: np.ndarray, p: int, start: int, merge) -> list[int]:
+    """Greedy selection from `start`: each step takes the argmax of a per-candidate score that
+    `merge(score, dist[new])` updates after every pick (ties: lowest index)."""
+    p = min(p, dist.shape[0])
+    chosen = [start]
+    score = dist[start].astype(float).copy()
+    score[start] = -np.inf
+    while len(chosen) < p:
+        nxt = int(np.argmax(score))
+        chosen.append(nxt)
+        score = merge(score, dist[nxt])
+        score[chosen] = -np.inf
+    return chosen
+
+
 def greedy_maxmin(dist: np.ndarray, p: int, start: int) -> list[int]:
     """Greedy max-min (farthest-point) selection of p indices from a seeded start.
 
     Each step adds the candidate whose nearest selected item is farthest (ties: lowest index).
     In a metric space its minimum pairwise distance is at least half the optimum.
     """
-    n = dist.shape[0]
-    p = min(p, n)
-    chosen = [start]
-    nearest = dist[start].astype(float).copy()
-    nearest[start] = -np.inf
-    while len(chosen) < p:
-        nxt = int(np.argmax(nearest))
-        chosen.append(nxt)
-        nearest = np.minimum(nearest, dist[nxt])
-        nearest[chosen] = -np.inf
-    return chosen
+    return _greedy(dist, p, start, np.minimum)
 
 
 def greedy_maxsum(dist: np.ndarray, p: int, start: int) -> list[int]:
     """Greedy max-sum: each step adds the candidate farthest from the chosen set in total."""
-    n = dist.shape[0]
-    p = min(p, n)
-    chosen = [start]
-    total = dist[start].astype(float).copy()
-    total[start] = -np.inf
-    while len(chosen) < p:
-        nxt = int(np.argmax(total))
-        chosen.append(nxt)
-        total = total + dist[nxt]
-        total[chosen] = -np.inf
-    return chosen
+    return _greedy(dist, p, start, np.add)
 
 
 def exact(dist: np.ndarray, p: int, objective: str = "maxmin", max_subsets: int = MAX_SUBSETS) -> list[int]:

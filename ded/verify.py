@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ded.generation.text import split_reasoning
 from math_verify import LatexExtractionConfig, parse, verify
 
 PRED_CONFIG = [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False)]
@@ -40,8 +41,6 @@ def check(response: str, gold: str, timeout_s: int = 5) -> Verdict:
     g = _parse_gold(gold)
     if not g:
         return Verdict(False, "bad_gold")
-    from ded.generation.text import split_reasoning
-
     _, response = split_reasoning(response)
     p = parse(response, extraction_config=PRED_CONFIG, extraction_mode="first_match", parsing_timeout=timeout_s)
     if not p:
