@@ -43,6 +43,12 @@ class Backend(str, Enum):
     replay = "replay"
 
 
+class HFEngine(str, Enum):
+    auto = "auto"  # continuous on a GPU, generate on CPU (ded/generation/hf.py)
+    generate = "generate"
+    continuous = "continuous"
+
+
 class EndpointApi(str, Enum):
     chat = "chat"
     completions = "completions"
@@ -195,6 +201,7 @@ class ModelConfig:
     dtype: DType = DType.float32
     backend: Backend = Backend.hf
     batch_size: int = 32
+    engine: HFEngine = HFEngine.auto  # backend=hf: batched generate or continuous batching
     system_prompt: Optional[str] = None
     fewshot: int = 0
     sampling: Sampling = field(default_factory=Sampling)

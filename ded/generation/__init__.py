@@ -127,8 +127,12 @@ def generate_cached(
     sampling: dict,
     seed: int,
     desc: str,
+    collect: bool = True,
 ) -> tuple[dict[str, list[dict]], GenerationStats]:
     """Return ({question id: [sample record] * n}, stats), generating only missing samples.
+
+    ``collect=False`` only fills the cache and returns ({}, stats): memory then stays flat in the
+    number of questions (tests/test_gen_hf.py measures it), for warming a cache at scale.
 
     Parallel jobs that need the same key serialise on its lock: the second waits, then finds
     the first job's samples and generates only what is still missing (nothing twice).
@@ -172,6 +176,11 @@ def generate_cached(
                 log.warning("%s: %d of %d requested samples are missing from the replayed dataset (finish='missing')", desc, stats.missing, todo)
         else:
             log.info("%s: all %d samples cached", desc, stats.requested)
+        if not collect:
+            if stats.new_samples != todo:  # the backend returned fewer completions than requests
+                raise RuntimeError(f"{cache.file}: {type(backend).__name__} returned {stats.new_samples} of {todo} requested samples")
+            stats.by_key[key] = stats.new_samples
+            return {}, stats
         got = cache.read(wanted.keys())
     out = {}
     for q in questions:

@@ -57,7 +57,13 @@ def make_backend(mcfg, cache_root: str, *, role: str = "teacher", path: str | No
         from ded.generation.hf import HFBackend
 
         dtype = value(mcfg.dtype)
-        return HFBackend(lambda: load_model(checked_checkpoint(), cache_root, dtype=dtype, revision=revision), ident, mcfg.batch_size, check=checked_checkpoint)
+        engine = value(mcfg.engine)
+        if engine == "auto":  # paged continuous batching pays off on a GPU; on CPU it is slower
+            import torch
+
+            engine = "continuous" if torch.cuda.is_available() else "generate"
+        return HFBackend(lambda: load_model(checked_checkpoint(), cache_root, dtype=dtype, revision=revision), ident, mcfg.batch_size,
+                         check=checked_checkpoint, engine=engine)  # fmt: skip
 
     if kind == "vllm":
         from ded.generation.vllm_engine import VLLMBackend

@@ -1,11 +1,24 @@
-"""In-process transformers backend: batched ``model.generate``, the CPU default.
+"""In-process transformers backend, with two engines (``<role>.engine``):
 
-Requests are sorted by prompt length before batching (less left padding), and each batch is
-seeded from its first request so a fresh run reproduces the same samples.
+- ``generate``: batched ``model.generate``, the CPU default. Requests are sorted by prompt
+  length before batching (less left padding), and each batch is seeded from its first request
+  so a fresh run reproduces the same samples.
+- ``continuous``: transformers' continuous batching (paged KV cache, ``init_continuous_batching``),
+  the GPU default. A finished sequence frees its slot at once and a waiting request takes it,
+  so long chains of thought do not hold a whole batch hostage and no step is spent on padding.
+  All requests of a chunk are queued before the loop starts and the generator is seeded from
+  the chunk's first request, so the schedule, and with it every sample, is the same on a rerun
+  on the same hardware. Finished samples are handed to the cache ``batch_size`` at a time,
+  in order of completion, so a crash loses at most one such batch.
+
+``auto`` (the config default) is resolved by the factory: continuous on a GPU, generate on CPU,
+where the paged path is slower (benchmarks/generation.py prints both). The engine enters the
+cache key when it is ``continuous``: its samples differ from ``generate``'s for the same seed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import torch
@@ -13,18 +26,25 @@ import torch
 from ded.generation import Backend, Completion, Request
 from ded.generation.text import normalize_think
 
+log = logging.getLogger(__name__)
+ENGINES = ("generate", "continuous")
+
 
 class HFBackend(Backend):
-    def __init__(self, loader, identity: dict, batch_size: int, check=None):
+    def __init__(self, loader, identity: dict, batch_size: int, check=None, engine: str = "generate"):
         """``loader()`` returns (model, tokenizer); it is called only if something is missing.
         ``check()`` (optional) raises ModelNotAvailable when the model cannot be loaded here."""
+        if engine not in ENGINES:
+            raise ValueError(f"hf engine: {engine!r} is not one of {list(ENGINES)}")
         self._loader = loader
         self._check = check
         self._model = None
         self._tok = None
-        self.identity = {"backend": "hf", **identity}
+        self.engine = engine
+        self.identity = {"backend": "hf", **identity, **({"engine": engine} if engine != "generate" else {})}
         self.batch_size = batch_size
-        # Requests are sorted by prompt length within a chunk: a large chunk pads less.
+        # generate: requests are sorted by prompt length within a chunk, so a large chunk pads less.
+        # continuous: the scheduler sees a whole chunk at once; larger keeps the GPU fuller.
         self.chunk_size = max(batch_size * 32, 1024)
 
     def check(self) -> None:
@@ -37,10 +57,16 @@ class HFBackend(Backend):
             self._tok.padding_side = "left"
         return self._model, self._tok
 
+    def _prompts(self, tok, requests: list[Request]) -> list[str]:
+        return [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+
     @torch.inference_mode()
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        if self.engine == "continuous":
+            yield from self._continuous(requests, sampling)
+            return
         model, tok = self._load()
-        prompts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+        prompts = self._prompts(tok, requests)
         lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(requests)), key=lambda i: lengths[i])
         s = sampling
@@ -62,6 +88,56 @@ class HFBackend(Backend):
                 text = normalize_think(tok.decode(row[:n_tok], skip_special_tokens=True))
                 batch.append(Completion(requests[i], text, n_tok, "stop" if len(hits) else "length"))
             yield batch
+
+    def _continuous(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+        from transformers.generation.continuous_batching.utils import WorkloadHints
+
+        model, tok = self._load()
+        ids = [tok(p, add_special_tokens=False).input_ids for p in self._prompts(tok, requests)]
+        s = sampling
+        do_sample = s.get("temperature", 0.0) > 0
+        eos = tok.eos_token_id
+        gen = GenerationConfig(max_new_tokens=s["max_new_tokens"], do_sample=do_sample, eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                               **(dict(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=0) if do_sample else {}))  # fmt: skip
+        # An unsupported sampling option must fail here, not be silently dropped from the samples.
+        cb = ContinuousBatchingConfig(drop_unsupported_processors=False)
+        hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=s["max_new_tokens"], num_requests=len(ids))
+        manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb, workload_hints=hints)
+        try:
+            # Queue everything before the loop starts: the schedule then depends on the inputs
+            # only, and so do the samples drawn from the generator seeded here.
+            for k, x in enumerate(ids):
+                manager.add_request(x, request_id=f"r{k}", max_new_tokens=s["max_new_tokens"])
+            torch.manual_seed(requests[0].seed)
+            if model.device.type == "cuda":
+                manager.warmup()  # captures CUDA graphs; a no-op cost on CPU is skipped
+            manager.start()
+            done, batch = 0, []
+            while done < len(requests):
+                out = manager.get_result(timeout=1)
+                if out is None:
+                    if not manager.is_running():
+                        err = manager.background_thread_status.fatal_error
+                        raise RuntimeError(f"hf continuous batching stopped after {done} of {len(requests)} requests: {err!r}")
+                    continue
+                if not out.is_finished():
+                    continue
+                if out.error:
+                    raise RuntimeError(f"hf continuous batching: request {out.request_id} failed: {out.error}")
+                toks = list(out.generated_tokens)
+                stop = bool(toks) and toks[-1] == eos
+                text = normalize_think(tok.decode(toks, skip_special_tokens=True))
+                batch.append(Completion(requests[int(out.request_id[1:])], text, len(toks), "stop" if stop else "length"))
+                done += 1
+                if len(batch) >= self.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        finally:
+            manager.stop(block=True, timeout=30)
+            manager.destroy()
 
     def close(self) -> None:
         self._model = None
