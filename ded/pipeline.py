@@ -31,6 +31,7 @@ from ded.models import load_model, local_checkpoint
 from ded.filters import Complete, Correct, FilterLog, Language, Length, PassRateFilter, Repetition, ThinkFormat, run_filters
 from ded.select import allocate, pass_rates, select
 from ded.tracking import Tracker
+from ded.train import check_environment as check_train_environment
 from ded.train import train
 
 log = logging.getLogger("ded")
@@ -118,6 +119,7 @@ def run(cfg: DictConfig) -> dict:
         teacher = make_backend(cfg.teacher, cache_root, role="teacher")
         student.check()
         teacher.check()
+        check_train_environment(cfg.train)  # liger-kernel / flash-attn where the config asks for them
         student_id = model_identity(cfg.student)
         student_path = local_checkpoint(cfg.student.path, cache_root, cfg.student.revision)  # what training loads
 

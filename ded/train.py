@@ -84,7 +84,9 @@ def build_sft_config(train_cfg, output_dir: str):
         completion_only_loss=True,
         packing=bool(train_cfg.packing),
         padding_free=bool(train_cfg.padding_free) or bool(train_cfg.packing),
-        gradient_checkpointing=bool(train_cfg.gradient_checkpointing),
+        activation_checkpointing=bool(train_cfg.gradient_checkpointing),
+        optim=str(train_cfg.optim),
+        use_liger_kernel=bool(train_cfg.liger_kernel),
         bf16=bool(train_cfg.bf16),
         use_cpu=not torch.cuda.is_available(),
         seed=train_cfg.seed,
@@ -112,17 +114,72 @@ def peft_config(train_cfg):
     )
 
 
+def check_environment(train_cfg) -> None:
+    """Raise ModelNotAvailable, naming the key and the package, when the train config asks for a
+    kernel this machine lacks; the pipeline calls it before any work."""
+    import importlib.util
+
+    from ded.models import ModelNotAvailable
+
+    need = []
+    if train_cfg.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        need.append("train.liger_kernel=true needs liger-kernel (pip install liger-kernel; GPUs, through Triton)")
+    attn = str(train_cfg.attn_implementation or "")
+    if attn.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
+        need.append(f"train.attn_implementation={attn} needs flash-attn (pip install flash-attn), or set it to sdpa")
+    if need:
+        raise ModelNotAvailable("; ".join(need) + ". The CPU default trains without either: train=sft.")
+
+
+def has_varlen_attention(model) -> bool:
+    """Whether the model's attention kernel takes sequence boundaries (flash attention's varlen
+    path): only then is one flattened row per batch the cheap layout for packed examples."""
+    impl = str(getattr(model.config, "_attn_implementation", "") or "")
+    return "flash" in impl
+
+
+class RowPackedCollator:
+    """Packed rows kept as rows, for attention kernels without varlen support (sdpa, eager).
+
+    TRL's padding-free collator concatenates a whole batch into one row and hands flash
+    attention the boundaries. SDPA cannot use them: transformers then builds a block-diagonal
+    mask over the one row, and attention costs (batch x max_length)^2 instead of
+    batch x max_length^2 (64x at batch 8). Here each packed row stays a row, positions restart
+    at every example (transformers reads them as a block-diagonal mask inside the row, so no
+    example sees another), there is no attention mask, and padding only fills the last row's
+    tail. Labels are TRL's: prompt tokens, padding and each example's first token carry none.
+    """
+
+    def __init__(self, trl_collator):
+        from dataclasses import replace
+
+        # The same collator unflattened: position ids from the packed sequence lengths, padded rows.
+        self.inner = replace(trl_collator, padding_free=False, return_position_ids=True)
+
+    def __call__(self, examples):
+        out = self.inner(examples)
+        mask = out.pop("attention_mask")
+        out["position_ids"] = out["position_ids"].masked_fill(mask == 0, 0)  # pads: one-token "sequences"
+        out["labels"] = out["labels"].masked_fill((out["position_ids"] == 0) | (mask == 0), -100)
+        return out
+
+
 def make_trainer(model, tokenizer, rows: list[dict], train_cfg, output_dir: str):
     from datasets import Dataset
     from trl import SFTTrainer
 
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=build_sft_config(train_cfg, output_dir),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config(train_cfg),
     )
+    if trainer.padding_free and not has_varlen_attention(model):
+        log.info("train: %s attention has no varlen kernel: packed examples stay in rows (block-diagonal masks)",
+                 model.config._attn_implementation)  # fmt: skip
+        trainer.data_collator = RowPackedCollator(trainer.data_collator)
+    return trainer
 
 
 def count_loss_tokens(dataset) -> int:
@@ -132,11 +189,16 @@ def count_loss_tokens(dataset) -> int:
     return sum(sum(1 for t in row if t != -100) for row in dataset["labels"])
 
 
+_LATER_KEYS = {"optim": "adamw_torch", "liger_kernel": False, "attn_implementation": None}
+
+
 def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg) -> str:
     from omegaconf import OmegaConf
 
     tc = OmegaConf.to_container(train_cfg, resolve=True) if not isinstance(train_cfg, dict) else train_cfg
     tc = {k: v for k, v in tc.items() if k != "logging_steps"}  # does not change the weights
+    # Keys added after checkpoints were cached enter the key only when set: old caches stay valid.
+    tc = {k: v for k, v in tc.items() if k not in _LATER_KEYS or v != _LATER_KEYS[k]}
     return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc)
 
 
@@ -147,7 +209,8 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
     tok = AutoTokenizer.from_pretrained(student_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(student_path)
+    kw = {"attn_implementation": train_cfg.attn_implementation} if train_cfg.attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(student_path, **kw)
     trainer = make_trainer(model, tok, rows, train_cfg, str(Path(out_dir) / "trainer"))
     t0 = time.perf_counter()
     result = trainer.train()

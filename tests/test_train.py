@@ -31,10 +31,12 @@ def tok_model(smollm_path):
 
 def _loss_segments(batch):
     """[(input ids, labels)] per example, whether the batch is padded or packed into one row."""
-    if "position_ids" in batch and batch["input_ids"].shape[0] == 1:  # packed: split where positions restart
-        ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
-        starts = [i for i in range(len(pos)) if pos[i] == 0] + [len(pos)]
-        return [(ids[a:b], labels[a:b]) for a, b in zip(starts, starts[1:])]
+    if "position_ids" in batch and "attention_mask" not in batch:  # packed: split rows where positions restart
+        out = []
+        for ids, labels, pos in zip(batch["input_ids"], batch["labels"], batch["position_ids"]):
+            starts = [i for i in range(len(pos)) if pos[i] == 0] + [len(pos)]
+            out += [(ids[a:b], labels[a:b]) for a, b in zip(starts, starts[1:]) if b - a > 1]  # 1 token: tail padding
+        return out
     mask = batch["attention_mask"].bool()
     return [(i[m], l[m]) for i, l, m in zip(batch["input_ids"], batch["labels"], mask)]
 
@@ -47,7 +49,7 @@ def test_loss_only_on_response_tokens_real_batch(tok_model, tmp_path, packing):
     trainer = make_trainer(model, tok, to_dataset_rows(tok, CORPUS, PREFIX), cfg, str(tmp_path))
     batch = next(iter(trainer.get_train_dataloader()))
     if packing:
-        assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch  # really packed
+        assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch  # really packed: three examples, one row
     segments = _loss_segments(batch)
     assert len(segments) == 3
     seen = set()
@@ -61,6 +63,36 @@ def test_loss_only_on_response_tokens_real_batch(tok_model, tmp_path, packing):
         assert tok.decode(ids[n_prompt:]) == ex["response"] + "<|im_end|>"  # the response, one end-of-turn, nothing else
         seen.add(ex["question"])
     assert len(seen) == 3
+
+
+def test_packed_rows_keep_examples_apart(tok_model, tmp_path):
+    """Packing with SDPA: several packed rows per batch, and each example's logits inside a row
+    equal its logits alone (no token attends across an example boundary)."""
+    import torch
+
+    from ded.train import RowPackedCollator
+
+    tok, model = tok_model
+    corpus = CORPUS * 4  # 12 examples of ~40 tokens in rows of 128: several rows, several examples each
+    cfg = OmegaConf.structured(TrainConfig(batch_size=4, packing=True, max_length=128))
+    trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, PREFIX), cfg, str(tmp_path))
+    assert isinstance(trainer.data_collator, RowPackedCollator)  # sdpa: rows, not one flattened row
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] > 1 and "attention_mask" not in batch
+    segments = _loss_segments(batch)
+    per_row = [sum(1 for i in range(1, len(p)) if p[i] == 0 and p[i - 1] > 0) + 1 for p in batch["position_ids"]]
+    assert max(per_row) > 1  # some row holds more than one example
+    pad_share = 1 - sum(len(ids) for ids, _ in segments) / batch["input_ids"].numel()
+    assert pad_share < 0.25
+    model.eval()
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        for r, (ids, pos) in enumerate(zip(batch["input_ids"], batch["position_ids"])):
+            starts = [i for i in range(len(pos)) if pos[i] == 0] + [len(pos)]
+            for a, b in zip(starts, starts[1:]):
+                if b - a > 1:
+                    alone = model(input_ids=ids[a:b][None]).logits[0]
+                    torch.testing.assert_close(packed[r, a:b], alone, atol=2e-4, rtol=1e-4)
 
 
 def test_r1_style_think_template_exact_loss_tokens(tok_model, tmp_path):
@@ -119,3 +151,30 @@ def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(smollm_path)
     changed = any(not (p1 == p2).all() for p1, p2 in zip(model.parameters(), base.parameters()))
     assert changed, "the launched training did not change the weights"
+
+
+def test_kernel_options_reach_sft_config_and_missing_kernels_stop_early():
+    import importlib.util
+
+    from ded.models import ModelNotAvailable
+    from ded.train import build_sft_config, check_environment
+
+    cfg = OmegaConf.structured(TrainConfig(optim="adamw_torch_fused", gradient_checkpointing=True))
+    sft = build_sft_config(cfg, "/tmp/unused")
+    assert sft.optim == "adamw_torch_fused" and sft.activation_checkpointing and not sft.use_liger_kernel
+    check_environment(OmegaConf.structured(TrainConfig()))  # the CPU default needs nothing extra
+    if importlib.util.find_spec("liger_kernel") is None:
+        with pytest.raises(ModelNotAvailable, match=r"train\.liger_kernel=true needs liger-kernel"):
+            check_environment(OmegaConf.structured(TrainConfig(liger_kernel=True)))
+    if importlib.util.find_spec("flash_attn") is None:
+        with pytest.raises(ModelNotAvailable, match=r"train\.attn_implementation=flash_attention_2 needs flash-attn"):
+            check_environment(OmegaConf.structured(TrainConfig(attn_implementation="flash_attention_2")))
+
+
+def test_new_train_keys_at_defaults_keep_old_checkpoint_keys():
+    """optim/liger_kernel/attn_implementation came later: at their defaults the key is what it was."""
+    base = {k: v for k, v in OmegaConf.to_container(OmegaConf.structured(TrainConfig()), resolve=True).items()
+            if k not in ("optim", "liger_kernel", "attn_implementation")}  # fmt: skip
+    ident = {"model": "m"}
+    assert checkpoint_key(ident, CORPUS, PREFIX, OmegaConf.structured(TrainConfig())) == checkpoint_key(ident, CORPUS, PREFIX, base)
+    assert checkpoint_key(ident, CORPUS, PREFIX, OmegaConf.structured(TrainConfig(optim="adamw_torch_fused"))) != checkpoint_key(ident, CORPUS, PREFIX, base)

@@ -1,0 +1,142 @@
+"""The hf backend's engines against plain batched ``model.generate``, on random-init student shapes.
+
+    python benchmarks/generation_engines.py                 # a GPU: both shapes, bf16, 256 requests, ~3 minutes on an H100
+    python benchmarks/generation_engines.py --device cpu --shapes checkpoint --dtype float32 --requests 32 --batch-size 16 --new-tokens 32
+
+Per shape (benchmarks/common.py; ``checkpoint`` = the real converted SmolLM2-135M student):
+  plain        a plain loop: --batch-size prompts per ``model.generate`` call, left padding
+  generate     the hf backend (engine=generate) through generate_cached: the same batching plus
+               length sorting, cache appends and the progress bar
+  continuous   the hf backend (engine=continuous): transformers' continuous batching with a paged
+               KV cache; every request is queued at once and a finished one frees its slot
+Prompts are ~--prompt-tokens tokens of chat-templated text, --new-tokens tokens are generated with
+temperature 0.6 / top-p 0.95 (a random-init model almost never samples EOS, so nearly every
+request runs to the limit). Tokens/s counts generated tokens. Last line: one JSON object;
+``<shape>/continuous_over_plain`` is issue 3's GPU figure (goal: >= 5 at batch 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from common import SHAPES, random_model, tokenizer_path  # noqa: E402
+
+SAMPLING = {"temperature": 0.6, "top_p": 0.95}
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def questions(tok, n: int, prompt_tokens: int, seed: int = 0):
+    from ded.data import Question
+
+    rng = random.Random(seed)
+    words = [t[1:] for t in tok.convert_ids_to_tokens(range(1000, 20000)) if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3]
+    body = max(prompt_tokens - 30, 8)  # the chat template adds ~30 tokens (SmolLM2's system turn)
+    return [Question(f"q{i}", " ".join(rng.choice(words) for _ in range(body)), "0") for i in range(n)]
+
+
+def plain_loop(model, tok, prompts: list[str], batch_size: int, new_tokens: int, device: str) -> tuple[int, float]:
+    import torch
+
+    tok.padding_side = "left"
+    tokens = 0
+    _sync(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for k, start in enumerate(range(0, len(prompts), batch_size)):
+            torch.manual_seed(k)
+            enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=True, top_k=0, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id, **SAMPLING)  # fmt: skip
+            for row in out[:, enc.input_ids.shape[1] :]:
+                hits = (row == tok.eos_token_id).nonzero()
+                tokens += int(hits[0]) + 1 if len(hits) else len(row)
+    _sync(device)
+    return tokens, time.perf_counter() - t0
+
+
+def backend_run(model, tok, qs, engine: str, batch_size: int, new_tokens: int, device: str) -> tuple[int, float]:
+    from ded.generation import generate_cached
+    from ded.generation.hf import HFBackend
+
+    backend = HFBackend(lambda: (model, tok), {"model": "bench", "engine_bench": engine}, batch_size, engine=engine)
+    _sync(device)
+    t0 = time.perf_counter()
+    _, st = generate_cached(backend, tempfile.mkdtemp(prefix="ded-bench-eng-"), qs, 1, prefix=[], collect=False,
+                            sampling={**SAMPLING, "max_new_tokens": new_tokens}, seed=0, desc=f"hf {engine}")  # fmt: skip
+    _sync(device)
+    return st.new_tokens, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="smollm2-135m,qwen2-0.5b", help=f"comma-separated, of {sorted(SHAPES) + ['checkpoint']}")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--requests", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=64, help="plain loop and generate engine: prompts per generate() call")
+    ap.add_argument("--prompt-tokens", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--engines", default="plain,generate,continuous")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the converted SmolLM2 student)")
+    args = ap.parse_args()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tdir = tokenizer_path(args.tokenizer)
+    tok = AutoTokenizer.from_pretrained(tdir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    qs = questions(tok, args.requests, args.prompt_tokens)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q.text}], tokenize=False, add_generation_prompt=True) for q in qs]
+    plen = sum(len(tok(p, add_special_tokens=False).input_ids) for p in prompts) / len(prompts)
+    summary = {"device": args.device, "dtype": args.dtype, "requests": args.requests, "batch_size": args.batch_size,
+               "prompt_tokens_mean": round(plen, 1), "new_tokens": args.new_tokens}  # fmt: skip
+    if args.device.startswith("cuda"):
+        summary["gpu"] = torch.cuda.get_device_name()
+    engines = [e for e in args.engines.split(",") if e]
+    for shape in args.shapes.split(","):
+        if shape == "checkpoint":
+            model = AutoModelForCausalLM.from_pretrained(tdir, dtype=getattr(torch, args.dtype)).to(args.device)
+        else:
+            model = random_model(shape, args.dtype, args.device)
+        model.eval()
+        plain_loop(model, tok, prompts[: args.batch_size], args.batch_size, 4, args.device)  # warm-up
+        for engine in engines:
+            if engine == "plain":
+                n, secs = plain_loop(model, tok, prompts, args.batch_size, args.new_tokens, args.device)
+            else:
+                n, secs = backend_run(model, tok, qs, engine, args.batch_size, args.new_tokens, args.device)
+            summary[f"{shape}/{engine}_tok_s"] = n / secs
+            summary[f"{shape}/{engine}_tokens"] = n
+            print(f"{shape:13s} {engine:10s} {n / secs:9.0f} tok/s  ({n} tokens, {secs:.1f} s)", flush=True)
+        base = summary.get(f"{shape}/plain_tok_s")
+        for engine in engines:
+            if base and engine != "plain":
+                summary[f"{shape}/{engine}_over_plain"] = summary[f"{shape}/{engine}_tok_s"] / base
+                print(f"{shape:13s} {engine:10s} / plain: {summary[f'{shape}/{engine}_over_plain']:.2f}", flush=True)
+        del model
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

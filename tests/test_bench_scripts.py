@@ -1,0 +1,39 @@
+"""The GPU benchmark scripts, run small on CPU so a device session can trust them to run.
+
+They print figures rather than assert speed (speed targets live in the scripts' output, never
+in tests); what is asserted here is what the figures are made of: pad shares, token counts and
+that every mode and engine ran on the same work.
+"""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _run(script, *args, env=None):
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_training_gpu_script_on_cpu(smollm_path, monkeypatch):
+    s = _run("training_gpu.py", "--device", "cpu", "--shapes", "tiny", "--steps", "3", "--warmup", "1", "--batch-size", "2",
+             "--seq-len", "256", "--modes", "plain,padded,packed", "--tokenizer", smollm_path)  # fmt: skip
+    plain, padded, packed = (s[f"tiny/{m}"] for m in ("plain", "padded", "packed"))
+    assert plain["pad_share"] == 0 and plain["tokens"] == 3 * 2 * 256
+    assert padded["pad_share"] > 0.2  # mixed lengths padded to the longest of each batch
+    assert packed["pad_share"] < 0.05  # issue 5: packing takes padding below 5%
+    assert packed["tokens"] > padded["tokens"]  # rows of 256 hold more than one example each
+    assert plain["mfu"] is None and plain["peak_gb"] is None  # CPU: no peak FLOP/s, no CUDA memory
+    assert s["tiny/packed_over_plain"] > 0
+
+
+def test_generation_engines_script_on_cpu(smollm_path):
+    s = _run("generation_engines.py", "--device", "cpu", "--dtype", "float32", "--shapes", "tiny", "--requests", "6",
+             "--batch-size", "3", "--prompt-tokens", "48", "--new-tokens", "8", "--tokenizer", smollm_path)  # fmt: skip
+    counts = [s[f"tiny/{e}_tokens"] for e in ("plain", "generate", "continuous")]
+    assert all(40 <= c <= 48 for c in counts), counts  # 6 requests x 8 tokens, EOS aside
+    assert s["prompt_tokens_mean"] > 40
+    assert s["tiny/continuous_over_plain"] > 0
