@@ -249,6 +249,7 @@ def run(cfg: DictConfig) -> dict:
                 "train/steps": info["steps"],
                 "train/seconds": info["seconds"],
                 "train/loss_tokens_per_epoch": info.get("completion_tokens_per_epoch"),
+                "train/batch_layout": info.get("batch_layout"),
             }
         )
         for step, loss in info["loss_curve"]:

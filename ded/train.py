@@ -225,6 +225,8 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
         "loss_curve": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
         "completion_tokens_per_epoch": count_loss_tokens(trainer.train_dataset),
         "processes": trainer.args.world_size,
+        # How batches reached the model: padded rows, packed rows (sdpa/eager), one varlen row (flash).
+        "batch_layout": "packed_rows" if isinstance(trainer.data_collator, RowPackedCollator) else "varlen" if trainer.padding_free else "padded",
     }
     if trainer.is_world_process_zero():
         tok.save_pretrained(out_dir)

@@ -178,3 +178,18 @@ def test_new_train_keys_at_defaults_keep_old_checkpoint_keys():
     ident = {"model": "m"}
     assert checkpoint_key(ident, CORPUS, PREFIX, OmegaConf.structured(TrainConfig())) == checkpoint_key(ident, CORPUS, PREFIX, base)
     assert checkpoint_key(ident, CORPUS, PREFIX, OmegaConf.structured(TrainConfig(optim="adamw_torch_fused"))) != checkpoint_key(ident, CORPUS, PREFIX, base)
+
+
+def test_fit_with_packing_records_the_batch_layout(smollm_path, tmp_path):
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from ded.train import fit
+
+    tok = AutoTokenizer.from_pretrained(smollm_path)
+    cfg = OmegaConf.structured(TrainConfig(packing=True, epochs=1, batch_size=2, max_length=128, logging_steps=1))
+    info = fit(smollm_path, to_dataset_rows(tok, CORPUS * 2, PREFIX), cfg, str(tmp_path / "ckpt"))
+    assert info["batch_layout"] == "packed_rows"  # sdpa here: rows with block-diagonal masks
+    assert info["steps"] >= 1 and info["train_loss"] > 0
+    assert (Path(tmp_path / "ckpt") / "model.safetensors").exists()
