@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ded.verify import check
+from ded.verify import check_answer
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -34,7 +34,7 @@ def score(questions, samples: dict[str, list[dict]]) -> dict:
     reasons = Counter()
     lengths, truncated = [], 0
     for q in questions:
-        verdicts = [check(s["text"], q.answer) for s in samples[q.id]]
+        verdicts = [check_answer(s["text"], q.answer, q.kind) for s in samples[q.id]]
         acc = float(np.mean([v.correct for v in verdicts]))
         per_q.append(acc)
         correct_counts.append(sum(v.correct for v in verdicts))

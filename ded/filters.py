@@ -124,14 +124,15 @@ class Complete:
 
 class Correct:
     """The response's final answer verifies against the gold under `kind` (math | gsm8k |
-    choice); reasons: wrong, no_answer, unparsable, timeout, bad_gold."""
+    choice; by default the question's own ``Question.kind``); reasons: wrong, no_answer,
+    unparsable, timeout, bad_gold."""
 
-    def __init__(self, kind: str = "math", timeout_s: int = 5):
-        self.kind, self.timeout_s = kind, timeout_s
+    def __init__(self, kind: str | None = None, timeout_s: int = 5):
+        self.kind, self.timeout_s = kind, timeout_s  # kind None: each question's own (Question.kind)
 
     def __call__(self, item):
         q, s = item
-        v = check_answer(s["text"], q.answer, self.kind, self.timeout_s)
+        v = check_answer(s["text"], q.answer, self.kind or getattr(q, "kind", "math"), self.timeout_s)
         return True if v.correct else (False, v.reason)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from ded.diversity import Metric
 from ded.filters import FilterLog, PassRateFilter, TrajectoryFilter, pass_rate_histogram  # re-exported
 from ded.selectors import SELECTORS, exact, exact_maxmin, greedy_maxmin, greedy_maxsum, min_pairwise, select_one, sum_pairwise
-from ded.verify import check
+from ded.verify import check_answer
 
 __all__ = [
     "FilterLog", "PassRateFilter", "TrajectoryFilter", "pass_rate_histogram", "pass_rates",
@@ -24,7 +24,7 @@ __all__ = [
 
 
 def pass_rates(questions, samples: dict[str, list[dict]]) -> dict[str, float]:
-    return {q.id: float(np.mean([check(s["text"], q.answer).correct for s in samples[q.id]])) for q in questions}
+    return {q.id: float(np.mean([check_answer(s["text"], q.answer, q.kind).correct for s in samples[q.id]])) for q in questions}
 
 
 # --- diversity selection --------------------------------------------------------------------

@@ -187,6 +187,8 @@ def check_answer(response: str, gold, kind: str = "math", timeout_s: int = 5, n_
     integer (commas, "$" and units are ignored). choice: the final answer must be one option
     letter; gold is a letter or a 0-based index; `n_choices` bounds the letters.
     """
+    # As in `check`: only the part after a closed thought counts (a box inside it is a draft).
+    _, response = split_reasoning(response)
     if kind == "math":
         return _check_math(response, str(gold), timeout_s)
     if kind == "gsm8k":

@@ -61,3 +61,14 @@ def test_malformed_file_names_file_and_line(tmp_path):
 def test_unknown_benchmark_lists_allowed():
     with pytest.raises(BenchmarkError, match="allowed"):
         load_benchmark("aime99")
+
+
+@needs_data
+def test_benchmarks_carry_the_answer_kind_they_are_scored_with():
+    from ded.verify import check_answer
+
+    assert {q.kind for q in load_benchmark("mmlu_stem", DATA, limit=3)} == {"choice"}
+    assert {q.kind for q in load_benchmark("gsm8k", DATA, limit=3)} == {"gsm8k"}
+    assert {q.kind for q in load_benchmark("aime24", DATA, limit=3)} == {"math"}
+    q = load_benchmark("mmlu_stem", DATA, limit=1)[0]
+    assert check_answer(f"The answer is ({q.answer}).", q.answer, q.kind).correct

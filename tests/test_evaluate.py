@@ -40,3 +40,43 @@ def test_pass_at_k_matches_the_combinatorial_definition(n, c, k):
 def test_pass_at_k_needs_k_samples():
     with pytest.raises(ValueError, match="pass@5"):
         pass_at_k(4, 1, 5)
+
+
+def test_each_question_is_scored_under_its_own_answer_kind():
+    """A choice question is read as a letter, a GSM8K one as a number, a math one by math-verify;
+    scoring choice answers with the math checker would call "The answer is (B)." unanswered."""
+    from ded.select import pass_rates
+
+    qs = [Question("mc", "Which? A. x B. y", "B", kind="choice"), Question("gs", "How many?", "1234", kind="gsm8k"),
+          Question("m", "Solve.", "\\frac{1}{2}")]  # fmt: skip
+    samples = {
+        "mc": [{"text": t, "n_tokens": 3, "finish": "stop"} for t in ("The answer is (B).", "\\boxed{C}")],
+        "gs": [{"text": t, "n_tokens": 3, "finish": "stop"} for t in ("#### 1,234", "The answer is $1,235.")],
+        "m": [{"text": t, "n_tokens": 3, "finish": "stop"} for t in ("\\boxed{0.5}", "<think>\\boxed{1/2}</think> no idea")],
+    }
+    r = score(qs, samples)
+    assert r["avg@2"] == pytest.approx(0.5)  # one of two right in each
+    assert pass_rates(qs, samples) == {"mc": 0.5, "gs": 0.5, "m": 0.5}
+    # the math checker on the choice question (what the pipeline used to do) finds no answer in the first
+    from ded.verify import check
+
+    assert not check("The answer is (B).", "B").correct
+
+
+def test_pool_and_benchmark_questions_carry_their_answer_kind(tmp_path):
+    import json
+
+    from ded.data.pools import PoolSpec, read_pool
+
+    p = tmp_path / "mc.jsonl"
+    p.write_text(json.dumps({"question": "Which?", "choices": ["x", "y", "z"], "answer": 1}) + "\n")
+    (q,), _ = read_pool(PoolSpec(str(p), "choice"))
+    assert (q.kind, q.answer) == ("choice", "B")
+    g = tmp_path / "g.jsonl"
+    g.write_text(json.dumps({"question": "How many?", "answer": "2 + 2 = 4\n#### 4"}) + "\n")
+    (q,), _ = read_pool(PoolSpec(str(g), "gsm8k"))
+    assert q.kind == "gsm8k"
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"problem": "Solve.", "solution": "so \\boxed{3}"}) + "\n")
+    (q,), _ = read_pool(PoolSpec(str(m), "math"))
+    assert q.kind == "math"

@@ -12,6 +12,7 @@ class Question:
     answer: str  # gold answer, a string math-verify can parse
     level: int = 0  # difficulty level where the source has one (0 = unknown)
     domain: str = "math"
+    kind: str = "math"  # how answers are checked (ded.verify.check_answer): math | gsm8k | choice
 
     def to_dict(self) -> dict:
         return asdict(self)

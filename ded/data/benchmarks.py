@@ -114,5 +114,6 @@ def load_benchmark(name: str, data_dir: str | None = None, limit: int | None = N
     for i, (row, where) in enumerate(_rows(b, data_dir)):
         if limit is not None and len(out) >= limit:
             break
-        out.append(Question(id=f"{name}-{i}", text=_text(b, row, where), answer=_gold(b, row, where), domain=b.domain))
+        kind = {"gsm8k": "gsm8k", "mc": "choice"}.get(b.kind, "math")  # ded.verify's answer kinds
+        out.append(Question(id=f"{name}-{i}", text=_text(b, row, where), answer=_gold(b, row, where), domain=b.domain, kind=kind))
     return out

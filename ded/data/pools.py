@@ -226,7 +226,8 @@ def row_to_question(row: dict, spec: PoolSpec) -> Question:
     rid = _get(row, keys.get("id", ()), "id", required=False) if keys.get("id") else None
     level = _parse_level(_get(row, keys["level"], "level", required=False)) if "level" in keys else 0
     domain = _get(row, keys["domain"], "domain", required=False) if "domain" in keys else None
-    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain))
+    kind = fmt if fmt in ("gsm8k", "choice") else "math"  # how its answers are checked
+    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain), kind=kind)
 
 
 # --- sources -----------------------------------------------------------------------------------
