@@ -10,8 +10,12 @@ Per shape (benchmarks/common.py: the SmolLM2-135M student shape and a Qwen2-0.5B
           lengths (L/16 .. L tokens), B examples per batch, padded
   packed  the same with train.packing=true: rows of L tokens (block-diagonal masks with sdpa,
           one varlen row with flash attention), B rows per batch
-  liger   packed + train.liger_kernel=true (fused linear cross-entropy, RMSNorm, SwiGLU, RoPE);
-          skipped, and said so, where liger-kernel is not installed
+  liger   packed + train.liger_kernel=true (liger's RMSNorm, SwiGLU, RoPE kernels); skipped, and
+          said so, where liger-kernel is not installed
+The harness modes never build full-vocabulary logits: TRL 1.16's SFTTrainer projects through the
+LM head in tiles, only at positions that carry loss (its fused LM head; this is also why TRL
+turns liger's own fused cross-entropy off). `plain` computes all B x L x vocab logits, and MFU
+counts 6N FLOPs per token for every mode, so the harness's MFU is slightly flattering.
 Every mode runs --warmup steps untimed, then --steps timed. Tokens/s counts real (non-pad) tokens;
 MFU = 6 x parameters x tokens/s / peak dense bf16 FLOP/s; peak memory is
 torch.cuda.max_memory_allocated. Last line: one JSON object with every figure and the ratios
@@ -111,8 +115,8 @@ class _Clock:
         class Clock(TrainerCallback):
             t0 = None
 
-            def on_step_end(self, args, state, control, **kw):
-                if state.global_step == warmup:
+            def on_step_begin(self, args, state, control, **kw):
+                if state.global_step == warmup and self.t0 is None:  # global_step counts finished steps
                     _sync(device)
                     self.t0 = time.perf_counter()
 

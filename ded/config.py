@@ -333,7 +333,7 @@ class TrainConfig:
     padding_free: bool = False
     gradient_checkpointing: bool = False
     optim: str = "adamw_torch"  # transformers' optimizer name; adamw_torch_fused on GPUs
-    liger_kernel: bool = False  # liger-kernel's fused linear cross-entropy, RMSNorm, SwiGLU, RoPE (GPU)
+    liger_kernel: bool = False  # liger-kernel's RMSNorm, SwiGLU, RoPE kernels (GPU); TRL keeps its own fused LM head
     attn_implementation: Optional[str] = None  # sdpa | eager | flash_attention_2 | ...; null = transformers' default
     num_processes: int = 1
     launcher: Launcher = Launcher.accelerate

@@ -148,6 +148,8 @@ class RowPackedCollator:
     at every example (transformers reads them as a block-diagonal mask inside the row, so no
     example sees another), there is no attention mask, and padding only fills the last row's
     tail. Labels are TRL's: prompt tokens, padding and each example's first token carry none.
+    TRL's logged ``num_tokens`` counts one row per batch without an attention mask (too small by
+    the batch size); the loss and its normalisation (from labels) are unaffected.
     """
 
     def __init__(self, trl_collator):

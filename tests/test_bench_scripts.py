@@ -19,11 +19,11 @@ def _run(script, *args, env=None):
 
 
 def test_training_gpu_script_on_cpu(smollm_path, monkeypatch):
-    s = _run("training_gpu.py", "--device", "cpu", "--shapes", "tiny", "--steps", "3", "--warmup", "1", "--batch-size", "2",
+    s = _run("training_gpu.py", "--device", "cpu", "--shapes", "tiny", "--steps", "3", "--warmup", "0", "--batch-size", "2",
              "--seq-len", "256", "--modes", "plain,padded,packed", "--tokenizer", smollm_path)  # fmt: skip
     plain, padded, packed = (s[f"tiny/{m}"] for m in ("plain", "padded", "packed"))
     assert plain["pad_share"] == 0 and plain["tokens"] == 3 * 2 * 256
-    assert padded["pad_share"] > 0.2  # mixed lengths padded to the longest of each batch
+    assert padded["pad_share"] > 0.1  # mixed lengths padded to the longest of each batch
     assert packed["pad_share"] < 0.05  # issue 5: packing takes padding below 5%
     assert packed["tokens"] > padded["tokens"]  # rows of 256 hold more than one example each
     assert plain["mfu"] is None and plain["peak_gb"] is None  # CPU: no peak FLOP/s, no CUDA memory

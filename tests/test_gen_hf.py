@@ -66,6 +66,25 @@ def test_continuous_sampling_reproduces_and_has_its_own_cache_key(smollm, cache_
     assert st.new_samples == 4
 
 
+def test_continuous_stops_at_once_when_the_consumer_leaves(smollm):
+    """Closing the generator after the first batch fails the queued requests instead of generating
+    the rest of the chunk, and leaves the model usable by plain generate."""
+    import time
+
+    model, tok = smollm
+    impl = model.config._attn_implementation
+    reqs = _requests(24)
+    b = HFBackend(lambda: smollm, {"model": "smollm2-test"}, 2, engine="continuous")
+    gen = b.generate(reqs, {"temperature": 0.0, "max_new_tokens": 48})
+    first = next(gen)
+    t = time.perf_counter()
+    gen.close()
+    assert len(first) == 2 and time.perf_counter() - t < 5  # the other 22 x 48 tokens take far longer here
+    assert model.config._attn_implementation == impl  # the paged attention is switched back
+    again = _run(smollm, "generate", reqs[:2], {"temperature": 0.0, "max_new_tokens": 4})
+    assert len(again) == 2
+
+
 def test_engine_config():
     from ded.generation.factory import make_backend
 

@@ -12,7 +12,9 @@
   in order of completion, so a crash loses at most one such batch.
 
 ``auto`` (the config default) is resolved by the factory: continuous on a GPU, generate on CPU,
-where the paged path is slower (benchmarks/generation.py prints both). The engine enters the
+where the paged path is slower (benchmarks/generation_engines.py prints both). On a GPU with
+flash-attn installed, transformers switches the paged path to flash attention; its samples can
+then differ in the last bits from an sdpa machine's (same key: the cache does not tell them apart). The engine enters the
 cache key when it is ``continuous``: its samples differ from ``generate``'s for the same seed.
 """
 
@@ -104,6 +106,7 @@ class HFBackend(Backend):
         cb = ContinuousBatchingConfig(drop_unsupported_processors=False)
         hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=s["max_new_tokens"], num_requests=len(ids))
         manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb, workload_hints=hints)
+        done = 0
         try:
             # Queue everything before the loop starts: the schedule then depends on the inputs
             # only, and so do the samples drawn from the generator seeded here.
@@ -113,7 +116,7 @@ class HFBackend(Backend):
             if model.device.type == "cuda":
                 manager.warmup()  # captures CUDA graphs; a no-op cost on CPU is skipped
             manager.start()
-            done, batch = 0, []
+            batch = []
             while done < len(requests):
                 out = manager.get_result(timeout=1)
                 if out is None:
@@ -136,7 +139,11 @@ class HFBackend(Backend):
             if batch:
                 yield batch
         finally:
-            manager.stop(block=True, timeout=30)
+            # Left early (an error, Ctrl-C, the consumer closed us): fail the queued requests
+            # instead of generating the rest of the chunk, and wait for the thread to end before
+            # the manager is torn down. Samples already handed over are in the cache.
+            unfinished = done < len(requests)
+            manager.stop(block=True, timeout=None if unfinished else 60, hard_stop=unfinished)
             manager.destroy()
 
     def close(self) -> None:
