@@ -215,9 +215,11 @@ def run(cfg: DictConfig) -> dict:
             corpus += [{"id": q.id, "level": q.level, "question": q.text, "answer": q.answer, "pass_rate": rates[q.id], "response": t} for t in chosen]
         duplicates = sum(len(g) - len(set(g)) for g in groups)
         if not corpus:
+            why = ", ".join(f"{n} {r}" for r, n in sorted(tlog.dropped.items(), key=lambda x: -x[1])) or "none generated"
             raise RuntimeError(
-                "the corpus is empty: no kept question has a correct teacher trajectory. "
-                "Raise corpus.trajectories.n or corpus.pool_size, or loosen corpus.pass_rate."
+                f"the corpus is empty: no kept question has a correct teacher trajectory (teacher trajectories "
+                f"dropped: {why}; each one is in the run's filter/rejects table). Raise corpus.trajectories.n, "
+                f"corpus.pool_size or teacher.sampling.max_new_tokens, loosen corpus.pass_rate, or use a stronger teacher."
             )
         if len(corpus) < cfg.corpus.size:
             log.warning(

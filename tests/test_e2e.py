@@ -118,3 +118,17 @@ def test_paper_recipe_on_a_cpu_machine_stops_before_any_work(tmp_path):
     assert "smollm2" in err  # says which config runs offline
     assert not (tmp_path / "cache" / "samples").exists()  # nothing was generated
     assert time.time() - t < 120
+
+
+def test_empty_corpus_says_why_and_keeps_the_rejects(cache_dir, tmp_path):
+    """A teacher whose every trajectory is cut off: the run stops naming the drop reasons, and the
+    rejected trajectories are in the run's rejects table for inspection."""
+    out = tmp_path / "empty"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *TINY, "teacher.sampling.max_new_tokens=2", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode != 0
+    assert "the corpus is empty" in p.stderr and "16 truncated" in p.stderr, p.stderr[-2000:]
+    rejects = [json.loads(x) for x in (out / "tables" / "filter_rejects.jsonl").read_text().splitlines()]
+    assert sum(r["reason"] == "truncated" for r in rejects) == 16
