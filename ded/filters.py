@@ -132,7 +132,7 @@ class Correct:
 
     def __call__(self, item):
         q, s = item
-        v = check_answer(s["text"], q.answer, self.kind or getattr(q, "kind", "math"), self.timeout_s)
+        v = check_answer(s["text"], q.answer, self.kind or q.kind, self.timeout_s)
         return True if v.correct else (False, v.reason)
 
 

@@ -29,7 +29,7 @@ class Benchmark:
     hub_split: str
     question: tuple[str, ...]  # candidate fields for the question text, first present wins
     answer: str  # field with the gold answer
-    kind: str  # "math" | "gsm8k" | "mc"
+    kind: str  # answer kind, as ded.verify names it: "math" | "gsm8k" | "choice"
     domain: str  # "in" | "out"
 
 
@@ -41,7 +41,7 @@ REGISTRY: dict[str, Benchmark] = {
         Benchmark("math500", "benchmarks/math500.jsonl", "HuggingFaceH4/MATH-500", "test", ("problem",), "answer", "math", "in"),
         Benchmark("amc23", "benchmarks/amc23.jsonl", "math-ai/amc23", "test", ("problem", "question"), "answer", "math", "in"),
         Benchmark("gsm8k", "benchmarks/gsm8k_test.jsonl", "openai/gsm8k", "test", ("question",), "answer", "gsm8k", "in"),
-        Benchmark("mmlu_stem", "benchmarks/mmlu_stem.jsonl", "TIGER-Lab/MMLU-STEM", "test", ("question",), "answer", "mc", "out"),
+        Benchmark("mmlu_stem", "benchmarks/mmlu_stem.jsonl", "TIGER-Lab/MMLU-STEM", "test", ("question",), "answer", "choice", "out"),
     ]
 }
 
@@ -58,7 +58,7 @@ def _gold(b: Benchmark, row: dict, where: str) -> str:
         if "####" not in str(a):
             raise BenchmarkError(f"{where}: GSM8K answer without '####'")
         return str(a).split("####")[-1].strip().replace(",", "")
-    if b.kind == "mc":
+    if b.kind == "choice":
         return string.ascii_uppercase[int(a)] if isinstance(a, int) or str(a).isdigit() else str(a).strip()
     if isinstance(a, float) and a.is_integer():  # AMC stores 27.0
         a = int(a)
@@ -69,7 +69,7 @@ def _text(b: Benchmark, row: dict, where: str) -> str:
     q = next((row[f] for f in b.question if row.get(f)), None)
     if q is None:
         raise BenchmarkError(f"{where}: none of the question fields {list(b.question)} is present")
-    if b.kind == "mc":
+    if b.kind == "choice":
         choices = row.get("choices")
         if not choices:
             raise BenchmarkError(f"{where}: multiple-choice row without 'choices'")
@@ -114,6 +114,5 @@ def load_benchmark(name: str, data_dir: str | None = None, limit: int | None = N
     for i, (row, where) in enumerate(_rows(b, data_dir)):
         if limit is not None and len(out) >= limit:
             break
-        kind = {"gsm8k": "gsm8k", "mc": "choice"}.get(b.kind, "math")  # ded.verify's answer kinds
-        out.append(Question(id=f"{name}-{i}", text=_text(b, row, where), answer=_gold(b, row, where), domain=b.domain, kind=kind))
+        out.append(Question(id=f"{name}-{i}", text=_text(b, row, where), answer=_gold(b, row, where), domain=b.domain, kind=b.kind))
     return out

@@ -176,10 +176,10 @@ def generate_cached(
                 log.warning("%s: %d of %d requested samples are missing from the replayed dataset (finish='missing')", desc, stats.missing, todo)
         else:
             log.info("%s: all %d samples cached", desc, stats.requested)
+        stats.by_key[key] = stats.new_samples
         if not collect:
             if stats.new_samples != todo:  # the backend returned fewer completions than requests
                 raise RuntimeError(f"{cache.file}: {type(backend).__name__} returned {stats.new_samples} of {todo} requested samples")
-            stats.by_key[key] = stats.new_samples
             return {}, stats
         got = cache.read(wanted.keys())
     out = {}
@@ -189,5 +189,4 @@ def generate_cached(
         if lost:  # the backend returned fewer completions than requests: a backend bug, say where
             raise RuntimeError(f"{cache.file}: question {q.id!r} has no sample(s) {lost} after generation ({type(backend).__name__})")
         out[q.id] = [recs[i] for i in range(n)]
-    stats.by_key[key] = stats.new_samples
     return out, stats

@@ -14,13 +14,13 @@
 ``auto`` (the config default) is resolved by the factory: continuous on a GPU, generate on CPU,
 where the paged path is slower (benchmarks/generation_engines.py prints both). On a GPU with
 flash-attn installed, transformers switches the paged path to flash attention; its samples can
-then differ in the last bits from an sdpa machine's (same key: the cache does not tell them apart). The engine enters the
-cache key when it is ``continuous``: its samples differ from ``generate``'s for the same seed.
+then differ in the last bits from an sdpa machine's (same key: the cache does not tell them
+apart). The engine enters the cache key when it is ``continuous``: its samples differ from
+``generate``'s for the same seed.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Iterator
 
 import torch
@@ -28,7 +28,6 @@ import torch
 from ded.generation import Backend, Completion, Request
 from ded.generation.text import normalize_think
 
-log = logging.getLogger(__name__)
 ENGINES = ("generate", "continuous")
 
 
@@ -62,6 +61,15 @@ class HFBackend(Backend):
     def _prompts(self, tok, requests: list[Request]) -> list[str]:
         return [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
 
+    @staticmethod
+    def _generation_kwargs(tok, s: dict) -> dict:
+        """generate()'s settings (the same for GenerationConfig): sampling when temperature > 0,
+        plain top-p (no top-k), else greedy."""
+        kw = dict(max_new_tokens=s["max_new_tokens"], do_sample=s.get("temperature", 0.0) > 0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        if kw["do_sample"]:
+            kw.update(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=0)
+        return kw
+
     @torch.inference_mode()
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
         if self.engine == "continuous":
@@ -71,16 +79,12 @@ class HFBackend(Backend):
         prompts = self._prompts(tok, requests)
         lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(requests)), key=lambda i: lengths[i])
-        s = sampling
-        do_sample = s.get("temperature", 0.0) > 0
+        kwargs = self._generation_kwargs(tok, sampling)
         eos = tok.eos_token_id
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             torch.manual_seed(requests[idx[0]].seed)
             enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            kwargs = dict(max_new_tokens=s["max_new_tokens"], do_sample=do_sample, pad_token_id=tok.pad_token_id, eos_token_id=eos)
-            if do_sample:
-                kwargs.update(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=0)
             out = model.generate(**enc, **kwargs)
             new = out[:, enc.input_ids.shape[1] :]
             batch = []
@@ -98,10 +102,8 @@ class HFBackend(Backend):
         model, tok = self._load()
         ids = [tok(p, add_special_tokens=False).input_ids for p in self._prompts(tok, requests)]
         s = sampling
-        do_sample = s.get("temperature", 0.0) > 0
         eos = tok.eos_token_id
-        gen = GenerationConfig(max_new_tokens=s["max_new_tokens"], do_sample=do_sample, eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                               **(dict(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=0) if do_sample else {}))  # fmt: skip
+        gen = GenerationConfig(**self._generation_kwargs(tok, s))
         # An unsupported sampling option must fail here, not be silently dropped from the samples.
         cb = ContinuousBatchingConfig(drop_unsupported_processors=False)
         hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=s["max_new_tokens"], num_requests=len(ids))
