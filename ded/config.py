@@ -17,8 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 
-class ConfigError(ValueError):
-    """A config value outside its allowed range; the message names the key."""
+from ded.registry import ConfigError  # noqa: E402  (re-exported: raised by every check below)
 
 
 def project_path(path: str) -> str:
@@ -34,6 +33,12 @@ def project_path(path: str) -> str:
 def _check(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {msg}")
+
+
+def one_of(val: str, allowed, key: str) -> str:
+    """A closed vocabulary that no plug-in extends (a registry's own check covers plug-ins)."""
+    _check(val in allowed, key, f"unknown value {val!r}; allowed: {list(allowed)}")
+    return val
 
 
 class Backend(str, Enum):
