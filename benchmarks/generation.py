@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,15 +39,15 @@ from common import SMOLLM, sync  # noqa: E402
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def model_config(name: str = "smollm2_fewshot", **over):
-    """A teacher config from conf/teacher/ with overrides, validated by the schema (no Hydra
-    composition: the benchmark does not depend on the other config groups)."""
-    from omegaconf import OmegaConf
+def model_config(name: str = "smollm2_fewshot"):
+    """A teacher config from conf/teacher/, composed and validated as run.py would."""
+    from hydra import compose, initialize_config_dir
 
-    from ded.config import ModelConfig
+    from ded.config import register, validate
 
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(Path(CONF) / "teacher" / f"{name}.yaml"), over)
-    return OmegaConf.to_object(cfg)
+    register()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return validate(compose(config_name="config", overrides=[f"teacher={name}"]).teacher)
 
 
 def plain_loop(model, tok, prompts: list[str], batch_size: int, sampling: dict, seed: int, device: str = "cpu") -> tuple[int, float]:
@@ -74,7 +75,7 @@ def bench_hf(args, cache_dir: str) -> dict:
     from ded.data import arithmetic
     from ded.data.arithmetic import fewshot_messages
     from ded.generation import build_messages, generate_cached, prompt_prefix
-    from ded.generation.hf import HFBackend
+    from ded.generation.backends.hf import HFBackend
     from ded.models import load_model, local_checkpoint
 
     t = model_config()
@@ -123,12 +124,13 @@ def bench_openai(args, cache_dir: str, kind: str) -> dict:
     else:  # transformers serve with continuous batching: concurrent requests share decoding steps
         srv = Server("transformers", local_checkpoint(SMOLLM, cache_dir), None, args=["--device", "cpu", "--continuous-batching"],
                      log_dir=Path(cache_dir) / "servers", startup_timeout=300)  # fmt: skip
-        extra = {"generation_config": _json.dumps({"do_sample": True})}  # see factory.py: transformers serve samples only with it
+        extra = {"generation_config": _json.dumps({"do_sample": True})}  # see backends/endpoint.py: transformers serve samples only with it
     res = {}
     with srv:
         for conc in ["warm-up", 1, 8]:
             c = 8 if conc == "warm-up" else conc
-            t = model_config(backend="openai", endpoint={"base_url": srv.base_url, "model": srv.served_name, "concurrency": c, "extra_body": extra})
+            t = model_config("smollm2_fewshot_llamacpp")
+            t.endpoint = replace(t.endpoint, launch="none", base_url=srv.base_url, model=srv.served_name, concurrency=c, extra_body=extra)
             root = Path(cache_dir) / f"openai-{kind}-{conc}"
             shutil.rmtree(root, ignore_errors=True)
             qs = pool[:8] if conc == "warm-up" else pool

@@ -49,7 +49,7 @@ def questions(tok, n: int, prompt_tokens: int, seed: int = 0):
 
 def backend_run(model, tok, qs, engine: str, batch_size: int, new_tokens: int, device: str) -> tuple[int, float]:
     from ded.generation import generate_cached
-    from ded.generation.hf import HFBackend
+    from ded.generation.backends.hf import HFBackend
 
     backend = HFBackend(lambda: (model, tok), {"model": "bench", "engine_bench": engine}, batch_size, engine=engine)
     sync(device)

@@ -4,9 +4,9 @@
     python benchmarks/selection.py --questions 16 --memory 8,32    # a quick look
 
 Baseline: the plain approach, per question the full N x N Levenshtein matrix (rapidfuzz cdist,
-default single worker), then greedy max-min. Harness: ded.selectors.select_many, which computes
-only the distances greedy max-min reads (with rapidfuzz cutoffs) and runs questions in parallel
-processes over every core with a bounded window. Both run in this process on the same data and
+default single worker), then greedy max-min. Harness: ded.select.select_groups with
+diversity.workers set, which computes only the distances greedy max-min reads (with rapidfuzz
+cutoffs) and runs questions in parallel processes over every core with a bounded window. Both run in this process on the same data and
 must return the same selection. A serial harness run (one process) separates the algorithmic
 gain from the parallel one. Memory: peak RSS (this process + its workers, sampled) while the
 harness streams two different numbers of questions; it should not grow with the count.
@@ -32,7 +32,9 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ded.selectors import available_cores, greedy_maxmin, select_many  # noqa: E402
+from ded.config import DiversityConfig  # noqa: E402
+from ded.select import available_cores, select_groups  # noqa: E402
+from ded.selectors import greedy_maxmin  # noqa: E402
 
 # A vocabulary of reasoning-trace words: traces of one question share most of their text
 # and differ by rewording, inserted checks, dropped steps and swapped paragraphs.
@@ -70,17 +72,24 @@ def question_texts(q: int, n: int, chars: int) -> list[str]:
     return texts
 
 
-def jobs(questions: int, n: int, chars: int):
-    for q in range(questions):
-        texts = question_texts(q, n, chars)
-        yield texts, random.Random(f"start-{q}").randrange(n)
+def groups(questions: int, n: int, chars: int):
+    return (question_texts(q, n, chars) for q in range(questions))
+
+
+def rngs(questions: int):
+    """Each question's rng, fresh per call: max-min selection draws its start from it."""
+    return (random.Random(f"start-{q}") for q in range(questions))
+
+
+def harness(data, p: int, workers: int) -> list[list[int]]:
+    return list(select_groups(data, rngs(len(data)), p, DiversityConfig(workers=workers)))
 
 
 def baseline(data, p: int) -> list[list[int]]:
     out = []
-    for texts, start in data:
+    for texts, rng in zip(data, rngs(len(data))):
         dist = cdist(texts, texts, scorer=Levenshtein.normalized_distance, dtype=np.float64)
-        out.append(greedy_maxmin(dist, p, start))
+        out.append(greedy_maxmin(dist, p, rng.randrange(len(texts))))
     return out
 
 
@@ -134,28 +143,28 @@ def main() -> None:
     for count in [int(x) for x in a.memory.split(",")]:
         with PeakRSS() as m:
             t = time.perf_counter()
-            n_sel = sum(1 for _ in select_many(jobs(count, a.n, a.chars), a.p, workers=workers))
+            n_sel = sum(1 for _ in select_groups(groups(count, a.n, a.chars), rngs(count), a.p, DiversityConfig(workers=workers)))
             dt = time.perf_counter() - t
         mem[count] = m.peak / 2**20
         print(f"memory: {n_sel} questions streamed in {dt:.1f} s, peak RSS (process + workers) {mem[count]:.0f} MiB", flush=True)
 
-    data = list(jobs(a.questions, a.n, a.chars))
+    data = list(groups(a.questions, a.n, a.chars))
     t = time.perf_counter()
     base = baseline(data, a.p)
     base_s = time.perf_counter() - t
     print(f"baseline (full matrix, cdist, greedy max-min): {base_s:.1f} s for {a.questions} questions", flush=True)
     cpu0 = _cpu_s()
     t = time.perf_counter()
-    harness = list(select_many(iter(data), a.p, workers=workers))
+    par = harness(data, a.p, workers)
     harness_s = time.perf_counter() - t
     harness_cpu = _cpu_s() - cpu0
     # CPU seconds per wall second: ~workers when the cores are free, less on a shared machine.
     print(f"harness (lazy greedy, {workers} processes): {harness_s:.1f} s, {harness_cpu / harness_s:.2f} cores busy", flush=True)
     t = time.perf_counter()
-    serial = list(select_many(iter(data), a.p, workers=1))
+    serial = harness(data, a.p, 1)
     serial_s = time.perf_counter() - t
     print(f"harness, one process (lazy greedy only): {serial_s:.1f} s", flush=True)
-    same = harness == base and serial == base
+    same = par == base and serial == base
     print(f"same selection as baseline: {same}; ratio {base_s / harness_s:.2f}x (serial {base_s / serial_s:.2f}x)", flush=True)
     counts = sorted(mem)
     print(

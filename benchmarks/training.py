@@ -44,7 +44,6 @@ def mixed_corpus(n: int, seed: int) -> list[dict]:
 def run(kind: str, path: str, corpus: list[dict], args) -> dict:
     import torch
     from datasets import Dataset
-    from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
@@ -68,7 +67,7 @@ def run(kind: str, path: str, corpus: list[dict], args) -> dict:
         )
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
     else:
-        tc = OmegaConf.structured(TrainConfig(batch_size=args.batch_size, max_length=1024, packing=(kind == "packed"), bf16=args.bf16, logging_steps=1000))
+        tc = TrainConfig(per_device_train_batch_size=args.batch_size, max_length=1024, packing=(kind == "packed"), bf16=args.bf16, logging_steps=1000)
         trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, []), tc, out_dir)
         for k, v in common.items():
             setattr(trainer.args, k, v)

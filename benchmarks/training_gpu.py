@@ -10,7 +10,7 @@ Per shape (benchmarks/common.py: the SmolLM2-135M student shape and a Qwen2-0.5B
           lengths (L/16 .. L tokens), B examples per batch, padded
   packed  the same with train.packing=true: rows of L tokens (block-diagonal masks with sdpa,
           one varlen row with flash attention), B rows per batch
-  liger   packed + train.liger_kernel=true (liger's RMSNorm, SwiGLU, RoPE kernels); skipped, and
+  liger   packed + train.use_liger_kernel=true (liger's RMSNorm, SwiGLU, RoPE kernels); skipped, and
           said so, where liger-kernel is not installed
 The harness modes never build full-vocabulary logits: TRL 1.16's SFTTrainer projects through the
 LM head in tiles, only at positions that carry loss (its fused LM head; this is also why TRL
@@ -114,17 +114,15 @@ class Clock(TrainerCallback):
 
 
 def harness(shape: str, args, tok, corpus, *, packing: bool, liger: bool) -> dict:
-    from omegaconf import OmegaConf
-
     from ded.config import TrainConfig
     from ded.train import make_trainer, to_dataset_rows
 
     _reset_memory(args.device)
     model = random_model(shape, "bfloat16", args.device)
     cuda = args.device.startswith("cuda")
-    tc = OmegaConf.structured(TrainConfig(batch_size=args.batch_size, max_length=args.seq_len, packing=packing, liger_kernel=liger,
+    tc = TrainConfig(per_device_train_batch_size=args.batch_size, max_length=args.seq_len, packing=packing, use_liger_kernel=liger,
                                           bf16=cuda, optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-5,
-                                          epochs=100, warmup_ratio=0.0, lr_scheduler="constant", logging_steps=10**6))  # fmt: skip
+                                          num_train_epochs=100, warmup_steps=0.0, lr_scheduler_type="constant", logging_steps=10**6)  # fmt: skip
     trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, []), tc, tempfile.mkdtemp(prefix=f"bench_{shape}_"))
     total = args.warmup + args.steps
     trainer.args.max_steps = total

@@ -1,4 +1,4 @@
-"""Analysis of a corpus under a model: token entropy and PCA shift (DESIGN.md, "Analysis definitions").
+"""Analysis of a corpus under a model: token entropy and PCA shift.
 
 * Token entropy of a corpus under a model: mean over response tokens of the entropy (nats) of
   the model's next-token distribution, teacher-forced on the corpus. The paper relates the

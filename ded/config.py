@@ -2,9 +2,11 @@
 
 ``conf/config.yaml`` starts its defaults list with ``ded_schema`` (the ``Config`` below), so
 every YAML file and command-line override is merged into typed nodes: a typo'd key or a value
-of the wrong type (or outside an Enum, such as ``diversity.metric``) fails when Hydra composes
-the config, naming the key. Range checks (``corpus.size=-3``) live in ``__post_init__`` and run
-in ``validate()``, which ``run.py`` calls on the composed config before any work.
+of the wrong type fails when Hydra composes the config, naming the key. Range checks
+(``corpus.size=-3``) and vocabularies (``diversity.metric``, checked against its plug-in
+registry, so the allowed values are written once) live in ``__post_init__`` and run in
+``validate()``, which the pipeline calls on the composed config before any work. Stages read
+the dataclasses ``validate`` returns, never the ``DictConfig``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 from ded.registry import ConfigError  # noqa: E402  (re-exported: raised by every check below)
+from ded.data import TASKS  # noqa: E402
+from ded.data.pools import PoolSpec  # noqa: E402  (the corpus.pools[] schema)
 
 
 def project_path(path: str) -> str:
@@ -41,82 +45,6 @@ def one_of(val: str, allowed, key: str) -> str:
     return val
 
 
-class Backend(str, Enum):
-    hf = "hf"
-    openai = "openai"
-    vllm = "vllm"
-    replay = "replay"
-
-
-class HFEngine(str, Enum):
-    auto = "auto"  # continuous on a GPU, generate on CPU (ded/generation/hf.py)
-    generate = "generate"
-    continuous = "continuous"
-
-
-class EndpointApi(str, Enum):
-    chat = "chat"
-    completions = "completions"
-
-
-class Launch(str, Enum):
-    none = "none"
-    vllm = "vllm"
-    transformers = "transformers"
-    llama_cpp = "llama_cpp"
-
-
-class DType(str, Enum):
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
-class Metric(str, Enum):
-    levenshtein = "levenshtein"
-    embedding = "embedding"
-    random = "random"
-    none = "none"
-
-
-class Selector(str, Enum):
-    maxmin = "maxmin"
-    maxsum = "maxsum"
-    exact = "exact"
-
-
-class Level(str, Enum):
-    char = "char"
-    token = "token"
-
-
-class Allocation(str, Enum):
-    fill = "fill"
-    spread = "spread"
-
-
-class Dedup(str, Enum):
-    none = "none"
-    exact = "exact"
-    fuzzy = "fuzzy"
-
-
-class Launcher(str, Enum):
-    accelerate = "accelerate"
-    torchrun = "torchrun"
-
-
-class LoggerBackend(str, Enum):
-    wandb = "wandb"
-    none = "none"
-
-
-class WandbMode(str, Enum):
-    offline = "offline"
-    online = "online"
-    disabled = "disabled"
-
-
 @dataclass
 class Sampling:
     temperature: float = 0.7
@@ -129,93 +57,39 @@ class Sampling:
         _check(self.max_new_tokens > 0, "sampling.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
 
 
-@dataclass
-class EndpointConfig:
-    """backend=openai: an OpenAI-compatible server, external or launched by the harness."""
-
-    base_url: Optional[str] = None  # e.g. http://host:8000/v1; null: read base_url_env
-    base_url_env: Optional[str] = "OPENAI_BASE_URL"  # environment variable holding the URL
-    api_key_env: Optional[str] = "OPENAI_API_KEY"  # environment variable holding the key (never the key in config)
-    model: Optional[str] = None  # served model name sent in requests; null: the model's path
-    api: EndpointApi = EndpointApi.chat  # chat (messages) or completions (prompt via the chat template)
-    concurrency: int = 8  # requests in flight
-    timeout: float = 3600.0  # seconds per request (long reasoning traces take minutes)
-    max_retries: int = 8  # per request, on 429, 5xx, timeouts and connection errors
-    backoff: float = 1.0  # seconds before the first retry; doubles each time (with jitter)
-    max_backoff: float = 60.0  # seconds, the cap on one wait
-    n_per_request: bool = False  # one request asks for all n samples of a question (falls back to seeds)
-    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields (top_k, ...); enters the cache key
-    launch: Launch = Launch.none  # start this server for the run and stop it after
-    launch_args: list[str] = field(default_factory=list)  # extra command-line arguments for the launched server
-    port: int = 0  # launched server's port; 0 = a free one
-    startup_timeout: float = 1800.0  # seconds to wait for the launched server's health check
-
-    def __post_init__(self):
-        _check(self.concurrency > 0, "endpoint.concurrency", f"must be > 0, got {self.concurrency}")
-        _check(self.timeout > 0, "endpoint.timeout", f"must be > 0, got {self.timeout}")
-        _check(self.max_retries >= 0, "endpoint.max_retries", f"must be >= 0, got {self.max_retries}")
-        _check(self.backoff >= 0, "endpoint.backoff", f"must be >= 0, got {self.backoff}")
-
-
-@dataclass
-class VLLMConfig:
-    """backend=vllm: an in-process vllm.LLM (optional extra: pip install -e '.[vllm]')."""
-
-    tensor_parallel_size: int = 1  # GPUs per engine
-    data_parallel_size: int = 1  # engines, one process each, each on its own tensor_parallel_size GPUs
-    gpu_memory_utilization: float = 0.9  # share of each GPU's memory vLLM may take
-    max_model_len: Optional[int] = None  # tokens (prompt + generation); null = the model's
-    enforce_eager: bool = False  # no CUDA graphs (faster start, slower decode)
-    sampling_extra: dict[str, Any] = field(default_factory=dict)  # more SamplingParams (top_k, min_p, ...); enters the cache key
-    engine_extra: dict[str, Any] = field(default_factory=dict)  # more vllm.LLM(...) arguments
-
-    def __post_init__(self):
-        _check(self.tensor_parallel_size > 0, "vllm.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
-        _check(self.data_parallel_size > 0, "vllm.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
-        _check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
-
-
-@dataclass
-class ReplayConfig:
-    """backend=replay: trajectories read from a published dataset instead of generated."""
-
-    dataset: Optional[str] = None  # hub dataset id, or a local .jsonl/.json/.parquet file
-    subset: Optional[str] = None  # hub config name
-    split: str = "train"  # split (hub) ; local files are one split
-    revision: Optional[str] = None  # hub revision
-    question: str = "problem"  # column: the question text, matched to the asked question
-    trajectory: str = "generated_solution"  # column: one trajectory (string) or several (list of strings)
-    reasoning: Optional[str] = None  # column: a separate reasoning trace, joined as <think>...</think> before the trajectory
-    answer: Optional[str] = None  # column: the gold answer (for pools built from the dataset)
-    model_field: Optional[str] = None  # column naming the generating model
-    model_value: Optional[str] = None  # keep rows whose model_field equals this
-    correct: list[str] = field(default_factory=list)  # column(s) with correctness flags (bool, Yes/No, or lists); any true = correct
-    finish: Optional[str] = None  # column with finish reasons (string or list)
-    only_correct: bool = False  # index only trajectories flagged correct
-
-    def __post_init__(self):
-        _check(not (self.model_value and not self.model_field), "replay.model_value", "needs replay.model_field (the column to match)")
-        _check(not (self.only_correct and not self.correct), "replay.only_correct", "needs replay.correct (the flag column)")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
-    path: str = MISSING
-    revision: Optional[str] = None
-    dtype: DType = DType.float32
-    backend: Backend = Backend.hf
-    batch_size: int = 32
-    engine: HFEngine = HFEngine.auto  # backend=hf: batched generate or continuous batching
-    system_prompt: Optional[str] = None
-    fewshot: int = 0
+    """What every generation backend reads; each backend's schema adds its own keys
+    (ded/generation/backends/, one module each, registered in BACKENDS)."""
+
+    name: str = MISSING  # label in logs and tables
+    path: str = MISSING  # the model: pkg:<package>/<file>, a local path or a hub id
+    backend: str = MISSING  # set by the schema (a backend's config class); BACKENDS names them
     sampling: Sampling = field(default_factory=Sampling)
-    endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # backend=openai
-    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # backend=vllm
-    replay: ReplayConfig = field(default_factory=ReplayConfig)  # backend=replay
 
     def __post_init__(self):
-        _check(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        from ded.generation.backends import discover
+
+        plugin = discover()[self.backend]  # unknown: ConfigError listing the registered names
+        _check(isinstance(self, plugin.config), "backend", f"{self.backend!r} has its own keys ({plugin.config.__name__}): pick a "
+               f"model config that uses it, or start one with `defaults: [/backend/{self.backend}@_here_, _self_]`")  # fmt: skip
+
+
+@dataclass
+class PromptedModelConfig(ModelConfig):
+    """A backend that prompts a model's weights (not a replayed dataset)."""
+
+    revision: Optional[str] = None  # hub revision (hub ids only)
+    dtype: str = "float32"  # weights dtype: float32 | bfloat16 | float16
+    system_prompt: Optional[str] = None  # optional system turn
+    fewshot: int = 0  # worked examples from the task, prepended as chat turns
+
+    def __post_init__(self):
+        super().__post_init__()
+        one_of(self.dtype, DTYPES, "dtype")
         _check(self.fewshot >= 0, "fewshot", f"must be >= 0, got {self.fewshot}")
 
 
@@ -243,43 +117,25 @@ class Trajectories:
 
 
 @dataclass
-class PoolEntry:
-    """One question pool (ded/data/pools.py PoolSpec): a local file or a hub dataset."""
-
-    source: str = MISSING
-    format: str = "fields"
-    fields: dict[str, str] = field(default_factory=dict)
-    name: Optional[str] = None
-    split: str = "train"
-    subset: Optional[str] = None
-    on_error: str = "raise"
-    domain: str = "math"
-    weight: float = 1.0
-    limit: Optional[int] = None
-
-    def __post_init__(self):
-        from ded.data.pools import FORMATS
-
-        _check(self.format in FORMATS, "corpus.pools[].format", f"unknown format {self.format!r}; allowed: {list(FORMATS)}")
-        _check(self.on_error in ("raise", "skip"), "corpus.pools[].on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
-        _check(self.weight >= 0, "corpus.pools[].weight", f"must be >= 0, got {self.weight}")
-
-
-@dataclass
 class Decontam:
     enabled: bool = True
     n: int = 8
     min_overlap: float = 0.5
     fuzzy_threshold: Optional[float] = None
-    dedup: Dedup = Dedup.exact
+    dedup: str = "exact"
 
     def __post_init__(self):
+        from ded.data.decontam import DEDUP_MODES
+
+        one_of(self.dedup, DEDUP_MODES, "corpus.decontam.dedup")
         _check(self.n >= 3, "corpus.decontam.n", f"must be >= 3, got {self.n}")
         _check(0 <= self.min_overlap <= 1, "corpus.decontam.min_overlap", f"must be in [0, 1], got {self.min_overlap}")
 
 
 @dataclass
 class TrajectoryFilters:
+    """Which TRAJECTORY_FILTERS (ded/filters.py) run besides complete and correct, which always do."""
+
     min_tokens: int = 0
     max_tokens: Optional[int] = None
     repetition: bool = True
@@ -290,7 +146,7 @@ class TrajectoryFilters:
 @dataclass
 class CorpusConfig:
     task: str = "arithmetic"
-    pools: list[PoolEntry] = field(default_factory=list)
+    pools: list[PoolSpec] = field(default_factory=list)
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     pool_size: int = 48
     seed: int = 0
@@ -299,24 +155,40 @@ class CorpusConfig:
     trajectories: Trajectories = field(default_factory=Trajectories)
     filters: TrajectoryFilters = field(default_factory=TrajectoryFilters)
     decontam: Decontam = field(default_factory=Decontam)
-    allocation: Allocation = Allocation.fill
+    allocation: str = "fill"  # an ALLOCATIONS name (ded/select.py)
 
     def __post_init__(self):
-        _check(self.task in ("arithmetic", "pool"), "corpus.task", f"unknown task {self.task!r}; allowed: ['arithmetic', 'pool']")
+        TASKS.check(self.task, "corpus.task")
         _check(self.task != "pool" or len(self.pools) > 0, "corpus.pools", "corpus.task=pool needs at least one pool")
         _check(self.size > 0, "corpus.size", f"must be > 0, got {self.size}")
         _check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
         _check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
         bad = [lv for lv in self.levels if lv not in range(1, 6)]
         _check(not bad, "corpus.levels", f"unknown level(s) {bad}; allowed: [1, 2, 3, 4, 5]")
+        from ded.select import ALLOCATIONS
+
+        ALLOCATIONS.check(self.allocation)
 
 
 @dataclass
 class DiversityConfig:
-    metric: Metric = Metric.levenshtein
-    normalized: bool = True
-    level: Level = Level.char
-    selector: Selector = Selector.maxmin
+    """How P of a question's correct trajectories are chosen (ded/select.py). Names come from the
+    registries: DISTANCES and LEVELS (ded/diversity.py), SELECTORS (ded/selectors.py)."""
+
+    metric: str = "levenshtein"  # the distance between trajectories
+    normalized: bool = True  # levenshtein: divided by the longer length, in [0, 1]
+    level: str = "char"  # levenshtein: over characters or word tokens
+    selector: str = "maxmin"  # maxmin | maxsum | exact use the distance; random | first do not
+    workers: int = 1  # processes selecting questions in parallel (Levenshtein on long texts); 0 = every core
+
+    def __post_init__(self):
+        from ded.diversity import DISTANCES, LEVELS
+        from ded.selectors import SELECTORS
+
+        DISTANCES.check(self.metric)
+        LEVELS.check(self.level)
+        SELECTORS.check(self.selector)
+        _check(self.workers >= 0, "diversity.workers", f"must be >= 0 (0 = every core), got {self.workers}")
 
 
 @dataclass
@@ -326,51 +198,57 @@ class GenerationConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = 3.0
+    """Fields named as in TRL's ``SFTConfig`` are handed to it under that name (ded.train.sft_args);
+    the rest (HARNESS_TRAIN_FIELDS) are the harness's own: launch, LoRA, attention kernel."""
+
+    num_train_epochs: float = 3.0
     learning_rate: float = 5e-5
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.1  # TRL: a float in [0, 1) is a share of the total steps
     weight_decay: float = 0.0
-    batch_size: int = 8
-    grad_accum: int = 1
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
     max_length: int = 512
     packing: bool = False
     padding_free: bool = False
-    gradient_checkpointing: bool = False
-    optim: str = "adamw_torch"  # transformers' optimizer name; adamw_torch_fused on GPUs
-    liger_kernel: bool = False  # liger-kernel's RMSNorm, SwiGLU, RoPE kernels (GPU); TRL keeps its own fused LM head
-    attn_implementation: Optional[str] = None  # sdpa | eager | flash_attention_2 | ...; null = transformers' default
+    activation_checkpointing: bool = False
+    optim: str = "adamw_torch"
+    use_liger_kernel: bool = False
+    bf16: bool = False
+    seed: int = 0
+    logging_steps: int = 5
+    attn_implementation: Optional[str] = None
     num_processes: int = 1
-    launcher: Launcher = Launcher.accelerate
+    launcher: str = "accelerate"
     accelerate_config: Optional[str] = None
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    bf16: bool = False
-    seed: int = 0
-    logging_steps: int = 5
     version: int = 1
 
     def __post_init__(self):
-        _check(self.epochs > 0, "train.epochs", f"must be > 0, got {self.epochs}")
+        _check(self.num_train_epochs > 0, "train.num_train_epochs", f"must be > 0, got {self.num_train_epochs}")
         _check(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
-        _check(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
-        _check(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
+        _check(self.per_device_train_batch_size > 0, "train.per_device_train_batch_size", f"must be > 0, got {self.per_device_train_batch_size}")
+        _check(self.gradient_accumulation_steps > 0, "train.gradient_accumulation_steps", f"must be > 0, got {self.gradient_accumulation_steps}")
         _check(self.num_processes >= 1, "train.num_processes", f"must be >= 1, got {self.num_processes}")
+        one_of(self.launcher, LAUNCHERS, "train.launcher")
         if self.accelerate_config is not None:
             import os
 
             _check(os.path.isfile(project_path(self.accelerate_config)), "train.accelerate_config", f"no such file {self.accelerate_config!r}")
         _check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
-        _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        allowed = ["linear", "cosine", "constant", "constant_with_warmup"]
-        _check(self.lr_scheduler in allowed, "train.lr_scheduler", f"unknown {self.lr_scheduler!r}; allowed: {allowed}")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0 (a float in [0, 1) is a share of steps), got {self.warmup_steps}")
+        one_of(self.lr_scheduler_type, ["linear", "cosine", "constant", "constant_with_warmup"], "train.lr_scheduler_type")
         from transformers.training_args import OptimizerNames
 
-        optims = [o.value for o in OptimizerNames]
-        _check(self.optim in optims, "train.optim", f"unknown {self.optim!r}; e.g. adamw_torch, adamw_torch_fused (all: {optims})")
+        one_of(self.optim, [o.value for o in OptimizerNames], "train.optim")
         # Whether liger-kernel / flash-attn are installed is checked where training runs
         # (ded.train.check_environment, before any work), not here: a GPU recipe composes anywhere.
+
+
+HARNESS_TRAIN_FIELDS = ("attn_implementation", "num_processes", "launcher", "accelerate_config", "lora_r", "lora_alpha", "lora_dropout", "version")
+LAUNCHERS = ("accelerate", "torchrun")
 
 
 @dataclass
@@ -382,17 +260,16 @@ class EvalConfig:
     per_benchmark: dict[str, Sampling] = field(default_factory=dict)
     limit: Optional[int] = None
     data_dir: Optional[str] = None
-    version: int = 1
 
     def __post_init__(self):
-        from ded.data.benchmarks import REGISTRY
+        from ded.data.evalsets import EVAL_SETS, HELDOUT
 
         _check(self.size > 0, "eval.size", f"must be > 0, got {self.size}")
         _check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
-        bad = [b for b in self.benchmarks if b not in REGISTRY]
-        _check(not bad, "eval.benchmarks", f"unknown benchmark(s) {bad}; allowed: {sorted(REGISTRY)}")
-        bad = [b for b in self.per_benchmark if b not in REGISTRY and b != "heldout"]
-        _check(not bad, "eval.per_benchmark", f"unknown benchmark(s) {bad}; allowed: {sorted(REGISTRY) + ['heldout']}")
+        bad = [b for b in self.benchmarks if b not in EVAL_SETS]
+        _check(not bad, "eval.benchmarks", f"unknown benchmark(s) {bad}; allowed: {sorted(EVAL_SETS)}")
+        bad = [b for b in self.per_benchmark if b not in EVAL_SETS and b != HELDOUT]
+        _check(not bad, "eval.per_benchmark", f"unknown benchmark(s) {bad}; allowed: {sorted(EVAL_SETS) + [HELDOUT]}")
         _check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
 
 
@@ -409,11 +286,15 @@ class AnalysisConfig:
 
 @dataclass
 class LoggerConfig:
-    backend: LoggerBackend = LoggerBackend.wandb
-    mode: WandbMode = WandbMode.offline
+    backend: str = "wandb"
+    mode: str = "offline"
     project: str = "ded"
     entity: Optional[str] = None
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        one_of(self.backend, ("wandb", "none"), "logger.backend")
+        one_of(self.mode, ("offline", "online", "disabled"), "logger.mode")
 
 
 @dataclass
@@ -424,8 +305,8 @@ class PathsConfig:
 
 @dataclass
 class Config:
-    teacher: ModelConfig = MISSING
-    student: ModelConfig = MISSING
+    teacher: Any = MISSING  # a ModelConfig subclass: the schema its yaml picks (/backend/<name>@_here_)
+    student: Any = MISSING
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -437,6 +318,12 @@ class Config:
     name: str = "ded"  # run name shown in W&B and the run record
     debug: Any = None  # set by the debug/ group: a tag saying which debug preset is on
     experiment: Any = None
+    stop_after: str = "evaluation"  # the last stage to run (ded.stages.STAGES); the cache keeps the rest for later
+
+    def __post_init__(self):
+        from ded.stages import STAGES
+
+        one_of(self.stop_after, STAGES, "stop_after")
 
 
 def value(x: Any) -> Any:
@@ -445,7 +332,12 @@ def value(x: Any) -> Any:
 
 
 def register() -> None:
-    ConfigStore.instance().store(name="ded_schema", node=Config)
+    from ded.generation.backends import discover
+
+    cs = ConfigStore.instance()
+    cs.store(name="ded_schema", node=Config)
+    for name, plugin in discover().items():  # the schemas model yamls pick: /backend/<name>@_here_
+        cs.store(group="backend", name=name, node=plugin.config)
 
 
 def validate(cfg: DictConfig) -> Config:

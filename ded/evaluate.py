@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ded.verify import check_answer
+from ded.data.answers import check_answer
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

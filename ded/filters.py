@@ -9,13 +9,18 @@ Trajectory filters take ``(question, sample)`` pairs, where ``sample`` is the ge
 cache's dict: ``text``, ``finish`` ("stop" | "length"), ``n_tokens`` when known.
 
 - ``Complete``: not cut off by the token limit ("truncated").
-- ``Correct``: the answer verifies under the question's answer kind (ded.verify reasons).
+- ``Correct``: the answer verifies under the question's answer kind (ded.data.answers reasons).
 - ``Length``: response length in tokens within [min_tokens, max_tokens].
 - ``FinalAnswer``: the response commits to a final answer ("no_final_answer").
 - ``ThinkFormat``: one closed <think>...</think> block followed by a non-empty answer.
 - ``Repetition``: not stuck in a loop (Gopher-style duplicated n-gram and line shares).
 - ``Language``: letters mostly in the expected scripts (reasoning models drift into Chinese).
-- ``PassRateFilter`` (questions): keep a band of student pass rates.
+- ``PassRateFilter`` (questions): keep a band of student pass rates (``pass_rates``).
+
+``build_trajectory_filters(corpus.filters)`` makes the chain a run applies from the
+``TRAJECTORY_FILTERS`` plug-ins: each is a factory that reads the config and returns its filter,
+or None when the config leaves it off. The chain runs in registration order, cheapest first,
+``correct`` (answer verification) last.
 """
 
 from __future__ import annotations
@@ -24,9 +29,17 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ded.verify import check_answer, has_final_answer
+import numpy as np
+
+from ded.data.answers import check_answer, has_final_answer
+from ded.registry import Registry
+
+if TYPE_CHECKING:
+    from ded.config import TrajectoryFilters
+
+Filter = Callable[[Any], bool | tuple[bool, str]]  # True to keep, (False, reason) to drop
 
 
 @dataclass
@@ -49,7 +62,7 @@ class FilterLog:
         return out
 
 
-def run_filters(items: Iterable, filters: list[Callable], describe: Callable = lambda x: x, log: FilterLog | None = None) -> tuple[list, FilterLog]:
+def run_filters(items: Iterable, filters: list[Filter], describe: Callable = lambda x: x, log: FilterLog | None = None) -> tuple[list, FilterLog]:
     """Apply `filters` in order; an item must pass all. Returns (kept items, the log)."""
     log = log or FilterLog()
 
@@ -70,6 +83,11 @@ def _text(item) -> str:
 # --- questions ---------------------------------------------------------------------------------
 
 
+def pass_rates(questions, samples: dict[str, list[dict]]) -> dict[str, float]:
+    """Each question's share of correct samples: {question id: rate}."""
+    return {q.id: float(np.mean([check_answer(s["text"], q.answer, q.kind).correct for s in samples[q.id]])) for q in questions}
+
+
 class PassRateFilter:
     """Drop questions the student already solves (rate >= max_rate) or never approaches (< min_rate)."""
 
@@ -85,7 +103,7 @@ class PassRateFilter:
         return True
 
 
-def pass_rate_histogram(rates: Iterable[float], k: int | None = None, bins: int = 10) -> dict[str, int]:
+def pass_rate_counts(rates: Iterable[float], k: int | None = None, bins: int = 10) -> dict[str, int]:
     """How many questions at each pass rate. With k samples per question the rates are the k+1
     values i/k, one bin each ("0.25": 12); otherwise `bins` equal bins over [0, 1] ("0.2-0.3")."""
     rates = list(rates)
@@ -97,17 +115,6 @@ def pass_rate_histogram(rates: Iterable[float], k: int | None = None, bins: int 
 
 
 # --- trajectories --------------------------------------------------------------------------------
-
-
-class TrajectoryFilter:
-    """Keep complete, correct trajectories. Reasons: truncated, no_answer, wrong, bad_gold."""
-
-    def __call__(self, item):
-        for f in (Complete(), Correct()):
-            res = f(item)
-            if res is not True:
-                return res
-        return True
 
 
 class Complete:
@@ -237,3 +244,20 @@ class Language:
             return True
         share = sum(script_of(c) in self.scripts for c in letters) / len(letters)
         return True if share >= self.min_share else (False, "language")
+
+
+# --- the configured chain ------------------------------------------------------------------------
+
+TRAJECTORY_FILTERS: Registry[Callable[["TrajectoryFilters"], Filter | None]] = Registry("corpus.filters")
+
+TRAJECTORY_FILTERS.register("complete", lambda fc: Complete())
+TRAJECTORY_FILTERS.register("length", lambda fc: Length(fc.min_tokens, fc.max_tokens) if fc.min_tokens or fc.max_tokens else None)
+TRAJECTORY_FILTERS.register("think_format", lambda fc: ThinkFormat() if fc.think_format else None)
+TRAJECTORY_FILTERS.register("repetition", lambda fc: Repetition() if fc.repetition else None)
+TRAJECTORY_FILTERS.register("language", lambda fc: Language() if fc.language else None)
+TRAJECTORY_FILTERS.register("correct", lambda fc: Correct())
+
+
+def build_trajectory_filters(fc: TrajectoryFilters) -> list[Filter]:
+    """The chain ``corpus.filters`` configures, in registration order (an item is dropped by the first that rejects it)."""
+    return [f for _, make in TRAJECTORY_FILTERS.items() if (f := make(fc)) is not None]

@@ -128,16 +128,14 @@ def _check_hub_available(repo_id: str, revision: str | None) -> None:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ModelNotAvailable(
             f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
-            "Download it first (huggingface-cli download ...), point the config at a local path, "
-            "or run the embedded CPU default (teacher=smollm2_fewshot student=smollm2)."
+            "Download it first (huggingface-cli download ...) or point the config at a local path."
         )
     try:
         snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"])
     except Exception as e:  # no network, gated repo, typo
         raise ModelNotAvailable(
             f"model {repo_id!r} could not be fetched from the Hugging Face hub ({type(e).__name__}: {e}). "
-            "Check the id and your network, point the config at a local path, "
-            "or run the embedded CPU default (teacher=smollm2_fewshot student=smollm2)."
+            "Check the id and your network, or point the config at a local path."
         ) from None
 
 

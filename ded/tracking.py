@@ -16,7 +16,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ded.cache import atomic_write_text
-from ded.config import value
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class Tracker:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         atomic_write_text(self.dir / "config.yaml", OmegaConf.to_yaml(resolved))
         self.wandb = None
-        if value(cfg.logger.backend) == "wandb" and value(cfg.logger.mode) != "disabled":
+        if cfg.logger.backend == "wandb" and cfg.logger.mode != "disabled":
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
@@ -43,7 +42,7 @@ class Tracker:
                 tags=list(cfg.logger.tags),
                 config=resolved,
                 dir=str(self.dir),
-                mode=value(cfg.logger.mode),
+                mode=cfg.logger.mode,
                 reinit="finish_previous",
             )
             self.metrics["wandb/run_dir"] = str(Path(self.wandb.dir).parent)
@@ -70,8 +69,12 @@ class Tracker:
                 self.wandb.log({**flat, axis: step})
 
     def plot(self, name: str, fig) -> Path:
+        """Save a matplotlib figure (and close it: a long sweep would otherwise hold every one)."""
+        import matplotlib.pyplot as plt
+
         path = self.dir / "plots" / f"{name.replace('/', '_')}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
         if self.wandb is not None:
             import wandb
 

@@ -66,32 +66,28 @@ def to_dataset_rows(tok, corpus: list[dict], prefix: list[dict]) -> list[dict]:
     return rows
 
 
+def sft_args(train_cfg) -> dict:
+    """The train config's TRL fields, under TRL's own names (every field not in HARNESS_TRAIN_FIELDS)."""
+    from dataclasses import asdict
+
+    from ded.config import HARNESS_TRAIN_FIELDS
+
+    return {k: v for k, v in asdict(train_cfg).items() if k not in HARNESS_TRAIN_FIELDS}
+
+
 def build_sft_config(train_cfg, output_dir: str):
-    """TRL's own SFTConfig from our train config, so TRL's argument checks run."""
+    """TRL's own SFTConfig from the train config, so TRL's argument checks run."""
     import torch
     from trl import SFTConfig
 
+    args = sft_args(train_cfg)
+    args["padding_free"] = args["padding_free"] or args["packing"]  # packed rows carry no padding
     return SFTConfig(
         output_dir=output_dir,
-        num_train_epochs=float(train_cfg.epochs),
-        learning_rate=train_cfg.learning_rate,
-        lr_scheduler_type=train_cfg.lr_scheduler,
-        warmup_steps=float(train_cfg.warmup_ratio),  # a float in [0, 1) is a ratio of total steps
-        weight_decay=train_cfg.weight_decay,
-        per_device_train_batch_size=train_cfg.batch_size,
-        gradient_accumulation_steps=train_cfg.grad_accum,
-        max_length=train_cfg.max_length,
-        completion_only_loss=True,
-        packing=bool(train_cfg.packing),
-        padding_free=bool(train_cfg.padding_free) or bool(train_cfg.packing),
-        activation_checkpointing=bool(train_cfg.gradient_checkpointing),
-        optim=str(train_cfg.optim),
-        use_liger_kernel=bool(train_cfg.liger_kernel),
-        bf16=bool(train_cfg.bf16),
+        **args,
+        completion_only_loss=True,  # loss on the teacher's response, never on the question
         use_cpu=not torch.cuda.is_available(),
-        seed=train_cfg.seed,
-        data_seed=train_cfg.seed,
-        logging_steps=train_cfg.logging_steps,
+        data_seed=args["seed"],
         save_strategy="no",
         report_to="none",  # the pipeline logs the loss curve to its own tracker (same names)
         dataset_num_proc=None,
@@ -122,8 +118,8 @@ def check_environment(train_cfg) -> None:
     from ded.models import ModelNotAvailable
 
     need = []
-    if train_cfg.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
-        need.append("train.liger_kernel=true needs liger-kernel (pip install liger-kernel; GPUs, through Triton)")
+    if train_cfg.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        need.append("train.use_liger_kernel=true needs liger-kernel (pip install liger-kernel; GPUs, through Triton)")
     attn = str(train_cfg.attn_implementation or "")
     if attn.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
         need.append(f"train.attn_implementation={attn} needs flash-attn (pip install flash-attn), or set it to sdpa")
@@ -191,17 +187,10 @@ def count_loss_tokens(dataset) -> int:
     return sum(sum(1 for t in row if t != -100) for row in dataset["labels"])
 
 
-_LATER_KEYS = {"optim": "adamw_torch", "liger_kernel": False, "attn_implementation": None}
-
-
 def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg) -> str:
-    from omegaconf import OmegaConf
-
-    tc = OmegaConf.to_container(train_cfg, resolve=True) if not isinstance(train_cfg, dict) else train_cfg
-    tc = {k: v for k, v in tc.items() if k != "logging_steps"}  # does not change the weights
-    # Keys added after checkpoints were cached enter the key only when set: old caches stay valid.
-    tc = {k: v for k, v in tc.items() if k not in _LATER_KEYS or v != _LATER_KEYS[k]}
-    return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc)
+    tc = {k: v for k, v in sft_args(train_cfg).items() if k != "logging_steps"}  # logging does not change the weights
+    harness = {k: getattr(train_cfg, k) for k in ("attn_implementation", "lora_r", "lora_alpha", "lora_dropout", "version")}
+    return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc, harness)
 
 
 def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
@@ -239,15 +228,14 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
 
 def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
     """Run `fit` in train.num_processes processes: `accelerate launch` (DDP, ZeRO-3, FSDP) or torchrun."""
-    from omegaconf import OmegaConf
+    from dataclasses import asdict
 
     job = Path(out_dir) / "launch"
     job.mkdir(parents=True, exist_ok=True)
     (job / "rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    tc = train_cfg if isinstance(train_cfg, dict) else OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
-    (job / "job.json").write_text(json.dumps({"student_path": student_path, "train": tc, "out_dir": out_dir}))
+    (job / "job.json").write_text(json.dumps({"student_path": student_path, "train": asdict(train_cfg), "out_dir": out_dir}))
     n = str(train_cfg.num_processes or 1)
-    if str(getattr(train_cfg.launcher, "value", train_cfg.launcher)) == "torchrun":
+    if train_cfg.launcher == "torchrun":
         # Plain torch.distributed (DDP; gloo on CPU): what accelerate's CPU path would need MPI for.
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n]
     else:
@@ -287,12 +275,9 @@ def train(student_path: str, student_identity: dict, corpus: list[dict], prefix:
 
 
 if __name__ == "__main__":  # the worker that `launch` starts in every process
-    from omegaconf import OmegaConf
-
     from ded.config import TrainConfig
 
     job_dir = Path(sys.argv[1])
     job = json.loads((job_dir / "job.json").read_text())
     rows = [json.loads(x) for x in (job_dir / "rows.jsonl").read_text().splitlines()]
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), job["train"])
-    fit(job["student_path"], rows, cfg, job["out_dir"])
+    fit(job["student_path"], rows, TrainConfig(**job["train"]), job["out_dir"])

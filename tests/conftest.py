@@ -1,5 +1,4 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,13 +53,3 @@ def cache_dir(tmp_path, model_cache):
     d.mkdir()
     (d / "models").symlink_to(Path(model_cache) / "models", target_is_directory=True)
     return str(d)
-
-
-def run_cli(args, cwd, env_extra=None, timeout=900):
-    """Run `python run.py ...` in a subprocess; return CompletedProcess (output captured)."""
-    import subprocess
-
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )

@@ -3,7 +3,7 @@ import re
 import pytest
 
 from ded.data import arithmetic
-from ded.verify import check
+from ded.data.answers import check_answer
 
 
 def _value(text: str) -> int:
@@ -38,14 +38,14 @@ def test_answers_are_right_and_verify():
     pool, _ = arithmetic.build(100, 10, [1, 2, 3, 4, 5], seed=1)
     for q in pool:
         assert int(q.answer) == _value(q.text)
-        assert check(f"so the answer is $\\boxed{{{q.answer}}}$", q.answer).correct
-        assert not check(f"\\boxed{{{int(q.answer) + 1}}}", q.answer).correct
+        assert check_answer(f"so the answer is $\\boxed{{{q.answer}}}$", q.answer).correct
+        assert not check_answer(f"\\boxed{{{int(q.answer) + 1}}}", q.answer).correct
     assert {q.level for q in pool} == {1, 2, 3, 4, 5}
 
 
 def test_fewshot_demos_are_correct():
     for q, a in arithmetic.FEWSHOT:
-        assert check(a, str(_value(q))).correct
+        assert check_answer(a, str(_value(q))).correct
 
 
 def test_unknown_level_and_exhausted_level():

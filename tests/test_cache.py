@@ -4,8 +4,8 @@ import pytest
 
 from ded.data import arithmetic
 from ded.generation import generate_cached
-from ded.generation.cache import SampleCache
-from ded.generation.hf import HFBackend
+from ded.generation.sample_cache import SampleCache
+from ded.generation.backends.hf import HFBackend
 from ded.models import load_model
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 4}

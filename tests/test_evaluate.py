@@ -45,7 +45,7 @@ def test_pass_at_k_needs_k_samples():
 def test_each_question_is_scored_under_its_own_answer_kind():
     """A choice question is read as a letter, a GSM8K one as a number, a math one by math-verify;
     scoring choice answers with the math checker would call "The answer is (B)." unanswered."""
-    from ded.select import pass_rates
+    from ded.filters import pass_rates
 
     qs = [Question("mc", "Which? A. x B. y", "B", kind="choice"), Question("gs", "How many?", "1234", kind="gsm8k"),
           Question("m", "Solve.", "\\frac{1}{2}")]  # fmt: skip
@@ -57,10 +57,10 @@ def test_each_question_is_scored_under_its_own_answer_kind():
     r = score(qs, samples)
     assert r["avg@2"] == pytest.approx(0.5)  # one of two right in each
     assert pass_rates(qs, samples) == {"mc": 0.5, "gs": 0.5, "m": 0.5}
-    # the math checker on the choice question (what the pipeline used to do) finds no answer in the first
-    from ded.verify import check
+    # why a question carries its kind: the math checker finds no answer in "The answer is (B)."
+    from ded.data.answers import check_answer
 
-    assert not check("The answer is (B).", "B").correct
+    assert not check_answer("The answer is (B).", "B", "math").correct
 
 
 def test_pool_and_benchmark_questions_carry_their_answer_kind(tmp_path):

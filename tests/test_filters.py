@@ -10,7 +10,8 @@ from ded.filters import (
     Length,
     Repetition,
     ThinkFormat,
-    pass_rate_histogram,
+    build_trajectory_filters,
+    pass_rate_counts,
     run_filters,
 )
 
@@ -85,16 +86,28 @@ def test_run_filters_first_reason_and_rejects_kept():
     assert [r["reason"] for r in log.rejects] == ["truncated", "wrong", "too_long"] and log.rejects[1]["text"] == "\\boxed{41}"
 
 
-def test_pass_rate_histogram():
+def test_pass_rate_counts():
     rates = [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert pass_rate_histogram(rates, k=4) == {"0": 2, "0.25": 1, "0.5": 1, "0.75": 1, "1": 3}
-    h = pass_rate_histogram(rates, bins=2)
+    assert pass_rate_counts(rates, k=4) == {"0": 2, "0.25": 1, "0.5": 1, "0.75": 1, "1": 3}
+    h = pass_rate_counts(rates, bins=2)
     assert h == {"0-0.5": 3, "0.5-1": 5} and sum(h.values()) == len(rates)
 
 
 def test_complete_names_truncated_and_missing():
-    from ded.filters import Complete
-
     assert Complete()((None, {"finish": "stop"})) is True
     assert Complete()((None, {"finish": "length"})) == (False, "truncated")
     assert Complete()((None, {"finish": "missing"})) == (False, "missing")
+
+
+def test_configured_chain_cheapest_first_correct_last():
+    from ded.config import TrajectoryFilters
+
+    def kinds(**kw):
+        return [type(f).__name__ for f in build_trajectory_filters(TrajectoryFilters(**kw))]
+
+    assert kinds() == ["Complete", "Repetition", "Correct"]
+    assert kinds(repetition=False) == ["Complete", "Correct"]
+    everything = kinds(min_tokens=5, think_format=True, language=True)
+    assert everything == ["Complete", "Length", "ThinkFormat", "Repetition", "Language", "Correct"]
+    (length,) = [f for f in build_trajectory_filters(TrajectoryFilters(max_tokens=9)) if isinstance(f, Length)]
+    assert (length.min_tokens, length.max_tokens) == (0, 9)

@@ -10,9 +10,10 @@ import tracemalloc
 import pytest
 import torch
 
+from ded.config import ConfigError, validate
 from ded.data import Question
 from ded.generation import Request, generate_cached
-from ded.generation.hf import HFBackend
+from ded.generation.backends.hf import HFBackend
 from ded.models import load_model
 
 from conftest import compose
@@ -93,8 +94,8 @@ def test_engine_config():
     auto = make_backend(compose([]).student, "/nonexistent")
     assert auto.engine == ("continuous" if torch.cuda.is_available() else "generate")
     assert "engine" not in auto.identity or auto.engine == "continuous"  # generate keeps the old cache keys
-    with pytest.raises(Exception, match="engine"):
-        compose(["teacher.engine=paged"])
+    with pytest.raises(ConfigError, match=r"^engine: unknown value 'paged'; allowed: \['auto', 'generate', 'continuous'\]"):
+        validate(compose(["teacher.engine=paged"]))
 
 
 # ---------------------------------------------------------------- memory at scale

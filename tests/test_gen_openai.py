@@ -18,7 +18,7 @@ import pytest
 from conftest import SMOLLM, compose
 from ded.data import arithmetic
 from ded.generation import generate_cached
-from ded.generation.endpoint import EndpointError
+from ded.generation.backends.endpoint import EndpointError
 from ded.generation.factory import make_backend
 from ded.generation.server import Server, missing_modules
 from ded.models import resolve
@@ -39,7 +39,8 @@ def llama(tmp_path_factory):
 
 
 def _teacher(overrides):
-    return compose(["teacher.backend=openai", *overrides]).teacher
+    """The embedded teacher on an external endpoint (the overrides name it)."""
+    return compose(["teacher=smollm2_fewshot_llamacpp", "teacher.endpoint.launch=none", "teacher.endpoint.launch_args=[]", *overrides]).teacher
 
 
 def _gen(backend, cache_dir, qs, n, **kw):

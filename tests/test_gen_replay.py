@@ -16,7 +16,7 @@ from conftest import compose
 from ded.data import Question
 from ded.generation import generate_cached
 from ded.generation.factory import make_backend
-from ded.generation.replay import ReplayBackend
+from ded.generation.backends.replay import ReplayBackend
 from ded.models import ModelNotAvailable
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}

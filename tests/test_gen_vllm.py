@@ -4,9 +4,10 @@ import importlib.util
 
 import pytest
 
-from conftest import compose
+from conftest import SMOLLM, compose
 from ded.data import arithmetic
 from ded.generation import generate_cached
+from ded.generation.backends.vllm_engine import VLLMConfig, VLLMModelConfig
 from ded.generation.factory import make_backend
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
@@ -21,8 +22,8 @@ def _gpus() -> int:
 @pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed (optional extra: pip install -e '.[vllm]' on a GPU machine)")
 @pytest.mark.skipif(HAVE_VLLM and _gpus() == 0, reason="vLLM needs a GPU")
 def test_vllm_generates_and_caches(cache_dir):
-    t = compose(["teacher.backend=vllm", "teacher.dtype=bfloat16", "teacher.vllm.gpu_memory_utilization=0.3",
-                 "teacher.vllm.max_model_len=2048", "teacher.vllm.enforce_eager=true"]).teacher  # fmt: skip
+    t = VLLMModelConfig(name="smollm2", path=SMOLLM, dtype="bfloat16",
+                        vllm=VLLMConfig(gpu_memory_utilization=0.3, max_model_len=2048, enforce_eager=True))  # fmt: skip
     b = make_backend(t, cache_dir)
     b.check()
     pool, _ = arithmetic.build(4, 2, [1, 2], seed=0)

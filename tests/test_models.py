@@ -28,7 +28,7 @@ def test_hub_model_offline_error_says_what_to_use(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelNotAvailable) as e:
         local_checkpoint("Qwen/QwQ-32B", tmp_path)
-    assert "Qwen/QwQ-32B" in str(e.value) and "smollm2" in str(e.value)
+    assert "Qwen/QwQ-32B" in str(e.value) and "point the config at a local path" in str(e.value)
 
 
 def test_gguf_converted_once_then_loaded_fast(model_cache):

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from ded.data import Question
-from ded.data.pools import PoolError, PoolSpec, last_boxed, load_pool, load_pools, mix_pools, read_pool
+from ded.data.answers import last_boxed
+from ded.data.pools import PoolError, PoolSpec, load_pool, load_pools, mix_pools, read_pool
+from ded.registry import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DED_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -133,6 +135,8 @@ def test_other_malformed_cases(tmp_path):
         PoolSpec(str(math), "csv")
     with pytest.raises(PoolError, match="fields: unknown name"):
         PoolSpec(str(math), "math", fields={"problem": "q"})
+    with pytest.raises(ConfigError, match=r"corpus\.pools\[\]\.on_error: 'ignore'"):
+        PoolSpec(str(math), on_error="ignore")
     with pytest.raises(PoolError, match="no such file"):
         load_pool(str(tmp_path / "missing.jsonl"))
 
@@ -169,3 +173,26 @@ def test_load_pools_mixes_files(tmp_path):
     assert Counter(q.id.split("-")[0] for q in qs) == {"a": 20, "b": 10} and [r.loaded for r in reports] == [30, 30]
     with pytest.raises(PoolError, match="names must be distinct"):
         load_pools([str(a), str(a)])
+
+
+# --- tasks: the pool task through the typed corpus config ---------------------------------------------
+
+
+def test_pool_task_from_the_typed_config_and_a_bad_format_names_its_key(tmp_path):
+    from conftest import compose
+    from ded.config import validate
+    from ded.data import TASKS, load_task
+
+    p = _jsonl(tmp_path / "p.jsonl", [{"question": f"q{i}?", "answer": f"#### {i}"} for i in range(12)])
+    pool = ["corpus.task=pool", f"corpus.pools=[{{source: {p}, format: gsm8k, weight: 2}}]", "corpus.pool_size=8", "eval.size=4"]
+    cfg = validate(compose(pool + ["paths.output_dir=/tmp/x"]))
+    assert isinstance(cfg.corpus.pools[0], PoolSpec) and cfg.corpus.pools[0].name == "p"
+    train, held = load_task(cfg.corpus, cfg.eval.size)
+    assert len(train) == 8 and len(held) == 4 and not {q.id for q in train} & {q.id for q in held}
+    assert {q.kind for q in train} == {"gsm8k"}
+    assert TASKS.names() == ["arithmetic", "pool"]
+    bad = [x.replace("gsm8k", "csv") for x in pool]
+    with pytest.raises(ConfigError, match=r"corpus\.pools\[\]\.format: unknown format 'csv'"):
+        validate(compose(bad + ["paths.output_dir=/tmp/x"]))
+    with pytest.raises(ConfigError, match="corpus.task: unknown value 'poll'"):
+        validate(compose(["corpus.task=poll", "paths.output_dir=/tmp/x"]))

@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 from ded.data import Question
-from ded.diversity import distance_matrix, mean_pairwise
-from ded.select import FilterLog, PassRateFilter, TrajectoryFilter, exact_maxmin, greedy_maxmin, min_pairwise, select
+from ded.config import DiversityConfig
+from ded.diversity import Distance, mean_pairwise
+from ded.filters import Complete, Correct, FilterLog, PassRateFilter, run_filters
+from ded.select import select
+from ded.selectors import exact, greedy_maxmin, min_pairwise
 
 
 def _euclid(n, seed):
@@ -34,30 +37,28 @@ def test_greedy_steps_are_farthest_points_and_within_half_of_optimum(seed):
 @pytest.mark.parametrize("seed", range(10))
 def test_exact_is_the_brute_force_optimum(seed):
     dist = _euclid(7, seed)
-    assert min_pairwise(dist, exact_maxmin(dist, 3)) == pytest.approx(_brute_force_opt(dist, 3))
+    assert min_pairwise(dist, exact(dist, 3)) == pytest.approx(_brute_force_opt(dist, 3))
 
 
 def test_pair_selection_on_text_is_the_max_min_pair_from_the_start():
     texts = ["aaaa bbbb", "aaaa bbbc", "zzzz yyyy xxxx", "aaab bbbb"]
-    dist = distance_matrix(texts)
+    dist = Distance().matrix(texts)
     for start in range(4):
         got = greedy_maxmin(dist, 2, start)
         assert got[1] == int(np.argmax(dist[start]))
     # With a start inside the near-duplicate cluster the outlier is always taken.
     assert 2 in greedy_maxmin(dist, 2, 0)
     # and the levenshtein selection keeps more diverse pairs than the first-two baseline
-    sel = select(texts, 2, "levenshtein", random.Random(0))
+    sel = select(texts, 2, DiversityConfig(), random.Random(0))
     assert mean_pairwise([texts[i] for i in sel]) > mean_pairwise(texts[:2])
 
 
-def test_random_and_none_baselines():
+def test_random_and_first_baselines():
     texts = [f"t{i}" for i in range(10)]
-    assert select(texts, 3, "none", random.Random(0)) == [0, 1, 2]
-    a = select(texts, 3, "random", random.Random(5))
-    assert a == select(texts, 3, "random", random.Random(5)) and len(set(a)) == 3
-    assert select(texts[:2], 3, "levenshtein", random.Random(0)) == [0, 1]
-    with pytest.raises(ValueError, match="allowed"):
-        select(texts, 3, "cosine", random.Random(0))
+    assert select(texts, 3, DiversityConfig(selector="first"), random.Random(0)) == [0, 1, 2]
+    a = select(texts, 3, DiversityConfig(selector="random"), random.Random(5))
+    assert a == select(texts, 3, DiversityConfig(selector="random"), random.Random(5)) and len(set(a)) == 3
+    assert select(texts[:2], 3, DiversityConfig(), random.Random(0)) == [0, 1]
 
 
 def test_pass_rate_filter_counts_and_keeps_rejects():
@@ -70,10 +71,9 @@ def test_pass_rate_filter_counts_and_keeps_rejects():
     assert sorted(r["id"] for r in log.rejects) == ["0", "3", "4"]
 
 
-def test_trajectory_filter_reasons():
+def test_complete_then_correct_reasons():
     q = Question("a", "What is $2+2$?", "4")
     items = [(q, {"text": "\\boxed{4}", "finish": "stop"}), (q, {"text": "\\boxed{5}", "finish": "stop"}),
              (q, {"text": "four", "finish": "stop"}), (q, {"text": "\\boxed{4", "finish": "length"})]
-    log = FilterLog()
-    kept = log.apply(items, TrajectoryFilter(), lambda it: {"text": it[1]["text"]})
+    kept, log = run_filters(items, [Complete(), Correct()], lambda it: {"text": it[1]["text"]})
     assert len(kept) == 1 and log.dropped == {"wrong": 1, "no_answer": 1, "truncated": 1}

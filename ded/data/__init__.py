@@ -1,37 +1,56 @@
-"""Questions: the unit every stage works on."""
+"""Questions, the unit every stage works on, and the tasks that supply them.
+
+A task (``corpus.task``, an entry of ``TASKS``) is a function ``(corpus, eval_size) -> (train
+pool, held-out split)`` taking the ``corpus`` config section and the held-out size
+(``eval.size``); the two lists never share a question.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
+
+from ded.registry import Registry
 
 
 @dataclass
 class Question:
     id: str
     text: str  # exactly what the model is asked (the user turn)
-    answer: str  # gold answer, a string math-verify can parse
+    answer: str  # gold answer, as its answer kind reads it
     level: int = 0  # difficulty level where the source has one (0 = unknown)
-    domain: str = "math"
-    kind: str = "math"  # how answers are checked (ded.verify.check_answer): math | gsm8k | choice
+    domain: str = "math"  # subject area (math, arithmetic, stem, ...)
+    kind: str = "math"  # answer kind, how answers are checked: a ded.data.answers.ANSWER_KINDS name
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def load_task(cfg) -> tuple[list[Question], list[Question]]:
-    """(train pool, held-out eval split) for `cfg.corpus` (task name + its parameters)."""
-    if cfg.corpus.task == "arithmetic":
-        from ded.data import arithmetic
+Task = Callable[..., tuple[list[Question], list[Question]]]
+TASKS: Registry[Task] = Registry("corpus.task")
 
-        return arithmetic.build(cfg.corpus.pool_size, cfg.eval.size, list(cfg.corpus.levels), cfg.corpus.seed)
-    if cfg.corpus.task == "pool":
-        from omegaconf import OmegaConf
 
-        from ded.data.pools import load_pools
+@TASKS.register("arithmetic")
+def arithmetic_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """The built-in seeded arithmetic questions at ``corpus.levels`` (ded/data/arithmetic.py)."""
+    from ded.data import arithmetic
 
-        specs = [OmegaConf.to_container(p, resolve=True) for p in cfg.corpus.pools]
-        # One seeded mix of pool_size + eval.size questions: the last eval.size are held out, so the
-        # held-out split never overlaps the train pool and growing the pool keeps its prefix stable.
-        questions, _ = load_pools(specs, size=cfg.corpus.pool_size + cfg.eval.size, seed=cfg.corpus.seed)
-        return questions[: cfg.corpus.pool_size], questions[cfg.corpus.pool_size :]
-    raise ValueError(f"corpus.task: unknown task {cfg.corpus.task!r}; allowed: ['arithmetic', 'pool']")
+    return arithmetic.build(corpus.pool_size, eval_size, list(corpus.levels), corpus.seed)
+
+
+@TASKS.register("pool")
+def pool_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """Questions from ``corpus.pools`` (ded/data/pools.py), mixed by their weights.
+
+    One seeded mix of pool_size + eval_size questions: the last eval_size are held out, so the
+    held-out split never overlaps the train pool and growing the pool keeps its prefix stable.
+    """
+    from ded.data.pools import load_pools
+
+    questions, _ = load_pools(list(corpus.pools), size=corpus.pool_size + eval_size, seed=corpus.seed)
+    return questions[: corpus.pool_size], questions[corpus.pool_size :]
+
+
+def load_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """(train pool, held-out split) of the task ``corpus.task``."""
+    return TASKS[corpus.task](corpus, eval_size)

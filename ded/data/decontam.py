@@ -33,6 +33,7 @@ from rapidfuzz import fuzz, process
 from ded.data import Question
 
 _NUM = re.compile(r"\d+(?:\.\d+)?")
+DEDUP_MODES = ("none", "exact", "fuzzy")  # corpus.decontam.dedup
 
 
 def normalize(text: str) -> str:
@@ -158,8 +159,8 @@ def deduplicate(questions: list[Question], mode: str = "exact", threshold: float
     grows with the pool, not its square); an n-gram held by more than `max_posting` questions
     is boilerplate and does not make candidates.
     """
-    if mode not in ("none", "exact", "fuzzy"):
-        raise ValueError(f"dedup: unknown mode {mode!r}; allowed: ['none', 'exact', 'fuzzy']")
+    if mode not in DEDUP_MODES:
+        raise ValueError(f"dedup: unknown mode {mode!r}; allowed: {list(DEDUP_MODES)}")
     result = CurationResult(kept=[])
     if mode == "none":
         result.kept = list(questions)

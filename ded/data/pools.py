@@ -10,11 +10,13 @@ row (``format``) and which row keys hold what (``fields``). Formats:
 - ``aime`` / ``amc``: ``problem`` (or ``question``); ``answer`` is a number (AMC 2023 stores
   floats such as 27.0, which become "27"); AIME answers must be integers.
 - ``choice``: multiple choice (MMLU): ``question`` and a ``choices`` list become one text with
-  lettered options; ``answer`` (an index or a letter) becomes the letter.
+  lettered options, laid out as for an evaluation set (``render_choice_question``); ``answer``
+  (an index or a letter) becomes the letter.
 - ``fields``: nothing built in; ``fields`` names the question and answer keys.
 
-``fields`` maps our names (question, answer, id, domain, level, solution) to row keys and
-overrides the format's defaults. A malformed row (bad JSON, a missing key, no answer, a
+``fields`` maps our names (question, answer, id, domain, level, solution, choices) to row keys
+and overrides the format's defaults. Gold answers are read by the format's answer kind
+(ded/data/answers.py). A malformed row (bad JSON, a missing key, no answer, a
 duplicate id) raises ``PoolError`` naming the file and line (or row), or, with
 ``on_error="skip"``, is skipped and counted by reason in the ``PoolReport``; never silently.
 
@@ -31,32 +33,24 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ded.data import Question
+from ded.data.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
+from ded.registry import ConfigError, Registry
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("gsm8k", "math", "aime", "amc", "choice", "fields")
 FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
-
-# Default row keys per format; a tuple lists alternatives, the first present one is used.
-DEFAULT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "gsm8k": {"question": ("question",), "answer": ("answer",), "id": ("id", "idx")},
-    "math": {"question": ("problem",), "solution": ("solution",), "answer": ("answer",), "id": ("unique_id", "id", "idx"), "level": ("level",)},
-    "aime": {"question": ("problem", "question"), "answer": ("answer",), "id": ("id", "idx")},
-    "amc": {"question": ("problem", "question"), "answer": ("answer",), "id": ("id", "idx")},
-    "choice": {"question": ("question",), "choices": ("choices",), "answer": ("answer",), "id": ("id", "idx")},
-    "fields": {"question": ("question",), "answer": ("answer",), "id": ("id",)},
-}
-
-
 FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices")
-LETTERS = "ABCDEFGHIJ"
 
 
 class PoolError(ValueError):
     """A pool that cannot be read; the message names the file and line (or row) and the key."""
+
+
+class PoolSpecError(PoolError, ConfigError):
+    """A pool spec outside its vocabulary or range; the message names the ``corpus.pools[]`` key."""
 
 
 class RowError(ValueError):
@@ -67,29 +61,116 @@ class RowError(ValueError):
         self.reason = reason
 
 
+# --- formats: a row's keys and how its gold answer is read ----------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolFormat:
+    fields: dict[str, tuple[str, ...]]  # our name -> row keys; the first present one is used
+    kind: str  # the answer kind of its questions (ded.data.answers.ANSWER_KINDS)
+    read: Callable[[dict, dict], tuple[str, str]]  # (row, keys) -> (question text, gold answer)
+
+
+FORMATS: Registry[PoolFormat] = Registry("corpus.pools[].format")
+
+
+def _format(name: str, kind: str = "math", **fields: tuple[str, ...]):
+    def register(read):
+        FORMATS.register(name, PoolFormat(fields, kind, read))
+        return read
+
+    return register
+
+
+def _question(row: dict, keys: dict) -> str:
+    text = str(_get(row, keys["question"], "question")).strip()
+    if not text:
+        raise RowError(f"empty question ({keys['question'][0]!r})", "empty")
+    return text
+
+
+@_format("gsm8k", "gsm8k", question=("question",), answer=("answer",), id=("id", "idx"))
+def _gsm8k(row, keys):
+    text = _question(row, keys)
+    return text, ANSWER_KINDS["gsm8k"].gold(_get(row, keys["answer"], "answer"))
+
+
+@_format("math", question=("problem",), solution=("solution",), answer=("answer",), id=("unique_id", "id", "idx"), level=("level",))
+def _math(row, keys):
+    text = _question(row, keys)
+    answer = _get(row, keys["answer"], "answer", required=False)
+    if answer is None:
+        answer = last_boxed(str(_get(row, keys["solution"], "solution (no answer key either)")))
+        if answer is None:
+            raise RowError(f"no answer key and no \\boxed{{}} in {keys['solution'][0]!r}", "no_answer")
+    return text, ANSWER_KINDS["math"].gold(answer)
+
+
+def number_answer(value, integer: bool) -> str:
+    """AIME/AMC answers: 27, 27.0, '27' -> '27'; a non-integer is kept for AMC only."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise RowError(f"answer {value!r} is not a number", "bad_answer") from None
+    if x.is_integer():
+        return str(int(x))
+    if integer:
+        raise RowError(f"answer {value!r} is not an integer", "bad_answer")
+    return str(value)
+
+
+@_format("aime", question=("problem", "question"), answer=("answer",), id=("id", "idx"))
+def _aime(row, keys):
+    text = _question(row, keys)
+    return text, number_answer(_get(row, keys["answer"], "answer"), integer=True)
+
+
+@_format("amc", question=("problem", "question"), answer=("answer",), id=("id", "idx"))
+def _amc(row, keys):
+    text = _question(row, keys)
+    return text, number_answer(_get(row, keys["answer"], "answer"), integer=False)
+
+
+@_format("choice", "choice", question=("question",), choices=("choices",), answer=("answer",), id=("id", "idx"))
+def _choice(row, keys):
+    text = _question(row, keys)
+    choices = _get(row, keys["choices"], "choices")
+    if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
+        raise RowError(f"choices must be a list of 2 to {len(LETTERS)} options, got {str(choices):.80}", "bad_choices")
+    return render_choice_question(text, list(choices)), ANSWER_KINDS["choice"].gold(_get(row, keys["answer"], "answer"), len(choices))
+
+
+@_format("fields", question=("question",), answer=("answer",), id=("id",))
+def _fields(row, keys):
+    text = _question(row, keys)
+    return text, ANSWER_KINDS["math"].gold(_get(row, keys["answer"], "answer"))
+
+
 @dataclass
 class PoolSpec:
+    """One question pool, as ``corpus.pools[]`` entries and ``load_pools`` take it."""
+
     source: str  # a local file path, or a hub dataset name ("openai/gsm8k")
-    format: str = "fields"  # gsm8k | math | aime | amc | fields
+    format: str = "fields"  # a FORMATS name: gsm8k | math | aime | amc | choice | fields
     fields: dict[str, str] = field(default_factory=dict)  # our name -> row key (question, answer, id, domain, level, solution, choices)
     name: str | None = None  # pool name, the prefix of its question ids; default: the file stem / dataset name
     split: str = "train"  # hub datasets only
     subset: str | None = None  # hub dataset configuration ("main" for openai/gsm8k)
     on_error: str = "raise"  # raise | skip: what a malformed row does
-    domain: str = "math"  # Question.domain when the row has no domain field
+    domain: str = "math"  # Question.domain (the subject) when the row has no domain field
     weight: float = 1.0  # share of this pool when several are mixed
     limit: int | None = None  # read at most this many rows
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise PoolError(f"pool {self.source}: format: unknown format {self.format!r}; allowed: {list(FORMATS)}")
-        if self.on_error not in ("raise", "skip"):
-            raise PoolError(f"pool {self.source}: on_error: {self.on_error!r}; allowed: ['raise', 'skip']")
-        if self.weight < 0:
-            raise PoolError(f"pool {self.source}: weight: must be >= 0, got {self.weight}")
-        unknown = set(self.fields) - set(FIELD_NAMES)
-        if unknown:
-            raise PoolError(f"pool {self.source}: fields: unknown name(s) {sorted(unknown)}; allowed: {list(FIELD_NAMES)}")
+        def check(ok: bool, key: str, msg: str) -> None:
+            if not ok:
+                raise PoolSpecError(f"corpus.pools[].{key}: {msg} (pool {self.source})")
+
+        check(self.format in FORMATS, "format", f"unknown format {self.format!r}; allowed: {FORMATS.names()}")
+        check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
+        check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        unknown = sorted(set(self.fields) - set(FIELD_NAMES))
+        check(not unknown, "fields", f"unknown name(s) {unknown}; allowed: {list(FIELD_NAMES)}")
         if self.name is None:
             self.name = _default_name(self.source)
 
@@ -112,66 +193,6 @@ def _default_name(source: str) -> str:
     return source.rstrip("/").split("/")[-1]
 
 
-# --- answers ---------------------------------------------------------------------------------
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) with balanced braces; None if absent.
-    Raises RowError on an unclosed box: that is a broken solution, not a missing answer."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    if not starts:
-        return None
-    depth = 1
-    for i in range(starts[-1], len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[starts[-1] : i].strip()
-    raise RowError("unclosed \\boxed{ in the solution", "no_answer")
-
-
-_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
-
-
-def gsm8k_answer(text: str) -> str:
-    """The number after the last '####' in a GSM8K answer ('1,234' -> '1234')."""
-    if "####" not in text:
-        raise RowError("answer has no '#### N' line", "no_answer")
-    value = text.rsplit("####", 1)[1].strip().replace(",", "").replace("$", "").strip()
-    if not _NUMBER.match(value):
-        raise RowError(f"'#### {value}' is not a number", "bad_answer")
-    return value
-
-
-def number_answer(value, integer: bool) -> str:
-    """AIME/AMC answers: 27, 27.0, '27' -> '27'; a non-integer is kept for AMC only."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise RowError(f"answer {value!r} is not a number", "bad_answer") from None
-    if x.is_integer():
-        return str(int(x))
-    if integer:
-        raise RowError(f"answer {value!r} is not an integer", "bad_answer")
-    return str(value)
-
-
-def choice_answer(value, n_choices: int) -> str:
-    """A multiple-choice gold as a letter: 2 -> 'C', 'c' -> 'C'; out of range is an error."""
-    if isinstance(value, str) and value.strip().upper() in LETTERS[:n_choices] and value.strip():
-        return value.strip().upper()
-    try:
-        i = int(value)
-    except (TypeError, ValueError):
-        raise RowError(f"answer {value!r} is neither a choice index nor a letter", "bad_answer") from None
-    if not 0 <= i < n_choices:
-        raise RowError(f"answer index {i} is out of range for {n_choices} choices", "bad_answer")
-    return LETTERS[i]
-
-
-def choice_text(question: str, choices: list) -> str:
-    return question + "\n\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-
-
 # --- rows -> questions -------------------------------------------------------------------------
 
 
@@ -192,42 +213,17 @@ def _parse_level(value) -> int:
 
 
 def row_to_question(row: dict, spec: PoolSpec) -> Question:
-    """One row as a Question (id not yet prefixed); RowError when it is malformed."""
-    keys = dict(DEFAULT_FIELDS[spec.format])
+    """One row as a Question (id not yet prefixed); RowError or GoldError when it is malformed."""
+    fmt = FORMATS[spec.format]
+    keys = dict(fmt.fields)
     keys.update({k: (v,) for k, v in spec.fields.items()})
     if not isinstance(row, dict):
         raise RowError(f"a row must be an object, got {type(row).__name__}", "not_an_object")
-    text = str(_get(row, keys["question"], "question")).strip()
-    if not text:
-        raise RowError(f"empty question ({keys['question'][0]!r})", "empty")
-    fmt = spec.format
-    if fmt == "gsm8k":
-        answer = gsm8k_answer(str(_get(row, keys["answer"], "answer")))
-    elif fmt == "math":
-        answer = _get(row, keys["answer"], "answer", required=False)
-        if answer is None:
-            solution = _get(row, keys["solution"], "solution (no answer key either)")
-            answer = last_boxed(str(solution))
-            if answer is None:
-                raise RowError(f"no answer key and no \\boxed{{}} in {keys['solution'][0]!r}", "no_answer")
-        answer = str(answer).strip()
-    elif fmt == "choice":
-        choices = _get(row, keys["choices"], "choices")
-        if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
-            raise RowError(f"choices must be a list of 2 to {len(LETTERS)} options, got {str(choices):.80}", "bad_choices")
-        text = choice_text(text, list(choices))
-        answer = choice_answer(_get(row, keys["answer"], "answer"), len(choices))
-    elif fmt in ("aime", "amc"):
-        answer = number_answer(_get(row, keys["answer"], "answer"), integer=fmt == "aime")
-    else:
-        answer = str(_get(row, keys["answer"], "answer")).strip()
-    if not answer:
-        raise RowError("empty answer", "empty")
-    rid = _get(row, keys.get("id", ()), "id", required=False) if keys.get("id") else None
+    text, answer = fmt.read(row, keys)
+    rid = _get(row, keys["id"], "id", required=False) if keys.get("id") else None
     level = _parse_level(_get(row, keys["level"], "level", required=False)) if "level" in keys else 0
     domain = _get(row, keys["domain"], "domain", required=False) if "domain" in keys else None
-    kind = fmt if fmt in ("gsm8k", "choice") else "math"  # how its answers are checked
-    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain), kind=kind)
+    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain), kind=fmt.kind)
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -305,7 +301,7 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
             if q.id in seen:
                 raise RowError(f"duplicate id {q.id!r} (first at {seen[q.id]})", "duplicate_id")
             seen[q.id] = where
-        except RowError as e:
+        except (RowError, GoldError) as e:
             msg = f"{where}: {e}"
             if spec.on_error == "raise":
                 raise PoolError(f"pool {spec.name}: {msg} (set on_error=skip to skip and count such rows)") from None
@@ -330,10 +326,13 @@ def as_spec(spec: PoolSpec | dict | str) -> PoolSpec:
         return spec
     if isinstance(spec, str):
         return PoolSpec(source=spec)
+    entry = dict(spec)  # a dict, or a config node
+    if entry.get("fields"):
+        entry["fields"] = dict(entry["fields"])
     try:
-        return PoolSpec(**dict(spec))
+        return PoolSpec(**entry)
     except TypeError as e:
-        raise PoolError(f"pool spec {dict(spec)}: {e}") from None
+        raise PoolError(f"pool spec {entry}: {e}") from None
 
 
 # --- mixing ------------------------------------------------------------------------------------

@@ -5,10 +5,8 @@ as they finish so the cache can persist them immediately. ``generate_cached`` is
 stages call: it asks the sample cache what is missing, generates only that, and returns every
 sample of the requested questions.
 
-Backends (``ded.generation.factory.make_backend`` builds one from a model config):
-``hf`` (in-process transformers, hf.py), ``openai`` (any OpenAI-compatible endpoint, optionally
-launched by the harness; endpoint.py, server.py), ``vllm`` (in-process vllm.LLM, optional
-extra; vllm_engine.py), ``replay`` (trajectories of a published dataset; replay.py).
+Backends live in ``backends/``, one module each, registered by name with their config schema
+(``backends.BACKENDS``); ``factory.make_backend`` builds the one a model config names.
 
 Scale: the missing requests are produced lazily and handed to the backend in chunks, every
 finished batch is appended to the cache at once, and what is already cached is known from an
@@ -28,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ded.cache import short_hash
 from ded.data import Question
-from ded.generation.cache import SampleCache
+from ded.generation.sample_cache import SampleCache
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +74,6 @@ class GenerationStats:
     prompt_tokens: int = 0  # where the backend reports them (openai usage)
     missing: int = 0  # replay: requested trajectories the dataset does not hold
     seconds: float = 0.0
-    by_key: dict = field(default_factory=dict)
 
     def add(self, other: "GenerationStats") -> None:
         self.requested += other.requested
@@ -176,7 +173,6 @@ def generate_cached(
                 log.warning("%s: %d of %d requested samples are missing from the replayed dataset (finish='missing')", desc, stats.missing, todo)
         else:
             log.info("%s: all %d samples cached", desc, stats.requested)
-        stats.by_key[key] = stats.new_samples
         if not collect:
             if stats.new_samples != todo:  # the backend returned fewer completions than requests
                 raise RuntimeError(f"{cache.file}: {type(backend).__name__} returned {stats.new_samples} of {todo} requested samples")

@@ -17,13 +17,48 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
 
+from ded.config import PromptedModelConfig, _check
 from ded.generation import Backend, Completion, Request
+from ded.generation.backends import register_backend
+from ded.generation.factory import HINT, label, model_identity
 from ded.generation.text import normalize_think
-from ded.models import ModelNotAvailable
+from ded.models import ModelNotAvailable, local_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class VLLMConfig:
+    tensor_parallel_size: int = 1  # GPUs per engine
+    data_parallel_size: int = 1  # engines, one process each, each on its own tensor_parallel_size GPUs
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory vLLM may take
+    max_model_len: Optional[int] = None  # tokens (prompt + generation); null = the model's
+    enforce_eager: bool = False  # no CUDA graphs (faster start, slower decode)
+    sampling_extra: dict[str, Any] = field(default_factory=dict)  # more SamplingParams (top_k, min_p, ...); enters the cache key
+    engine_extra: dict[str, Any] = field(default_factory=dict)  # more vllm.LLM(...) arguments
+
+    def __post_init__(self):
+        _check(self.tensor_parallel_size > 0, "vllm.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        _check(self.data_parallel_size > 0, "vllm.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+        _check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
+
+
+@dataclass
+class VLLMModelConfig(PromptedModelConfig):
+    backend: str = "vllm"
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+
+@register_backend("vllm", VLLMModelConfig)
+def build(mcfg: VLLMModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "VLLMBackend":
+    def checkpoint() -> str:  # unlabelled: check() gathers every problem under one label
+        return local_checkpoint(path, cache_root, mcfg.revision)
+
+    return VLLMBackend(model_path=checkpoint, identity=identity or model_identity(mcfg), vcfg=mcfg.vllm, dtype=mcfg.dtype,
+                       revision=mcfg.revision, label=label(role, mcfg, path), hint=HINT, model_check=checkpoint)  # fmt: skip
 
 
 def _sampling_params(sampling: dict, seed: int, extra: dict) -> dict:

@@ -5,7 +5,7 @@ Published teacher corpora hold what a teacher run would produce: nvidia/OpenMath
 ``generation_model``), open-r1/OpenR1-Math-220k (2-4 R1 generations per problem in list
 columns, with correctness lists), simplescaling/s1K-1.1 (R1 and Gemini thinking + attempt of the
 same 1k questions in separate columns, graded Yes/No). The ``replay`` section of a model config
-maps their columns (ded.config.ReplayConfig); conf/teacher/replay_*.yaml are the mappings.
+maps their columns (``ReplayConfig`` below); conf/teacher/replay_*.yaml are the mappings.
 
 Semantics, so the rest of the pipeline needs no special case:
   * a question is matched by its exact text (the asked user turn = the ``question`` column);
@@ -27,14 +27,58 @@ read only for the rows asked for, one chunk at a time.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
+from ded.config import ModelConfig, _check
 from ded.generation import Backend, Completion, Request, question_hash
+from ded.generation.backends import register_backend
+from ded.generation.factory import HINT, label
 from ded.generation.text import join_reasoning, normalize_think
 from ded.models import ModelNotAvailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayConfig:
+    dataset: Optional[str] = None  # hub dataset id, or a local .jsonl/.json/.parquet file
+    subset: Optional[str] = None  # hub config name
+    split: str = "train"  # split (hub) ; local files are one split
+    revision: Optional[str] = None  # hub revision
+    question: str = "problem"  # column: the question text, matched to the asked question
+    trajectory: str = "generated_solution"  # column: one trajectory (string) or several (list of strings)
+    reasoning: Optional[str] = None  # column: a separate reasoning trace, joined as <think>...</think> before the trajectory
+    answer: Optional[str] = None  # column: the gold answer (for pools built from the dataset)
+    model_field: Optional[str] = None  # column naming the generating model
+    model_value: Optional[str] = None  # keep rows whose model_field equals this
+    correct: list[str] = field(default_factory=list)  # column(s) with correctness flags (bool, Yes/No, or lists); any true = correct
+    finish: Optional[str] = None  # column with finish reasons (string or list)
+    only_correct: bool = False  # index only trajectories flagged correct
+
+    def __post_init__(self):
+        _check(not (self.model_value and not self.model_field), "replay.model_value", "needs replay.model_field (the column to match)")
+        _check(not (self.only_correct and not self.correct), "replay.only_correct", "needs replay.correct (the flag column)")
+
+
+@dataclass
+class ReplayModelConfig(ModelConfig):
+    """No prompt and no weights: ``path`` names the model that wrote the trajectories (a label),
+    and ``sampling`` what it sampled with (it enters the sample cache key)."""
+
+    backend: str = "replay"
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+
+
+@register_backend("replay", ReplayModelConfig)
+def build(mcfg: ReplayModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "ReplayBackend":
+    """``identity`` is not used: what a replayed sample is follows from the dataset and the mapping."""
+    r = mcfg.replay
+    mapping = {k: getattr(r, k) for k in ("question", "trajectory", "reasoning", "model_field", "model_value", "finish", "only_correct")}
+    mapping["correct"] = list(r.correct)
+    rid = {"dataset": r.dataset, "subset": r.subset, "split": r.split, "revision": r.revision, "mapping": mapping}
+    return ReplayBackend(r, rid, cache_root, label=label(role, mcfg, path), hint=HINT)
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TRUE = {"yes", "true", "1", "correct", "y", "t"}

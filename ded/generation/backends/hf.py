@@ -11,7 +11,7 @@
   on the same hardware. Finished samples are handed to the cache ``batch_size`` at a time,
   in order of completion, so a crash loses at most one such batch.
 
-``auto`` (the config default) is resolved by the factory: continuous on a GPU, generate on CPU,
+``auto`` (the config default) is resolved when the backend is built: continuous on a GPU, generate on CPU,
 where the paged path is slower (benchmarks/generation_engines.py prints both). On a GPU with
 flash-attn installed, transformers switches the paged path to flash attention; its samples can
 then differ in the last bits from an sdpa machine's (same key: the cache does not tell them
@@ -21,14 +21,41 @@ apart). The engine enters the cache key when it is ``continuous``: its samples d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
-import torch
-
+from ded.config import PromptedModelConfig, _check, one_of
 from ded.generation import Backend, Completion, Request
+from ded.generation.backends import register_backend
+from ded.generation.factory import label, labelled, model_identity
 from ded.generation.text import normalize_think
+from ded.models import load_model, local_checkpoint
 
 ENGINES = ("generate", "continuous")
+
+
+@dataclass
+class HFModelConfig(PromptedModelConfig):
+    backend: str = "hf"
+    batch_size: int = 32  # prompts per generate() call (continuous: samples per cache write)
+    engine: str = "auto"  # generate | continuous | auto (continuous on a GPU, generate on CPU)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        one_of(self.engine, ("auto", *ENGINES), "engine")
+
+
+@register_backend("hf", HFModelConfig)
+def build(mcfg: HFModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "HFBackend":
+    checkpoint = labelled(lambda: local_checkpoint(path, cache_root, mcfg.revision), label(role, mcfg, path))
+    engine = mcfg.engine
+    if engine == "auto":  # paged continuous batching pays off on a GPU; on CPU it is slower
+        import torch
+
+        engine = "continuous" if torch.cuda.is_available() else "generate"
+    return HFBackend(lambda: load_model(checkpoint(), cache_root, dtype=mcfg.dtype, revision=mcfg.revision),
+                     identity or model_identity(mcfg), mcfg.batch_size, check=checkpoint, engine=engine)  # fmt: skip
 
 
 class HFBackend(Backend):
@@ -70,11 +97,15 @@ class HFBackend(Backend):
             kw.update(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=0)
         return kw
 
-    @torch.inference_mode()
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
-        if self.engine == "continuous":
-            yield from self._continuous(requests, sampling)
-            return
+        import torch
+
+        run = self._continuous if self.engine == "continuous" else self._generate
+        yield from torch.inference_mode()(run)(requests, sampling)
+
+    def _generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        import torch
+
         model, tok = self._load()
         prompts = self._prompts(tok, requests)
         lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
@@ -96,6 +127,7 @@ class HFBackend(Backend):
             yield batch
 
     def _continuous(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        import torch
         from transformers import ContinuousBatchingConfig, GenerationConfig
         from transformers.generation.continuous_batching.utils import WorkloadHints
 

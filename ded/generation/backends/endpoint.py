@@ -24,21 +24,130 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import queue
 import random
 import threading
 import time
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
-import httpx
-
+from ded.config import PromptedModelConfig, _check, one_of
 from ded.generation import Backend, Completion, Request
+from ded.generation.backends import register_backend
+from ded.generation.factory import HINT, label, labelled, model_identity
 from ded.generation.text import join_reasoning, normalize_think
-from ded.models import ModelNotAvailable
+from ded.models import ModelNotAvailable, local_checkpoint, resolve
 
 log = logging.getLogger(__name__)
+
+LAUNCH = ("none", "vllm", "transformers", "llama_cpp")  # none: an external server at base_url
+
+
+@dataclass
+class EndpointConfig:
+    base_url: Optional[str] = None  # e.g. http://host:8000/v1; null: read base_url_env
+    base_url_env: Optional[str] = "OPENAI_BASE_URL"  # environment variable holding the URL
+    api_key_env: Optional[str] = "OPENAI_API_KEY"  # environment variable holding the key (never the key in config)
+    model: Optional[str] = None  # served model name sent in requests; null: the model's path
+    api: str = "chat"  # chat (messages) or completions (prompt via the chat template)
+    concurrency: int = 8  # requests in flight
+    timeout: float = 3600.0  # seconds per request (long reasoning traces take minutes)
+    max_retries: int = 8  # per request, on 429, 5xx, timeouts and connection errors
+    backoff: float = 1.0  # seconds before the first retry; doubles each time (with jitter)
+    max_backoff: float = 60.0  # seconds, the cap on one wait
+    n_per_request: bool = False  # one request asks for all n samples of a question (falls back to seeds)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields (top_k, ...); enters the cache key
+    launch: str = "none"  # none | vllm | transformers | llama_cpp: start this server for the run and stop it after
+    launch_args: list[str] = field(default_factory=list)  # extra command-line arguments for the launched server
+    port: int = 0  # launched server's port; 0 = a free one
+    startup_timeout: float = 1800.0  # seconds to wait for the launched server's health check
+    tensor_parallel_size: int = 1  # launch=vllm: GPUs per server replica
+    data_parallel_size: int = 1  # launch=vllm: server replicas
+
+    def __post_init__(self):
+        one_of(self.api, ("chat", "completions"), "endpoint.api")
+        one_of(self.launch, LAUNCH, "endpoint.launch")
+        _check(self.concurrency > 0, "endpoint.concurrency", f"must be > 0, got {self.concurrency}")
+        _check(self.timeout > 0, "endpoint.timeout", f"must be > 0, got {self.timeout}")
+        _check(self.max_retries >= 0, "endpoint.max_retries", f"must be >= 0, got {self.max_retries}")
+        _check(self.backoff >= 0, "endpoint.backoff", f"must be >= 0, got {self.backoff}")
+        _check(self.tensor_parallel_size > 0, "endpoint.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        _check(self.data_parallel_size > 0, "endpoint.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+
+
+@dataclass
+class OpenAIModelConfig(PromptedModelConfig):
+    """An OpenAI-compatible server, external or launched by the harness; ``dtype`` is what a
+    launched vllm/transformers server loads (an external server decides for itself)."""
+
+    backend: str = "openai"
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+
+
+@register_backend("openai", OpenAIModelConfig)
+def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "OpenAIBackend":
+    from ded.generation.server import Server
+
+    e = mcfg.endpoint
+    who = label(role, mcfg, path)
+    checkpoint = labelled(lambda: local_checkpoint(path, cache_root, mcfg.revision), who)
+    ident = identity or model_identity(mcfg)
+    hint = HINT
+    served = e.model or path
+    extra_body = dict(e.extra_body or {})
+    identity = {"model": e.model or ident["model"], "revision": ident.get("revision"), "api": e.api}
+    if extra_body:
+        identity["extra_body"] = extra_body
+    server = None
+    model_check = None
+    if e.launch != "none":
+        identity["launch"] = e.launch  # a launched engine is known: llama.cpp's GGUF is not vLLM's bf16
+        if e.launch == "llama_cpp":
+            def location() -> str:
+                r = resolve(path)
+                if r.kind != "gguf":
+                    raise ModelNotAvailable(f"{who}: endpoint.launch=llama_cpp serves GGUF files; {path!r} is a {r.kind} model. {hint}")
+                return r.location
+        else:
+            identity["dtype"] = ident.get("dtype")
+            location = checkpoint  # a local directory (a GGUF converted once) or a cached hub id
+        model_check = location
+        args = list(e.launch_args)
+        if e.launch == "vllm":
+            args = ["--dtype", mcfg.dtype, *args]
+        if e.launch == "transformers":
+            served = None  # transformers serve names the model by the path it was given: set at start
+            # transformers serve (5.x) samples only if the generation config says do_sample; the
+            # request's temperature alone leaves it greedy (temperature 0 still turns it off).
+            extra_body.setdefault("generation_config", json.dumps({"do_sample": True}))
+        server = Server(e.launch, location, served, port=e.port, args=args, log_dir=Path(cache_root) / "servers",
+                        startup_timeout=e.startup_timeout, tensor_parallel_size=e.tensor_parallel_size,
+                        data_parallel_size=e.data_parallel_size)  # fmt: skip
+        base_url = None
+    else:
+        base_url = e.base_url or (os.environ.get(e.base_url_env) if e.base_url_env else None)
+        if not base_url:
+            env = f" (or the environment variable {e.base_url_env})" if e.base_url_env else ""
+            hint = (
+                f"Set {role}.endpoint.base_url=http://HOST:PORT/v1{env}"
+                + (f" and the API key in ${e.api_key_env}" if e.api_key_env else "")
+                + f", or let the harness start a server ({role}.endpoint.launch=vllm|transformers|llama_cpp). {hint}"
+            )
+    api_key = os.environ.get(e.api_key_env) if e.api_key_env else None
+
+    def tokenizer():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(checkpoint())
+
+    return OpenAIBackend(model=served, identity=identity, base_url=base_url, api_key=api_key, api=e.api, concurrency=e.concurrency,
+                         timeout=e.timeout, max_retries=e.max_retries, backoff=e.backoff, max_backoff=e.max_backoff,
+                         n_per_request=e.n_per_request, extra_body=extra_body, server=server, tokenizer_loader=tokenizer,
+                         label=who, hint=hint, model_check=model_check)  # fmt: skip
 
 
 class EndpointError(RuntimeError):
@@ -125,6 +234,8 @@ class OpenAIBackend(Backend):
             return
         if not self.base_url:
             raise ModelNotAvailable(f"{self.label}: backend=openai has no endpoint. {self.hint}")
+        import httpx
+
         try:
             r = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=15.0)
         except httpx.HTTPError as e:
@@ -292,7 +403,6 @@ class OpenAIBackend(Backend):
             out.append(Completion(r, text, n_tok, choice.finish_reason or "stop", extra))
         return out
 
-
     def close(self) -> None:
         if self.server is not None:
             self.server.stop()  # a later generate() starts it again
@@ -304,7 +414,3 @@ def _reasoning(message) -> str | None:
 
 
 _DONE = object()
-
-
-def api_key_from_env(var: str | None) -> str | None:
-    return os.environ.get(var) if var else None

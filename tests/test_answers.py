@@ -2,7 +2,29 @@ import time
 
 import pytest
 
-from ded.verify import check, check_answer
+from ded.data.answers import ANSWER_KINDS, GoldError, boxed_contents, check_answer
+
+
+@pytest.mark.parametrize(
+    "response,gold,correct,reason",
+    [
+        ("$12 + 35 = 47$. The answer is $\\boxed{47}$.", "47", True, "correct"),
+        ("\\boxed{46}", "47", False, "wrong"),
+        ("12 + 35 = 47", "47", False, "no_answer"),  # an unboxed number is not an answer
+        ("The final answer is $47$", "47", True, "correct"),
+        ("\\boxed{\\frac{1}{2}}", "0.5", True, "correct"),
+        ("\\boxed{\\frac{2}{4}}", "\\frac{1}{2}", True, "correct"),
+        ("\\boxed{1,234}", "1234", True, "correct"),
+        ("\\boxed{-3}", "3", False, "wrong"),
+        ("", "3", False, "no_answer"),
+        ("<think>\nmaybe \\boxed{4}\n</think>\n\nThe answer is \\boxed{5}.", "5", True, "correct"),  # after the thought
+        ("<think>\nso \\boxed{5} probably", "5", False, "no_answer"),  # unclosed thought: no answer yet
+    ],
+)
+def test_math_is_the_default_kind(response, gold, correct, reason):
+    v = check_answer(response, gold)
+    assert (v.correct, v.reason) == (correct, reason)
+
 
 # Tricky math answers: what math-verify (through check_answer) decides, and why it is right.
 MATH = [
@@ -49,7 +71,8 @@ MATH = [
 def test_tricky_math_answers(response, gold, reason):
     v = check_answer(response, gold, "math")
     assert v.reason == reason and v.correct == (reason == "correct")
-    assert check(response, gold).correct == v.correct  # the pipeline's check agrees on correctness
+    if reason != "bad_gold":  # the kind's extraction is what the verdict saw
+        assert ANSWER_KINDS["math"].extract(response) == v.extracted
 
 
 GSM8K = [
@@ -104,3 +127,22 @@ def test_each_check_is_time_limited():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="allowed"):
         check_answer("\\boxed{1}", "1", "code")
+
+
+def test_each_kind_reads_a_source_rows_gold():
+    math, gsm8k, choice = (ANSWER_KINDS[k] for k in ("math", "gsm8k", "choice"))
+    assert math.gold(27.0) == "27" and math.gold(" \\frac{1}{2} ") == "\\frac{1}{2}"
+    assert gsm8k.gold("so 1,234 in all\n#### $1,234") == "1234"
+    assert [choice.gold(v, 4) for v in (2, "2", "c", "(C)")] == ["C"] * 4
+    for kind, value, text in [(gsm8k, "just 7", "no '#### N' line"), (gsm8k, "#### seven", "not a number"),
+                              (choice, 4, "out of range for 4"), (choice, "AB", "neither"), (math, " ", "empty")]:  # fmt: skip
+        with pytest.raises(GoldError, match=text):
+            kind.gold(value, 4)
+
+
+def test_each_kind_extracts_the_final_answer():
+    assert ANSWER_KINDS["gsm8k"].extract("so \\boxed{\\$1,234.0}") == "1234"
+    assert ANSWER_KINDS["choice"].extract("The answer is (b).", 4) == "B"
+    assert ANSWER_KINDS["choice"].extract("The answer is (E).", 4) is None
+    assert ANSWER_KINDS["math"].extract("so \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert boxed_contents("\\boxed{\\frac{1}{2}} and \\fbox{3} then \\boxed{x") == ["\\frac{1}{2}", "3", None]

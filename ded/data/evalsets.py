@@ -1,0 +1,119 @@
+"""Evaluation sets: ``EVAL_SETS`` names every benchmark a run can be scored on (``eval.benchmarks``).
+
+An evaluation set is read from ``<data_dir>/<file>`` when that file exists (``eval.data_dir`` or
+``DED_DATA_DIR``: a folder of local copies), otherwise from the Hugging
+Face hub by name. Each entry says which field holds the question, which the gold answer, the
+answer kind that reads and checks it (ded/data/answers.py), the subject (``Question.domain``) and
+its ``scope``: whether it measures the skill DED trains for (``in``: math reasoning) or another
+one (``out``). A question is its text (a multiple-choice one laid out by
+``render_choice_question``, as a pool lays it out) plus its answer kind's instruction.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ded.data import Question
+from ded.data.answers import ANSWER_KINDS, GoldError, render_choice_question
+from ded.registry import Registry
+
+HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval sets
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    file: str  # file name under data_dir
+    hub: str  # hub dataset id used when no local file exists
+    hub_split: str
+    question: tuple[str, ...]  # candidate fields for the question text, first present wins
+    answer: str  # field with the gold answer
+    kind: str  # answer kind: an ANSWER_KINDS name
+    domain: str  # subject area (Question.domain)
+    scope: str  # "in" | "out": in or out of the domain DED trains for
+
+
+EVAL_SETS: Registry[EvalSet] = Registry("eval.benchmarks")
+for _s in [
+    EvalSet("aime24", "benchmarks/aime24.jsonl", "HuggingFaceH4/aime_2024", "train", ("problem",), "answer", "math", "math", "in"),
+    EvalSet("aime25", "benchmarks/aime25.jsonl", "yentinglin/aime_2025", "train", ("problem",), "answer", "math", "math", "in"),
+    EvalSet("math500", "benchmarks/math500.jsonl", "HuggingFaceH4/MATH-500", "test", ("problem",), "answer", "math", "math", "in"),
+    EvalSet("amc23", "benchmarks/amc23.jsonl", "math-ai/amc23", "test", ("problem", "question"), "answer", "math", "math", "in"),
+    EvalSet("gsm8k", "benchmarks/gsm8k_test.jsonl", "openai/gsm8k", "test", ("question",), "answer", "gsm8k", "math", "in"),
+    EvalSet("mmlu_stem", "benchmarks/mmlu_stem.jsonl", "TIGER-Lab/MMLU-STEM", "test", ("question",), "answer", "choice", "stem", "out"),
+]:
+    EVAL_SETS.register(_s.name, _s)
+
+
+def scope_of(split: str) -> str:
+    """"in" or "out" for an evaluation split: an eval set's scope; the held-out split is "in"."""
+    return "in" if split == HELDOUT else EVAL_SETS[split].scope
+
+
+class EvalSetError(ValueError):
+    pass
+
+
+def _question(s: EvalSet, row: dict, where: str) -> Question:
+    q = next((row[f] for f in s.question if row.get(f)), None)
+    if q is None:
+        raise EvalSetError(f"{where}: none of the question fields {list(s.question)} is present")
+    n_choices = None
+    if s.kind == "choice":
+        choices = row.get("choices")
+        if not choices:
+            raise EvalSetError(f"{where}: multiple-choice row without 'choices'")
+        q, n_choices = render_choice_question(q, choices), len(choices)
+    if s.answer not in row:
+        raise EvalSetError(f"{where}: no field {s.answer!r} (fields: {sorted(row)})")
+    kind = ANSWER_KINDS[s.kind]
+    try:
+        gold = kind.gold(row[s.answer], n_choices)
+    except GoldError as e:
+        raise EvalSetError(f"{where}: {e}") from None
+    return Question(id="", text=q + kind.instruction, answer=gold, domain=s.domain, kind=s.kind)
+
+
+def _rows(s: EvalSet, data_dir: str | None):
+    path = Path(data_dir, s.file) if data_dir else None
+    if path is not None and path.exists():
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line), f"{path}:{lineno}"
+                except json.JSONDecodeError as e:
+                    raise EvalSetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        return
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(s.hub, split=s.hub_split)
+    except Exception as e:
+        hint = f" (looked for {path})" if path else " (eval.data_dir is not set)"
+        raise EvalSetError(
+            f"benchmark {s.name!r}: no local file{hint} and the hub dataset {s.hub!r} could not be loaded "
+            f"({type(e).__name__}). Set eval.data_dir (or DED_DATA_DIR) to a folder holding {s.file}."
+        ) from None
+    for i, row in enumerate(ds):
+        yield row, f"{s.hub}[{i}]"
+
+
+def load_eval_set(name: str, data_dir: str | None = None, limit: int | None = None) -> list[Question]:
+    """The questions of the eval set `name` (the first `limit` of them), ids ``<name>-<row>``."""
+    s = EVAL_SETS[name]
+    data_dir = data_dir or os.environ.get("DED_DATA_DIR")
+    out = []
+    for i, (row, where) in enumerate(_rows(s, data_dir)):
+        if limit is not None and len(out) >= limit:
+            break
+        q = _question(s, row, where)
+        q.id = f"{name}-{i}"
+        out.append(q)
+    return out

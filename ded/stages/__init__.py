@@ -1,0 +1,81 @@
+"""The pipeline's stages, in order, and what every stage is handed: the ``Run``.
+
+Each stage is one module with one ``run(ctx, ...)`` function that takes the validated config
+(``ctx.cfg``, a ``ded.config.Config``) and the outputs of earlier stages, logs its own metrics,
+tables and plots through ``ctx.tracker``, and returns a small dataclass. ``ded.pipeline`` calls
+them in order; ``stop_after=<stage>`` ends a run after that stage (the sample and checkpoint
+caches keep what it made, so a later full run picks it up).
+
+This module stays import-light: ``ded.config`` reads ``STAGES`` to validate ``stop_after``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+STAGES = ("questions", "passrate", "trajectories", "curation", "training", "analysis", "evaluation")
+
+log = logging.getLogger("ded")
+
+
+class StopPipeline(Exception):
+    """Raised instead of running a stage after ``stop_after``; ends the run as a success."""
+
+
+@dataclass
+class Run:
+    """One pipeline run: the typed config, its run record and caches, and the open backends."""
+
+    cfg: Any  # ded.config.Config
+    tracker: Any  # ded.tracking.Tracker
+    cache_root: str
+    stage_cache: Any  # ded.cache.StageCache
+    backends: dict = field(default_factory=dict)  # role -> generation backend, opened by ded.pipeline.check_models
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.generation.seed
+
+    def runs(self, stage: str) -> bool:
+        """Whether `stage` is part of this run (at or before ``stop_after``)."""
+        return STAGES.index(stage) <= STAGES.index(self.cfg.stop_after)
+
+
+def stage(name: str) -> Callable:
+    """Mark ``run`` as the stage `name`: skipped past ``stop_after``, timed into ``time/<name>_s``."""
+    assert name in STAGES, name
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(ctx: Run, *args, **kwargs):
+            if not ctx.runs(name):
+                raise StopPipeline(name)
+            t0 = time.perf_counter()
+            out = fn(ctx, *args, **kwargs)
+            ctx.tracker.log({f"time/{name}_s": time.perf_counter() - t0})
+            return out
+
+        inner.stage = name
+        return inner
+
+    return wrap
+
+
+def prompt_prefix_for(mcfg) -> list[dict]:
+    """The turns before every question for a model config: its system turn and `fewshot` worked
+    examples. The arithmetic task's examples serve every task: what they teach a small model is
+    the answer format (a final \\boxed{} answer)."""
+    from ded.data.arithmetic import fewshot_messages
+    from ded.generation import prompt_prefix
+
+    fewshot = getattr(mcfg, "fewshot", 0)  # a replay teacher is asked nothing: no prompt settings
+    return prompt_prefix(getattr(mcfg, "system_prompt", None), fewshot_messages(fewshot) if fewshot else [])
+
+
+def sampling_args(s) -> dict:
+    """A ``Sampling`` config as the backends take it (and as it enters the sample cache key)."""
+    return {"temperature": float(s.temperature), "top_p": float(s.top_p), "max_new_tokens": int(s.max_new_tokens)}

@@ -1,0 +1,90 @@
+"""Stage 4, curation: keep the complete, correct trajectories (``corpus.filters``), choose the P
+most diverse per question (``diversity``), and allocate ``corpus.size`` examples over questions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+
+from ded.cache import short_hash
+from ded.diversity import diversity_report
+from ded.filters import FilterLog, build_trajectory_filters, run_filters
+from ded.select import allocate, select_groups
+from ded.stages import Run, stage
+from ded.stages.passrate import PassRates
+from ded.stages.trajectories import Trajectories
+
+log = logging.getLogger("ded")
+
+
+@dataclass
+class Corpus:
+    examples: list[dict]  # {id, level, question, answer, pass_rate, response}, grouped by question
+    groups: list[list[str]]  # the selected responses of each question that contributed
+
+
+@stage("curation")
+def run(ctx: Run, passrate: PassRates, trajectories: Trajectories) -> Corpus:
+    candidates, flog = keep_correct(ctx, passrate, trajectories)
+    corpus = select_corpus(ctx, passrate, candidates)
+    if not corpus.examples:
+        why = ", ".join(f"{n} {r}" for r, n in flog.dropped.most_common()) or "none generated"
+        raise RuntimeError(
+            f"the corpus is empty: no kept question has a correct teacher trajectory (teacher trajectories "
+            f"dropped: {why}; each one is in the run's filter/rejects table). Raise corpus.trajectories.n, "
+            f"corpus.pool_size or teacher.sampling.max_new_tokens, loosen corpus.pass_rate, or use a stronger teacher."
+        )
+    log_corpus(ctx, corpus)
+    return corpus
+
+
+def keep_correct(ctx: Run, passrate: PassRates, trajectories: Trajectories) -> tuple[dict[str, list[str]], FilterLog]:
+    """Question id -> its teacher responses that pass every trajectory filter."""
+    flog = FilterLog()
+    filters = build_trajectory_filters(ctx.cfg.corpus.filters)
+    candidates = {}
+    for q in passrate.kept:
+        items, _ = run_filters([(q, s) for s in trajectories.samples[q.id]], filters, lambda it: {"id": it[0].id, "response": it[1]["text"]}, flog)
+        candidates[q.id] = [s["text"] for _, s in items]
+    ctx.tracker.log({"filter/teacher/kept": flog.kept, **{f"filter/teacher/dropped_{r}": n for r, n in flog.dropped.items()}})
+    ctx.tracker.table("filter/rejects", flog.rejects + passrate.rejects)
+    return candidates, flog
+
+
+def select_corpus(ctx: Run, passrate: PassRates, candidates: dict[str, list[str]]) -> Corpus:
+    cfg = ctx.cfg
+    p = cfg.corpus.trajectories.p
+    order = [q for q in passrate.kept if candidates[q.id]]
+    rngs = (random.Random(short_hash(ctx.seed, q.id, "select")) for q in order)  # one stream per question: order-independent
+    chosen = select_groups((candidates[q.id] for q in order), rngs, p, cfg.diversity)  # diversity.workers > 1: in parallel
+    # most valuable first: a smaller take is a prefix
+    picks = {q.id: [candidates[q.id][i] for i in idx] for q, idx in zip(order, chosen)}
+    counts = allocate([len(picks[q.id]) for q in order], cfg.corpus.size, cfg.corpus.allocation, per_question=p) if order else []
+    examples, groups = [], []
+    for q, c in zip(order, counts):
+        if chosen := picks[q.id][:c]:
+            groups.append(chosen)
+            examples += [{"id": q.id, "level": q.level, "question": q.text, "answer": q.answer, "pass_rate": passrate.rates[q.id], "response": t}
+                         for t in chosen]  # fmt: skip
+    return Corpus(examples, groups)
+
+
+def log_corpus(ctx: Run, corpus: Corpus) -> None:
+    size, n = ctx.cfg.corpus.size, len(corpus.examples)
+    if n < size:
+        log.warning("corpus holds %d examples, fewer than corpus.size=%d: the pool yields no more. Raise corpus.pool_size "
+                    "or corpus.trajectories.n to reach it.", n, size)  # fmt: skip
+    questions = len(corpus.groups)
+    ctx.tracker.log({
+        "corpus/examples": n,
+        "corpus/questions": questions,
+        "corpus/shortfall": max(0, size - n),
+        "corpus/duplicate_share": sum(len(g) - len(set(g)) for g in corpus.groups) / n,
+        # the selected set's diversity under every metric, whichever one selected it
+        **{f"corpus/diversity/{k}": v for k, v in diversity_report(corpus.groups).items()},
+    })  # fmt: skip
+    ctx.tracker.write("corpus.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in corpus.examples))
+    ctx.tracker.table("corpus", corpus.examples)
+    log.info("corpus: %d examples from %d questions", n, questions)

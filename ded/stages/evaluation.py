@@ -1,0 +1,98 @@
+"""Stage 7, evaluation: avg@k of the base and the trained student on the held-out split and
+every benchmark in ``eval.benchmarks``, the in- and out-of-domain deltas, and eval.json with
+everything that changes an evaluation number (provenance) beside the results."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ded import plots
+from ded.data.evalsets import scope_of
+from ded.evaluate import score
+from ded.generation import generate_cached
+from ded.generation.factory import make_backend
+from ded.stages import Run, prompt_prefix_for, sampling_args, stage
+from ded.stages.questions import Questions
+from ded.stages.training import Trained
+
+
+@dataclass
+class Evaluation:
+    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" -> ded.evaluate.score(...)
+    deltas: dict[str, float]  # split -> trained avg@k - base avg@k
+    k: int
+
+    def summary(self) -> list[str]:
+        k, lines = self.k, []
+        for split, r in self.results.items():
+            b, t = r["base"], r["trained"]
+            lines.append(
+                f"{'held-out' if split == 'heldout' else split} avg@{k} over {b['questions']} questions: "
+                f"base {b[f'avg@{k}']:.3f} ± {b[f'avg@{k}_se']:.3f} -> trained {t[f'avg@{k}']:.3f} ± {t[f'avg@{k}_se']:.3f} "
+                f"(delta {self.deltas[split]:+.3f})"
+            )
+        return lines
+
+
+def split_sampling(ctx: Run, split: str) -> dict:
+    ev = ctx.cfg.eval
+    return sampling_args(ev.per_benchmark.get(split, ev.sampling))
+
+
+@stage("evaluation")
+def run(ctx: Run, questions: Questions, trained: Trained) -> Evaluation:
+    cfg = ctx.cfg
+    results: dict[str, dict] = {split: {} for split in questions.splits}
+    for model, path, identity in [("base", None, None), ("trained", trained.path, {"model": f"ckpt:{trained.key}", "dtype": cfg.student.dtype})]:
+        backend = make_backend(cfg.student, ctx.cache_root, role="student", path=path, identity=identity)  # loads only if a sample is missing
+        for split, qs in questions.splits.items():
+            results[split][model] = sample_and_score(ctx, backend, model, split, qs)
+        backend.close()
+    k = cfg.eval.k
+    ev = Evaluation(results, {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k)
+    log_evaluation(ctx, ev, trained)
+    return ev
+
+
+def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
+    """ded.evaluate.score of `model` on one split; the samples come from (and go to) the cache."""
+    samples, st = generate_cached(backend, ctx.cache_root, qs, ctx.cfg.eval.k, prefix=prompt_prefix_for(ctx.cfg.student),
+                                  sampling=split_sampling(ctx, split), seed=ctx.seed, desc=f"eval {split} {model}")  # fmt: skip
+    res = score(qs, samples)
+    ctx.tracker.log({f"eval/{split}/{model}/{key}": v for key, v in res.items() if key != "by_level"} | {f"eval/{split}/{model}/new_samples": st.new_samples})
+    if split == "heldout":
+        ctx.tracker.log({f"eval/{split}/{model}/level{lv}": v for lv, v in res["by_level"].items()})
+    return res
+
+
+def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained) -> None:
+    k, t = ev.k, ctx.tracker
+    t.log({f"eval/{split}/delta_avg@{k}": d for split, d in ev.deltas.items()})
+    for scope, label in (("in", "in_domain"), ("out", "out_of_domain")):  # DED's claim: a small curated corpus keeps out-of-domain skill
+        if ds := [d for split, d in ev.deltas.items() if scope_of(split) == scope]:
+            t.log({f"eval/{label}/delta_avg@{k}": sum(ds) / len(ds)})
+    t.table("eval/summary", [
+        {"split": split, "domain": scope_of(split), **{f"{m}_avg@{k}": r[m][f"avg@{k}"] for m in r},
+         **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": ev.deltas[split]}
+        for split, r in ev.results.items()
+    ])  # fmt: skip
+    t.write("eval.json", json.dumps({"provenance": provenance(ctx, trained), "results": ev.results}, indent=1, default=str))
+    t.plot("eval/accuracy_by_level", plots.accuracy_by_level(ev.results["heldout"]["base"], ev.results["heldout"]["trained"], k))
+
+
+def provenance(ctx: Run, trained: Trained) -> dict:
+    """Everything that changes an evaluation number, stored beside it."""
+    import importlib.metadata as md
+
+    cfg = ctx.cfg
+    return {
+        "student": {"path": cfg.student.path, "revision": cfg.student.revision, "dtype": cfg.student.dtype},
+        "trained_checkpoint": trained.key,
+        "backend": cfg.student.backend,
+        "versions": {pkg: md.version(pkg) for pkg in ("torch", "transformers", "trl", "math-verify")},
+        "sampling": {split: split_sampling(ctx, split) for split in ["heldout", *cfg.eval.benchmarks]},
+        "seed": ctx.seed,
+        "k": cfg.eval.k,
+        "prompt_prefix": prompt_prefix_for(cfg.student),
+    }

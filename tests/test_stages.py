@@ -1,0 +1,154 @@
+"""Each pipeline stage in-process on small inputs (ded/stages/), and stop_after."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import compose
+from ded.cache import StageCache
+from ded.config import validate
+from ded.data import Question
+from ded.stages import STAGES, Run, StopPipeline, curation, evaluation, passrate, questions, trajectories
+from ded.tracking import Tracker
+
+TINY = ["debug=tiny", "logger=none"]
+
+
+def make_run(tmp_path, cache_dir, overrides=()) -> Run:
+    cfg = compose([*TINY, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'run'}", *overrides])
+    conf = validate(cfg)
+    return Run(conf, Tracker(cfg, conf.paths.output_dir), cache_dir, StageCache(cache_dir))
+
+
+def test_questions_stage_reads_pool_and_held_out_disjoint(tmp_path, cache_dir):
+    ctx = make_run(tmp_path, cache_dir)
+    qs = questions.run(ctx)
+    assert len(qs.pool) == 8 and len(qs.held_out) == 6 and list(qs.splits) == ["heldout"]
+    assert not {q.text for q in qs.pool} & {q.text for q in qs.held_out}
+    assert ctx.tracker.metrics["data/pool/questions"] == 8 and ctx.tracker.metrics["data/heldout/questions"] == 6
+    assert "time/questions_s" in ctx.tracker.metrics
+
+
+def test_passrate_and_trajectories_stages_with_the_real_model(tmp_path, cache_dir):
+    from ded.pipeline import check_models
+
+    ctx = make_run(tmp_path, cache_dir)
+    check_models(ctx)
+    qs = questions.run(ctx)
+    pr = passrate.run(ctx, qs)
+    assert set(pr.rates) == {q.id for q in qs.pool} and all(0 <= r <= 1 for r in pr.rates.values())
+    assert all(len(pr.samples[q.id]) == 2 for q in qs.pool)  # debug=tiny: k=2
+    assert all(pr.rates[q.id] < 0.75 for q in pr.kept) and len(pr.kept) + len(pr.rejects) == len(qs.pool)
+    assert pr.new_samples == 16
+    tr = trajectories.run(ctx, pr)
+    assert set(tr.samples) == {q.id for q in pr.kept} and all(len(s) == 2 for s in tr.samples.values())
+    assert ctx.tracker.metrics["generation/teacher/new_samples"] == 2 * len(pr.kept)
+    assert (Path(ctx.tracker.dir) / "plots" / "passrate_histogram.png").stat().st_size > 0
+
+
+def _sample(text, finish="stop"):
+    return {"text": text, "finish": finish, "n_tokens": len(text.split())}
+
+
+def _hand_made(n_questions=3):
+    """Questions 'a+b' with answers, teacher samples: correct (two wordings), wrong, truncated."""
+    qs = [Question(id=f"q{i}", text=f"What is {i} + {i}?", answer=str(2 * i), level=1) for i in range(1, n_questions + 1)]
+    pr = passrate.PassRates(kept=qs, rates={q.id: 0.0 for q in qs}, samples={}, rejects=[{"id": "q0", "reason": "too_easy"}], new_samples=0)
+    samples = {
+        q.id: [
+            _sample(f"{q.text[8:-1]} = {q.answer}. The answer is \\boxed{{{q.answer}}}."),
+            _sample(f"Adding the two numbers gives {q.answer}, so \\boxed{{{q.answer}}}"),
+            _sample("\\boxed{-1}"),
+            _sample(f"Let me think about {q.answer}", finish="length"),
+        ]
+        for q in qs
+    }
+    return pr, trajectories.Trajectories(samples, new_samples=0)
+
+
+def test_curation_stage_keeps_correct_selects_p_and_logs_rejects(tmp_path, cache_dir):
+    ctx = make_run(tmp_path, cache_dir, ["corpus.size=4", "corpus.trajectories.n=4", "corpus.trajectories.p=2"])
+    pr, tr = _hand_made()
+    corpus = curation.run(ctx, pr, tr)
+    assert len(corpus.examples) == 4 and [len(g) for g in corpus.groups] == [2, 2]  # fill: P per question in order
+    assert all("\\boxed{-1}" not in e["response"] and e["response"].count(e["answer"]) for e in corpus.examples)
+    m = ctx.tracker.metrics
+    assert m["filter/teacher/kept"] == 6 and m["filter/teacher/dropped_wrong"] == 3 and m["filter/teacher/dropped_truncated"] == 3
+    assert m["corpus/examples"] == 4 and m["corpus/duplicate_share"] == 0.0
+    rejects = [json.loads(x) for x in (Path(ctx.tracker.dir) / "tables" / "filter_rejects.jsonl").read_text().splitlines()]
+    assert {r["reason"] for r in rejects} == {"wrong", "truncated", "too_easy"}
+    written = [json.loads(x) for x in (Path(ctx.tracker.dir) / "corpus.jsonl").read_text().splitlines()]
+    assert written == corpus.examples
+
+
+def test_curation_stage_empty_corpus_names_the_drop_reasons(tmp_path, cache_dir):
+    ctx = make_run(tmp_path, cache_dir)
+    pr, tr = _hand_made(1)
+    tr.samples = {q: [s for s in ss if "-1" in s["text"]] for q, ss in tr.samples.items()}
+    with pytest.raises(RuntimeError, match=r"corpus is empty.*1 wrong"):
+        curation.run(ctx, pr, tr)
+
+
+def test_training_analysis_and_evaluation_stages_in_process(tmp_path, cache_dir):
+    from ded.pipeline import check_models
+    from ded.stages import analysis, training
+
+    ctx = make_run(tmp_path, cache_dir, ["eval.size=2", "eval.k=1", "analysis.probe_size=2", "train.logging_steps=1"])
+    check_models(ctx)
+    pr, tr = _hand_made(2)
+    pr.samples = {q.id: [_sample(f"I think it is {q.answer}")] for q in pr.kept}  # the student's "own answers"
+    corpus = curation.run(ctx, pr, tr)
+    trained = training.run(ctx, corpus)
+    assert Path(trained.path, "model.safetensors").exists() and trained.info["steps"] >= 1 and not trained.info["cached"]
+    assert training.run(ctx, corpus).info["cached"]  # the same corpus and config: the cached checkpoint
+    an = analysis.run(ctx, corpus, pr, trained)
+    assert an.metrics["analysis/corpus/student_entropy"] > 0 and an.metrics["analysis/pca_shift/trained_vs_base"] >= 0
+    qs = questions.run(ctx)
+    ev = evaluation.run(ctx, qs, trained)
+    assert set(ev.results["heldout"]) == {"base", "trained"} and ev.results["heldout"]["base"]["questions"] == 2
+    assert ev.deltas["heldout"] == ev.results["heldout"]["trained"]["avg@1"] - ev.results["heldout"]["base"]["avg@1"]
+    record = json.loads((Path(ctx.tracker.dir) / "eval.json").read_text())
+    assert record["provenance"]["trained_checkpoint"] == trained.key and "heldout" in record["provenance"]["sampling"]
+    assert "held-out avg@1 over 2 questions" in ev.summary()[0]
+
+
+def test_stop_after_skips_later_stages_and_a_full_run_picks_up_the_cache(tmp_path, cache_dir):
+    from ded.pipeline import run
+
+    first = run(compose([*TINY, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'gen'}", "stop_after=trajectories"]))
+    assert first["run/status"] == "finished" and first["generation/teacher/new_samples"] > 0
+    assert not any(k.startswith(("filter/", "corpus/", "train/", "eval/")) for k in first)
+    assert not (Path(cache_dir) / "stages" / "train").exists()
+    full = run(compose([*TINY, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'full'}", "analysis.enabled=false"]))
+    assert full["generation/new_samples"] == 0 and full["train/cached"] is False and "eval/heldout/trained/avg@2" in full
+
+
+def test_stop_after_names_the_stages():
+    from ded.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"stop_after: unknown value 'train'.*'training'"):
+        validate(compose(["paths.output_dir=/tmp/x", "stop_after=train"]))
+    ctx = Run(validate(compose(["paths.output_dir=/tmp/x", "stop_after=curation"])), None, "", None)
+    assert [s for s in STAGES if ctx.runs(s)] == ["questions", "passrate", "trajectories", "curation"]
+
+    with pytest.raises(StopPipeline):
+        from ded.stages import training
+
+        training.run(ctx, None)
+
+
+def test_train_config_uses_trl_names():
+    """Every train key is TRL's SFTConfig field of that name, or one of the harness's own."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from ded.config import HARNESS_TRAIN_FIELDS, TrainConfig
+    from ded.train import build_sft_config
+
+    trl_fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    ours = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert [f for f in ours if f not in trl_fields and f not in HARNESS_TRAIN_FIELDS] == []
+    args = build_sft_config(TrainConfig(num_train_epochs=2, warmup_steps=0.2, activation_checkpointing=True), "/tmp/x")
+    assert args.num_train_epochs == 2 and args.warmup_steps == 0.2 and args.activation_checkpointing and args.completion_only_loss
