@@ -5,7 +5,7 @@ slice, its upstream keys and the stage ``version`` (bump it to invalidate). The 
 built in a temporary sibling directory and renamed into place, and ``manifest.json`` is
 written last inside it, so a directory with a manifest is complete and a crash leaves only a
 ``.tmp`` directory that the next attempt discards. Per-sample generation caching lives in
-``ded/generation/cache.py``.
+``ded/generation/sample_cache.py``.
 """
 
 from __future__ import annotations

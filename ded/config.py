@@ -12,7 +12,6 @@ the dataclasses ``validate`` returns, never the ``DictConfig``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -240,11 +239,9 @@ class TrainConfig:
         _check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
         _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0 (a float in [0, 1) is a share of steps), got {self.warmup_steps}")
         one_of(self.lr_scheduler_type, ["linear", "cosine", "constant", "constant_with_warmup"], "train.lr_scheduler_type")
-        from transformers.training_args import OptimizerNames
-
-        one_of(self.optim, [o.value for o in OptimizerNames], "train.optim")
-        # Whether liger-kernel / flash-attn are installed is checked where training runs
-        # (ded.train.check_environment, before any work), not here: a GPU recipe composes anywhere.
+        # train.optim (transformers' vocabulary) and whether liger-kernel / flash-attn are installed
+        # are checked by ded.train.check_environment before any work: importing transformers here
+        # would make every config check wait for torch.
 
 
 HARNESS_TRAIN_FIELDS = ("attn_implementation", "num_processes", "launcher", "accelerate_config", "lora_r", "lora_alpha", "lora_dropout", "version")
@@ -324,11 +321,6 @@ class Config:
         from ded.stages import STAGES
 
         one_of(self.stop_after, STAGES, "stop_after")
-
-
-def value(x: Any) -> Any:
-    """The plain value of a config entry (Enum members -> their string)."""
-    return x.value if isinstance(x, Enum) else x
 
 
 def register() -> None:

@@ -115,8 +115,12 @@ def check_environment(train_cfg) -> None:
     kernel this machine lacks; the pipeline calls it before any work."""
     import importlib.util
 
+    from transformers.training_args import OptimizerNames
+
+    from ded.config import one_of
     from ded.models import ModelNotAvailable
 
+    one_of(train_cfg.optim, [o.value for o in OptimizerNames], "train.optim")
     need = []
     if train_cfg.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
         need.append("train.use_liger_kernel=true needs liger-kernel (pip install liger-kernel; GPUs, through Triton)")

@@ -55,7 +55,10 @@ def test_wrong_type_fails_at_compose():
         ("corpus.trajectories.p=9", "corpus.trajectories.p"),
         ("corpus.pass_rate.max_rate=1.5", "corpus.pass_rate.max_rate"),
         ("corpus.levels=[1,7]", "corpus.levels"),
-        ("train.lr_scheduler=cosine_wobble", "train.lr_scheduler"),
+        ("train.lr_scheduler_type=cosine_wobble", "train.lr_scheduler_type"),
+        ("train.warmup_steps=-1", "train.warmup_steps"),
+        ("corpus.decontam.dedup=fuzzzy", "corpus.decontam.dedup"),
+        ("logger.mode=onlin", "logger.mode"),
         ("eval.k=0", "eval.k"),
     ],
 )
@@ -69,7 +72,7 @@ def test_range_errors_name_the_key(override, key):
 def test_debug_and_logger_none():
     cfg = compose(["debug=tiny", "logger=none", "paths.output_dir=/tmp/x"])
     obj = validate(cfg)
-    assert obj.debug == "tiny" and obj.corpus.pool_size == 8 and obj.logger.backend.value == "none"
+    assert obj.debug == "tiny" and obj.corpus.pool_size == 8 and obj.logger.backend == "none"
 
 
 def test_joblib_launcher_composes():

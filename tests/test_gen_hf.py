@@ -93,7 +93,7 @@ def test_engine_config():
     assert make_backend(cfg.student, "/nonexistent").engine == "continuous"
     auto = make_backend(compose([]).student, "/nonexistent")
     assert auto.engine == ("continuous" if torch.cuda.is_available() else "generate")
-    assert "engine" not in auto.identity or auto.engine == "continuous"  # generate keeps the old cache keys
+    assert "engine" not in auto.identity or auto.engine == "continuous"  # generate is the engine a key without one means
     with pytest.raises(ConfigError, match=r"^engine: unknown value 'paged'; allowed: \['auto', 'generate', 'continuous'\]"):
         validate(compose(["teacher.engine=paged"]))
 

@@ -1,5 +1,4 @@
 import pytest
-from omegaconf import OmegaConf
 
 from ded.config import TrainConfig
 from ded.train import checkpoint_key, make_trainer, render_example, to_dataset_rows
@@ -45,7 +44,7 @@ def _loss_segments(batch):
 def test_loss_only_on_response_tokens_real_batch(tok_model, tmp_path, packing):
     """On a real collated batch, exactly the assistant response and its end-of-turn carry loss."""
     tok, model = tok_model
-    cfg = OmegaConf.structured(TrainConfig(batch_size=3, packing=packing))
+    cfg = TrainConfig(per_device_train_batch_size=3, packing=packing)
     trainer = make_trainer(model, tok, to_dataset_rows(tok, CORPUS, PREFIX), cfg, str(tmp_path))
     batch = next(iter(trainer.get_train_dataloader()))
     if packing:
@@ -74,7 +73,7 @@ def test_packed_rows_keep_examples_apart(tok_model, tmp_path):
 
     tok, model = tok_model
     corpus = CORPUS * 4  # 12 examples of ~40 tokens in rows of 128: several rows, several examples each
-    cfg = OmegaConf.structured(TrainConfig(batch_size=4, packing=True, max_length=128))
+    cfg = TrainConfig(per_device_train_batch_size=4, packing=True, max_length=128)
     trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, PREFIX), cfg, str(tmp_path))
     assert isinstance(trainer.data_collator, RowPackedCollator)  # sdpa: rows, not one flattened row
     batch = next(iter(trainer.get_train_dataloader()))
@@ -106,7 +105,7 @@ def test_r1_style_think_template_exact_loss_tokens(tok_model, tmp_path):
     assert completion == "2 plus 3 is 5.\n</think>\n\nThe answer is $\\boxed{5}$." + tok.eos_token
 
     corpus = [{"question": "What is $2 + 3$?", "response": response}]
-    trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, []), OmegaConf.structured(TrainConfig(batch_size=1)), str(tmp_path))
+    trainer = make_trainer(model, tok, to_dataset_rows(tok, corpus, []), TrainConfig(per_device_train_batch_size=1), str(tmp_path))
     (ids, labels), = _loss_segments(next(iter(trainer.get_train_dataloader())))
     loss_ids = ids[labels != -100]
     expected = tok(completion, add_special_tokens=False).input_ids
@@ -121,18 +120,24 @@ def test_lora_trains_only_adapters(tok_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
     fresh = AutoModelForCausalLM.from_pretrained(tok.name_or_path)
-    trainer = make_trainer(fresh, tok, to_dataset_rows(tok, CORPUS, []), OmegaConf.structured(TrainConfig(batch_size=3, lora_r=4)), str(tmp_path))
+    trainer = make_trainer(fresh, tok, to_dataset_rows(tok, CORPUS, []), TrainConfig(per_device_train_batch_size=3, lora_r=4), str(tmp_path))
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
 
 
 def test_checkpoint_key_tracks_corpus_and_config_not_logging():
-    tc = OmegaConf.structured(TrainConfig())
+    from dataclasses import replace
+
+    tc = TrainConfig()
     k = checkpoint_key({"model": "m"}, CORPUS, [], tc)
-    assert k == checkpoint_key({"model": "m"}, CORPUS, [], OmegaConf.merge(tc, {"logging_steps": 99}))
+    assert k == checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, logging_steps=99))
     assert k != checkpoint_key({"model": "m"}, CORPUS[:2], [], tc)
-    assert k != checkpoint_key({"model": "m"}, CORPUS, [], OmegaConf.merge(tc, {"learning_rate": 1e-4}))
-    assert k != checkpoint_key({"model": "m"}, CORPUS, [], OmegaConf.merge(tc, {"seed": 1}))
+    assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, learning_rate=1e-4))
+    assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, seed=1))
+    # the harness's own keys that change the weights count too; where the job runs does not
+    assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, lora_r=8))
+    assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, version=2))
+    assert k == checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, num_processes=2, launcher="torchrun"))
 
 
 def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):
@@ -142,7 +147,7 @@ def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):
     from ded.cache import StageCache
     from ded.train import train
 
-    cfg = OmegaConf.structured(TrainConfig(batch_size=1, epochs=1, num_processes=2, launcher="torchrun"))
+    cfg = TrainConfig(per_device_train_batch_size=1, num_train_epochs=1, num_processes=2, launcher="torchrun")
     corpus = CORPUS + [{"question": "What is $1 + 1$?", "response": "$\\boxed{2}$"}]
     ckpt, key, info = train(smollm_path, {"model": "smollm2"}, corpus, [], cfg, StageCache(tmp_path))
     assert info["processes"] == 2 and info["steps"] == 2  # 4 examples over 2 ranks at batch 1
@@ -159,25 +164,20 @@ def test_kernel_options_reach_sft_config_and_missing_kernels_stop_early():
     from ded.models import ModelNotAvailable
     from ded.train import build_sft_config, check_environment
 
-    cfg = OmegaConf.structured(TrainConfig(optim="adamw_torch_fused", gradient_checkpointing=True))
+    from ded.config import ConfigError
+
+    cfg = TrainConfig(optim="adamw_torch_fused", activation_checkpointing=True)
     sft = build_sft_config(cfg, "/tmp/unused")
     assert sft.optim == "adamw_torch_fused" and sft.activation_checkpointing and not sft.use_liger_kernel
-    check_environment(OmegaConf.structured(TrainConfig()))  # the CPU default needs nothing extra
+    check_environment(TrainConfig())  # the CPU default needs nothing extra
+    with pytest.raises(ConfigError, match=r"train\.optim: unknown value 'adamw_wobble'"):
+        check_environment(TrainConfig(optim="adamw_wobble"))
     if importlib.util.find_spec("liger_kernel") is None:
-        with pytest.raises(ModelNotAvailable, match=r"train\.liger_kernel=true needs liger-kernel"):
-            check_environment(OmegaConf.structured(TrainConfig(liger_kernel=True)))
+        with pytest.raises(ModelNotAvailable, match=r"train\.use_liger_kernel=true needs liger-kernel"):
+            check_environment(TrainConfig(use_liger_kernel=True))
     if importlib.util.find_spec("flash_attn") is None:
         with pytest.raises(ModelNotAvailable, match=r"train\.attn_implementation=flash_attention_2 needs flash-attn"):
-            check_environment(OmegaConf.structured(TrainConfig(attn_implementation="flash_attention_2")))
-
-
-def test_new_train_keys_at_defaults_keep_old_checkpoint_keys():
-    """optim/liger_kernel/attn_implementation came later: at their defaults the key is what it was."""
-    base = {k: v for k, v in OmegaConf.to_container(OmegaConf.structured(TrainConfig()), resolve=True).items()
-            if k not in ("optim", "liger_kernel", "attn_implementation")}  # fmt: skip
-    ident = {"model": "m"}
-    assert checkpoint_key(ident, CORPUS, PREFIX, OmegaConf.structured(TrainConfig())) == checkpoint_key(ident, CORPUS, PREFIX, base)
-    assert checkpoint_key(ident, CORPUS, PREFIX, OmegaConf.structured(TrainConfig(optim="adamw_torch_fused"))) != checkpoint_key(ident, CORPUS, PREFIX, base)
+            check_environment(TrainConfig(attn_implementation="flash_attention_2"))
 
 
 def test_fit_with_packing_records_the_batch_layout(smollm_path, tmp_path):
@@ -188,7 +188,7 @@ def test_fit_with_packing_records_the_batch_layout(smollm_path, tmp_path):
     from ded.train import fit
 
     tok = AutoTokenizer.from_pretrained(smollm_path)
-    cfg = OmegaConf.structured(TrainConfig(packing=True, epochs=1, batch_size=2, max_length=128, logging_steps=1))
+    cfg = TrainConfig(packing=True, num_train_epochs=1, per_device_train_batch_size=2, max_length=128, logging_steps=1)
     info = fit(smollm_path, to_dataset_rows(tok, CORPUS * 2, PREFIX), cfg, str(tmp_path / "ckpt"))
     assert info["batch_layout"] == "packed_rows"  # sdpa here: rows with block-diagonal masks
     assert info["steps"] >= 1 and info["train_loss"] > 0
