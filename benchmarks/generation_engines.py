@@ -13,7 +13,7 @@ Per shape (benchmarks/common.py; ``checkpoint`` = the real converted SmolLM2-135
 Prompts are ~--prompt-tokens tokens of chat-templated text, --new-tokens tokens are generated with
 temperature 0.6 / top-p 0.95 (a random-init model almost never samples EOS, so nearly every
 request runs to the limit). Tokens/s counts generated tokens. Last line: one JSON object;
-``<shape>/continuous_over_plain`` is issue 3's GPU figure (goal: >= 5 at batch 64).
+``<shape>/continuous_over_plain`` is the engine's GPU figure (goal: >= 5 at batch 64).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU check of issues 3 and 5 in one run, for a device session (about 8 minutes on an H100).
+# Every GPU check in one run: generation engines and bf16 SFT (about 8 minutes on an H100).
 #   here, once:  bash benchmarks/gpu_wheels.sh
-#   device:      run(command="bash benchmarks/gpu_check.sh", carry=[".whl", "benchmarks/.gpu"], timeout_s=600)
+#   GPU machine: bash benchmarks/gpu_check.sh   (with .whl/ and benchmarks/.gpu/ copied beside it)
 # Figures: generation tokens/s of the hf backend's engines vs plain generate (bf16, 128-token
 # prompts, 256 new tokens, batch 64) and bf16 SFT tokens/s, MFU and peak memory, plain vs the
 # harness padded / packed / packed+liger, for the SmolLM2-135M and Qwen2-0.5B shapes.

@@ -5,7 +5,7 @@
 
 Per shape (benchmarks/common.py: the SmolLM2-135M student shape and a Qwen2-0.5B shape):
   plain   plain transformers: random tokens, batch B x L with no padding, sdpa, torch AdamW
-          (fused on GPU), bf16 weights: the reference loop of issue 5
+          (fused on GPU), bf16 weights: the reference loop
   padded  ded.train.make_trainer (TRL SFTTrainer from our TrainConfig), examples of mixed
           lengths (L/16 .. L tokens), B examples per batch, padded
   packed  the same with train.packing=true: rows of L tokens (block-diagonal masks with sdpa,
@@ -19,7 +19,7 @@ counts 6N FLOPs per token for every mode, so the harness's MFU is slightly flatt
 Every mode runs --warmup steps untimed, then --steps timed. Tokens/s counts real (non-pad) tokens;
 MFU = 6 x parameters x tokens/s / peak dense bf16 FLOP/s; peak memory is
 torch.cuda.max_memory_allocated. Last line: one JSON object with every figure and the ratios
-against `plain` (issue 5's goal on the 0.5B shape: >= 1.5x tokens/s, <= 0.5x peak memory).
+against `plain` (the goal on the 0.5B shape: >= 1.5x tokens/s, <= 0.5x peak memory).
 """
 
 from __future__ import annotations

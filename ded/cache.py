@@ -21,20 +21,9 @@ from typing import Any, Iterator
 from filelock import FileLock
 
 
-def _canonical(obj: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return obj
-
-
 def short_hash(*parts: Any, n: int = 16) -> str:
     """Stable hash of JSON-serialisable parts (dict keys sorted)."""
-    blob = json.dumps([_canonical(p) for p in parts], sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps(list(parts), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 

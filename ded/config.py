@@ -17,10 +17,9 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-
-from ded.registry import ConfigError  # noqa: E402  (re-exported: raised by every check below)
-from ded.data import TASKS  # noqa: E402
-from ded.data.pools import PoolSpec  # noqa: E402  (the corpus.pools[] schema)
+from ded.data import TASKS
+from ded.data.pools import PoolSpec  # the corpus.pools[] schema
+from ded.registry import ConfigError  # re-exported: raised by every check below
 
 
 def project_path(path: str) -> str:
@@ -321,6 +320,9 @@ class Config:
         from ded.stages import STAGES
 
         one_of(self.stop_after, STAGES, "stop_after")
+        # the student's weights are trained and loaded: a backend that only replays a dataset cannot be one
+        _check(isinstance(self.student, PromptedModelConfig), "student.backend", f"{self.student.backend!r} has no model weights to train; "
+               "use a student config on a model backend (hf, vllm, openai)")  # fmt: skip
 
 
 def register() -> None:

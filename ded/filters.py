@@ -11,7 +11,6 @@ cache's dict: ``text``, ``finish`` ("stop" | "length"), ``n_tokens`` when known.
 - ``Complete``: not cut off by the token limit ("truncated").
 - ``Correct``: the answer verifies under the question's answer kind (ded.data.answers reasons).
 - ``Length``: response length in tokens within [min_tokens, max_tokens].
-- ``FinalAnswer``: the response commits to a final answer ("no_final_answer").
 - ``ThinkFormat``: one closed <think>...</think> block followed by a non-empty answer.
 - ``Repetition``: not stuck in a loop (Gopher-style duplicated n-gram and line shares).
 - ``Language``: letters mostly in the expected scripts (reasoning models drift into Chinese).
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from ded.data.answers import check_answer, has_final_answer
+from ded.data.answers import check_answer
 from ded.registry import Registry
 
 if TYPE_CHECKING:
@@ -103,17 +102,6 @@ class PassRateFilter:
         return True
 
 
-def pass_rate_counts(rates: Iterable[float], k: int | None = None, bins: int = 10) -> dict[str, int]:
-    """How many questions at each pass rate. With k samples per question the rates are the k+1
-    values i/k, one bin each ("0.25": 12); otherwise `bins` equal bins over [0, 1] ("0.2-0.3")."""
-    rates = list(rates)
-    if k:
-        counts = Counter(round(r * k) for r in rates)
-        return {f"{i / k:.3g}": counts.get(i, 0) for i in range(k + 1)}
-    counts = Counter(min(int(r * bins), bins - 1) for r in rates)
-    return {f"{i / bins:.2g}-{(i + 1) / bins:.2g}": counts.get(i, 0) for i in range(bins)}
-
-
 # --- trajectories --------------------------------------------------------------------------------
 
 
@@ -160,11 +148,6 @@ class Length:
         if self.max_tokens is not None and n > self.max_tokens:
             return False, "too_long"
         return True
-
-
-class FinalAnswer:
-    def __call__(self, item):
-        return True if has_final_answer(_text(item)) else (False, "no_final_answer")
 
 
 class ThinkFormat:

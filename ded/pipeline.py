@@ -71,7 +71,7 @@ def check_models(ctx: Run) -> None:
     from ded.train import check_environment
 
     cfg = ctx.cfg
-    roles = ["student"] + (["teacher"] if ctx.runs("trajectories") else [])
+    roles = [role for role, first_use in (("student", "passrate"), ("teacher", "trajectories")) if ctx.runs(first_use)]
     for role in roles:
         ctx.backends[role] = make_backend(getattr(cfg, role), ctx.cache_root, role=role)
         ctx.backends[role].check()
@@ -79,7 +79,7 @@ def check_models(ctx: Run) -> None:
         check_environment(cfg.train)  # liger-kernel / flash-attn where the config asks for them
 
 
-def report(ev: evaluation.Evaluation, tr: trajectories.Trajectories, corpus: curation.Corpus) -> None:
+def report(ev: evaluation.Evaluation, tr: trajectories.TeacherSamples, corpus: curation.Corpus) -> None:
     lines = ev.summary() + [f"corpus {len(corpus.examples)} examples; newly generated pass-rate + teacher samples: {tr.new_samples}"]
     print("\n".join(lines), flush=True)
     log.info("\n".join(lines))

@@ -112,15 +112,14 @@ def spread(cap: list[int], size: int) -> list[int]:
     return take
 
 
-def allocate(available: list[int], size: int, strategy: str = "fill", per_question: int | None = None, max_questions: int | None = None) -> list[int]:
+def allocate(available: list[int], size: int, strategy: str = "fill", per_question: int | None = None) -> list[int]:
     """How many selected trajectories to take from each question (in pool order) so the corpus
     holds `size` examples, by the ``ALLOCATIONS`` plug-in `strategy`. Each question gives at most
-    `per_question` (default: all it has); `max_questions` caps the questions used. A pool that
+    `per_question` (default: all it has). A pool that
     holds fewer than `size` gives what it has (the caller reports the shortfall).
     """
     plan = ALLOCATIONS[strategy]
     if size < 0:
         raise ValueError(f"corpus.size: must be >= 0, got {size}")
     cap = [min(a, per_question) if per_question is not None else a for a in available]
-    usable = set([i for i, c in enumerate(cap) if c > 0][:max_questions])
-    return plan([c if i in usable else 0 for i, c in enumerate(cap)], size)
+    return plan(cap, size)

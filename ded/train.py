@@ -193,7 +193,8 @@ def count_loss_tokens(dataset) -> int:
 
 def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg) -> str:
     tc = {k: v for k, v in sft_args(train_cfg).items() if k != "logging_steps"}  # logging does not change the weights
-    harness = {k: getattr(train_cfg, k) for k in ("attn_implementation", "lora_r", "lora_alpha", "lora_dropout", "version")}
+    # num_processes multiplies the effective batch; the launcher and accelerate recipe only say how to get there
+    harness = {k: getattr(train_cfg, k) for k in ("attn_implementation", "num_processes", "lora_r", "lora_alpha", "lora_dropout", "version")}
     return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc, harness)
 
 

@@ -150,7 +150,6 @@ def test_allocate_fill_and_spread():
     assert allocate(avail, 10, "fill") == [4, 4, 2, 0, 0]
     assert allocate(avail, 10, "fill", per_question=2) == [2, 2, 2, 0, 2]
     assert allocate(avail, 5, "spread") == [2, 1, 1, 0, 1]
-    assert allocate(avail, 10, "spread", max_questions=2) == [4, 4, 0, 0, 0]
     assert allocate(avail, 100, "fill") == avail  # a short pool gives what it has
     with pytest.raises(ValueError, match="allowed"):
         allocate(avail, 4, "greedy")

@@ -5,13 +5,11 @@ from ded.filters import (
     Complete,
     Correct,
     FilterLog,
-    FinalAnswer,
     Language,
     Length,
     Repetition,
     ThinkFormat,
     build_trajectory_filters,
-    pass_rate_counts,
     run_filters,
 )
 
@@ -31,7 +29,6 @@ def test_correct_complete_final_answer():
     assert reasons(Correct(), [GOOD, "\\boxed{41}", "no idea", "\\boxed{@#!}"]) == [True, (False, "wrong"), (False, "no_answer"), (False, "unparsable")]
     assert Correct("gsm8k")(item("#### 42")) is True
     assert reasons(Complete(), [item(GOOD), item(GOOD, "length")]) == [True, (False, "truncated")]
-    assert reasons(FinalAnswer(), [GOOD, "The final answer is 42", "it is 42"]) == [True, True, (False, "no_final_answer")]
 
 
 def test_length_in_tokens():
@@ -84,13 +81,6 @@ def test_run_filters_first_reason_and_rejects_kept():
     assert isinstance(log, FilterLog) and log.kept == 1
     assert log.dropped == {"truncated": 1, "wrong": 1, "too_long": 1}
     assert [r["reason"] for r in log.rejects] == ["truncated", "wrong", "too_long"] and log.rejects[1]["text"] == "\\boxed{41}"
-
-
-def test_pass_rate_counts():
-    rates = [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert pass_rate_counts(rates, k=4) == {"0": 2, "0.25": 1, "0.5": 1, "0.75": 1, "1": 3}
-    h = pass_rate_counts(rates, bins=2)
-    assert h == {"0-0.5": 3, "0.5-1": 5} and sum(h.values()) == len(rates)
 
 
 def test_complete_names_truncated_and_missing():

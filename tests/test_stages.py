@@ -54,7 +54,7 @@ def _sample(text, finish="stop"):
 def _hand_made(n_questions=3):
     """Questions 'a+b' with answers, teacher samples: correct (two wordings), wrong, truncated."""
     qs = [Question(id=f"q{i}", text=f"What is {i} + {i}?", answer=str(2 * i), level=1) for i in range(1, n_questions + 1)]
-    pr = passrate.PassRates(kept=qs, rates={q.id: 0.0 for q in qs}, samples={}, rejects=[{"id": "q0", "reason": "too_easy"}], new_samples=0)
+    pr = passrate.PassRateResult(kept=qs, rates={q.id: 0.0 for q in qs}, samples={}, rejects=[{"id": "q0", "reason": "too_easy"}], new_samples=0)
     samples = {
         q.id: [
             _sample(f"{q.text[8:-1]} = {q.answer}. The answer is \\boxed{{{q.answer}}}."),
@@ -64,7 +64,7 @@ def _hand_made(n_questions=3):
         ]
         for q in qs
     }
-    return pr, trajectories.Trajectories(samples, new_samples=0)
+    return pr, trajectories.TeacherSamples(samples, new_samples=0)
 
 
 def test_curation_stage_keeps_correct_selects_p_and_logs_rejects(tmp_path, cache_dir):

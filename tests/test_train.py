@@ -137,7 +137,8 @@ def test_checkpoint_key_tracks_corpus_and_config_not_logging():
     # the harness's own keys that change the weights count too; where the job runs does not
     assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, lora_r=8))
     assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, version=2))
-    assert k == checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, num_processes=2, launcher="torchrun"))
+    assert k != checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, num_processes=2))  # twice the effective batch
+    assert k == checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, launcher="torchrun"))
 
 
 def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):

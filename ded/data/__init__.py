@@ -7,7 +7,7 @@ pool, held-out split)`` taking the ``corpus`` config section and the held-out si
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 from ded.registry import Registry
@@ -21,9 +21,6 @@ class Question:
     level: int = 0  # difficulty level where the source has one (0 = unknown)
     domain: str = "math"  # subject area (math, arithmetic, stem, ...)
     kind: str = "math"  # answer kind, how answers are checked: a ded.data.answers.ANSWER_KINDS name
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 Task = Callable[..., tuple[list[Question], list[Question]]]

@@ -75,15 +75,6 @@ class GenerationStats:
     missing: int = 0  # replay: requested trajectories the dataset does not hold
     seconds: float = 0.0
 
-    def add(self, other: "GenerationStats") -> None:
-        self.requested += other.requested
-        self.cached += other.cached
-        self.new_samples += other.new_samples
-        self.new_tokens += other.new_tokens
-        self.prompt_tokens += other.prompt_tokens
-        self.missing += other.missing
-        self.seconds += other.seconds
-
 
 def question_hash(text: str) -> str:
     return short_hash(text)

@@ -15,7 +15,7 @@ from ded import plots
 from ded.cache import short_hash
 from ded.stages import Run, prompt_prefix_for, stage
 from ded.stages.curation import Corpus
-from ded.stages.passrate import PassRates
+from ded.stages.passrate import PassRateResult
 from ded.stages.training import Trained
 
 log = logging.getLogger("ded")
@@ -27,7 +27,7 @@ class Analysis:
 
 
 @stage("analysis")
-def run(ctx: Run, corpus: Corpus, passrate: PassRates, trained: Trained) -> Analysis | None:
+def run(ctx: Run, corpus: Corpus, passrate: PassRateResult, trained: Trained) -> Analysis | None:
     if not ctx.cfg.analysis.enabled:
         return None
     corpus_rows, own_rows = probe_rows(ctx, corpus, passrate)
@@ -35,7 +35,7 @@ def run(ctx: Run, corpus: Corpus, passrate: PassRates, trained: Trained) -> Anal
     return log_analysis(ctx, stats)
 
 
-def probe_rows(ctx: Run, corpus: Corpus, passrate: PassRates) -> tuple[list[dict], list[dict]]:
+def probe_rows(ctx: Run, corpus: Corpus, passrate: PassRateResult) -> tuple[list[dict], list[dict]]:
     """Up to ``analysis.probe_size`` corpus examples and as many of the student's own pass-rate answers."""
     n = ctx.cfg.analysis.probe_size
     rng = random.Random(short_hash(ctx.seed, "probe"))
@@ -51,12 +51,12 @@ def representation_stats(ctx: Run, trained: Trained, corpus_rows: list[dict], ow
 
     cfg = ctx.cfg
     prefix = prompt_prefix_for(cfg.student)
-    base, tok = load_model(local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision), "", "float32")
+    base, tok = load_model(local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision), "", cfg.student.dtype)
     rows_corpus = to_dataset_rows(tok, corpus_rows, prefix)
     ent_base, h_corpus = response_stats(base, tok, rows_corpus)
     ent_own, h_own = response_stats(base, tok, to_dataset_rows(tok, own_rows, prefix))
     del base
-    model, _ = load_model(trained.path, "", "float32")
+    model, _ = load_model(trained.path, "", cfg.student.dtype)
     ent_trained, h_trained = response_stats(model, tok, rows_corpus)
     del model
     k = cfg.analysis.components

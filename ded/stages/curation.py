@@ -13,8 +13,8 @@ from ded.diversity import diversity_report
 from ded.filters import FilterLog, build_trajectory_filters, run_filters
 from ded.select import allocate, select_groups
 from ded.stages import Run, stage
-from ded.stages.passrate import PassRates
-from ded.stages.trajectories import Trajectories
+from ded.stages.passrate import PassRateResult
+from ded.stages.trajectories import TeacherSamples
 
 log = logging.getLogger("ded")
 
@@ -26,7 +26,7 @@ class Corpus:
 
 
 @stage("curation")
-def run(ctx: Run, passrate: PassRates, trajectories: Trajectories) -> Corpus:
+def run(ctx: Run, passrate: PassRateResult, trajectories: TeacherSamples) -> Corpus:
     candidates, flog = keep_correct(ctx, passrate, trajectories)
     corpus = select_corpus(ctx, passrate, candidates)
     if not corpus.examples:
@@ -40,7 +40,7 @@ def run(ctx: Run, passrate: PassRates, trajectories: Trajectories) -> Corpus:
     return corpus
 
 
-def keep_correct(ctx: Run, passrate: PassRates, trajectories: Trajectories) -> tuple[dict[str, list[str]], FilterLog]:
+def keep_correct(ctx: Run, passrate: PassRateResult, trajectories: TeacherSamples) -> tuple[dict[str, list[str]], FilterLog]:
     """Question id -> its teacher responses that pass every trajectory filter."""
     flog = FilterLog()
     filters = build_trajectory_filters(ctx.cfg.corpus.filters)
@@ -53,7 +53,7 @@ def keep_correct(ctx: Run, passrate: PassRates, trajectories: Trajectories) -> t
     return candidates, flog
 
 
-def select_corpus(ctx: Run, passrate: PassRates, candidates: dict[str, list[str]]) -> Corpus:
+def select_corpus(ctx: Run, passrate: PassRateResult, candidates: dict[str, list[str]]) -> Corpus:
     cfg = ctx.cfg
     p = cfg.corpus.trajectories.p
     order = [q for q in passrate.kept if candidates[q.id]]

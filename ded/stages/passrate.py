@@ -17,7 +17,7 @@ log = logging.getLogger("ded")
 
 
 @dataclass
-class PassRates:
+class PassRateResult:
     kept: list[Question]  # pool questions inside the pass-rate band, in pool order
     rates: dict[str, float]  # question id -> share of the student's k samples that are correct
     samples: dict[str, list[dict]]  # question id -> the student's samples (the analysis stage's "own answers")
@@ -26,8 +26,11 @@ class PassRates:
 
 
 @stage("passrate")
-def run(ctx: Run, questions: Questions) -> PassRates:
+def run(ctx: Run, questions: Questions) -> PassRateResult:
     cfg, pool = ctx.cfg, questions.pool
+    if not pool:
+        raise RuntimeError("the question pool is empty (after decontamination: see the data/decontam_rejects table); "
+                           "raise corpus.pool_size or check corpus.pools and eval.benchmarks")  # fmt: skip
     pr = cfg.corpus.pass_rate
     student = ctx.backends["student"]
     samples, st = generate_cached(student, ctx.cache_root, pool, pr.k, prefix=prompt_prefix_for(cfg.student),
@@ -46,4 +49,4 @@ def run(ctx: Run, questions: Questions) -> PassRates:
     ctx.tracker.table("passrate/pool", [{"id": q.id, "level": q.level, "question": q.text, "pass_rate": rates[q.id]} for q in pool])
     ctx.tracker.plot("passrate/histogram", plots.pass_rate_histogram(list(rates.values()), pr.k, pr.min_rate, pr.max_rate))
     log.info("pass rate: mean %.3f; kept %d of %d (%s)", mean, len(kept), len(pool), dict(flog.dropped))
-    return PassRates(kept, rates, samples, flog.rejects, st.new_samples)
+    return PassRateResult(kept, rates, samples, flog.rejects, st.new_samples)

@@ -18,7 +18,7 @@ Why it is built this way:
     the model. After a failure no new request starts, the ones in flight finish and are saved,
     then the error is raised: a rerun generates only what is missing.
   * Reasoning delivered separately (``reasoning_content`` / ``reasoning``) is kept with the
-    answer as ``<think>...</think>`` (text.py).
+    answer as ``<think>...</think>`` (ded/generation/text.py).
 """
 
 from __future__ import annotations
@@ -95,11 +95,15 @@ def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identi
     e = mcfg.endpoint
     who = label(role, mcfg, path)
     checkpoint = labelled(lambda: local_checkpoint(path, cache_root, mcfg.revision), who)
+    trained = identity is not None  # a trained checkpoint (evaluation): the served model must be it, not e.model
+    if trained and e.launch == "none":
+        raise ModelNotAvailable(f"{who}: an external endpoint (endpoint.launch=none) serves its own model, not the trained "
+                                f"checkpoint; let the harness launch one (endpoint.launch=vllm|transformers|llama_cpp) or use backend hf")  # fmt: skip
     ident = identity or model_identity(mcfg)
     hint = HINT
-    served = e.model or path
+    served = path if trained else e.model or path
     extra_body = dict(e.extra_body or {})
-    identity = {"model": e.model or ident["model"], "revision": ident.get("revision"), "api": e.api}
+    identity = {"model": ident["model"] if trained else e.model or ident["model"], "revision": ident.get("revision"), "api": e.api}
     if extra_body:
         identity["extra_body"] = extra_body
     server = None
