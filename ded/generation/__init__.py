@@ -105,6 +105,29 @@ def _record(c: Completion) -> dict:
     return rec
 
 
+def _generate_into(cache: SampleCache, backend: Backend, requests: Iterator[Request], todo: int, sampling: dict,
+                   stats: GenerationStats, desc: str) -> None:
+    """Generate `requests` chunk by chunk, appending every finished batch to the cache at once."""
+    t0 = time.perf_counter()
+    bar = tqdm(total=todo, desc=desc, unit="sample", dynamic_ncols=True)
+    try:
+        for chunk in _chunks(requests, max(1, int(getattr(backend, "chunk_size", 4096)))):
+            for batch in backend.generate(chunk, sampling):
+                records = [_record(c) for c in batch]
+                cache.append(records)
+                stats.new_samples += len(records)
+                stats.new_tokens += sum(r["n_tokens"] for r in records)
+                stats.prompt_tokens += sum(r.get("prompt_tokens") or 0 for r in records)
+                stats.missing += sum(r["finish"] == "missing" for r in records)
+                bar.update(len(records))
+                bar.set_postfix(tok_s=f"{stats.new_tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
+    finally:
+        bar.close()
+        stats.seconds = time.perf_counter() - t0
+    if stats.missing:
+        log.warning("%s: %d of %d requested samples are missing from the replayed dataset (finish='missing')", desc, stats.missing, todo)
+
+
 def generate_cached(
     backend: Backend,
     cache_root: str,
@@ -144,24 +167,7 @@ def generate_cached(
         todo = sum(1 for _ in missing())
         stats.cached = stats.requested - todo  # counted per question, duplicates of a text included
         if todo:
-            t0 = time.perf_counter()
-            bar = tqdm(total=todo, desc=desc, unit="sample", dynamic_ncols=True)
-            try:
-                for chunk in _chunks(missing(), max(1, int(getattr(backend, "chunk_size", 4096)))):
-                    for batch in backend.generate(chunk, sampling):
-                        records = [_record(c) for c in batch]
-                        cache.append(records)
-                        stats.new_samples += len(records)
-                        stats.new_tokens += sum(r["n_tokens"] for r in records)
-                        stats.prompt_tokens += sum(r.get("prompt_tokens") or 0 for r in records)
-                        stats.missing += sum(r["finish"] == "missing" for r in records)
-                        bar.update(len(records))
-                        bar.set_postfix(tok_s=f"{stats.new_tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
-            finally:
-                bar.close()
-                stats.seconds = time.perf_counter() - t0
-            if stats.missing:
-                log.warning("%s: %d of %d requested samples are missing from the replayed dataset (finish='missing')", desc, stats.missing, todo)
+            _generate_into(cache, backend, missing(), todo, sampling, stats, desc)
         else:
             log.info("%s: all %d samples cached", desc, stats.requested)
         if not collect:

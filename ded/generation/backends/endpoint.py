@@ -90,8 +90,6 @@ class OpenAIModelConfig(PromptedModelConfig):
 
 @register_backend("openai", OpenAIModelConfig)
 def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "OpenAIBackend":
-    from ded.generation.server import Server
-
     e = mcfg.endpoint
     who = label(role, mcfg, path)
     checkpoint = labelled(lambda: local_checkpoint(path, cache_root, mcfg.revision), who)
@@ -106,41 +104,11 @@ def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identi
     identity = {"model": ident["model"] if trained else e.model or ident["model"], "revision": ident.get("revision"), "api": e.api}
     if extra_body:
         identity["extra_body"] = extra_body
-    server = None
-    model_check = None
+    server = model_check = base_url = None
     if e.launch != "none":
-        identity["launch"] = e.launch  # a launched engine is known: llama.cpp's GGUF is not vLLM's bf16
-        if e.launch == "llama_cpp":
-            def location() -> str:
-                r = resolve(path)
-                if r.kind != "gguf":
-                    raise ModelNotAvailable(f"{who}: endpoint.launch=llama_cpp serves GGUF files; {path!r} is a {r.kind} model. {hint}")
-                return r.location
-        else:
-            identity["dtype"] = ident.get("dtype")
-            location = checkpoint  # a local directory (a GGUF converted once) or a cached hub id
-        model_check = location
-        args = list(e.launch_args)
-        if e.launch == "vllm":
-            args = ["--dtype", mcfg.dtype, *args]
-        if e.launch == "transformers":
-            served = None  # transformers serve names the model by the path it was given: set at start
-            # transformers serve (5.x) samples only if the generation config says do_sample; the
-            # request's temperature alone leaves it greedy (temperature 0 still turns it off).
-            extra_body.setdefault("generation_config", json.dumps({"do_sample": True}))
-        server = Server(e.launch, location, served, port=e.port, args=args, log_dir=Path(cache_root) / "servers",
-                        startup_timeout=e.startup_timeout, tensor_parallel_size=e.tensor_parallel_size,
-                        data_parallel_size=e.data_parallel_size)  # fmt: skip
-        base_url = None
+        server, model_check, served = launched_server(mcfg, cache_root, path, who, checkpoint, identity, ident, extra_body, served)
     else:
-        base_url = e.base_url or (os.environ.get(e.base_url_env) if e.base_url_env else None)
-        if not base_url:
-            env = f" (or the environment variable {e.base_url_env})" if e.base_url_env else ""
-            hint = (
-                f"Set {role}.endpoint.base_url=http://HOST:PORT/v1{env}"
-                + (f" and the API key in ${e.api_key_env}" if e.api_key_env else "")
-                + f", or let the harness start a server ({role}.endpoint.launch=vllm|transformers|llama_cpp). {hint}"
-            )
+        base_url, hint = external_url(e, role, hint)
     api_key = os.environ.get(e.api_key_env) if e.api_key_env else None
 
     def tokenizer():
@@ -152,6 +120,48 @@ def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identi
                          timeout=e.timeout, max_retries=e.max_retries, backoff=e.backoff, max_backoff=e.max_backoff,
                          n_per_request=e.n_per_request, extra_body=extra_body, server=server, tokenizer_loader=tokenizer,
                          label=who, hint=hint, model_check=model_check)  # fmt: skip
+
+
+def launched_server(mcfg, cache_root, path, who, checkpoint, identity: dict, ident: dict, extra_body: dict, served):
+    """(the Server the harness starts, what it serves, the served model name); fills the identity."""
+    from ded.generation.server import Server
+
+    e = mcfg.endpoint
+    identity["launch"] = e.launch  # a launched engine is known: llama.cpp's GGUF is not vLLM's bf16
+    if e.launch == "llama_cpp":
+        def location() -> str:
+            r = resolve(path)
+            if r.kind != "gguf":
+                raise ModelNotAvailable(f"{who}: endpoint.launch=llama_cpp serves GGUF files; {path!r} is a {r.kind} model. {HINT}")
+            return r.location
+    else:
+        identity["dtype"] = ident.get("dtype")
+        location = checkpoint  # a local directory (a GGUF converted once) or a cached hub id
+    args = list(e.launch_args)
+    if e.launch == "vllm":
+        args = ["--dtype", mcfg.dtype, *args]
+    if e.launch == "transformers":
+        served = None  # transformers serve names the model by the path it was given: set at start
+        # transformers serve (5.x) samples only if the generation config says do_sample; the
+        # request's temperature alone leaves it greedy (temperature 0 still turns it off).
+        extra_body.setdefault("generation_config", json.dumps({"do_sample": True}))
+    server = Server(e.launch, location, served, port=e.port, args=args, log_dir=Path(cache_root) / "servers",
+                    startup_timeout=e.startup_timeout, tensor_parallel_size=e.tensor_parallel_size,
+                    data_parallel_size=e.data_parallel_size)  # fmt: skip
+    return server, location, served
+
+
+def external_url(e: EndpointConfig, role: str, hint: str) -> tuple[str | None, str]:
+    """The external endpoint's URL (config, else its environment variable) and the hint shown when it has none."""
+    base_url = e.base_url or (os.environ.get(e.base_url_env) if e.base_url_env else None)
+    if not base_url:
+        env = f" (or the environment variable {e.base_url_env})" if e.base_url_env else ""
+        hint = (
+            f"Set {role}.endpoint.base_url=http://HOST:PORT/v1{env}"
+            + (f" and the API key in ${e.api_key_env}" if e.api_key_env else "")
+            + f", or let the harness start a server ({role}.endpoint.launch=vllm|transformers|llama_cpp). {hint}"
+        )
+    return base_url, hint
 
 
 class EndpointError(RuntimeError):
