@@ -2,11 +2,17 @@
 
     python run.py                                        # embedded CPU default (~6 min, 2 cores)
     python run.py debug=tiny                             # a minute or two
+    python run.py stop_after=trajectories                # generation only: fill the sample cache
     python run.py -m diversity=levenshtein,random corpus.size=32,64   # an ablation; data generated once
     python run.py -m teacher=qwq,r1 corpus.size=400,800  # the paper's sweep, on GPUs
+
+A bad value, file or missing model stops the run in seconds with one line that names it
+(exit status 2), before any model is loaded.
 """
 
 import logging
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -16,15 +22,40 @@ from ded.config import register
 register()
 
 
+def check_output_root(argv: list[str]) -> None:
+    """Hydra creates the run folder before any of our code runs; a path through a regular file
+    would stop it with a bare NotADirectoryError, so name the key here first."""
+    roots = {"hydra.run.dir": "outputs", "hydra.sweep.dir": "multirun"}
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key in roots and value:
+            roots[key] = value
+    for key, root in roots.items():
+        for p in (Path(root), *Path(root).parents):
+            if p.exists():
+                if not p.is_dir():
+                    print(f"error: {key}={root}: {p} is a file, so the run folder cannot be made there", file=sys.stderr)
+                    sys.exit(2)
+                break
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from ded.pipeline import run  # heavy imports after Hydra has parsed the command line
+    from ded.config import validate
+    from ded.errors import UserError
 
     logging.getLogger("ded").setLevel(logging.INFO)
-    metrics = run(cfg)
-    k = cfg.eval.k
-    return metrics.get(f"eval/heldout/trained/avg@{k}")  # the value a Hydra sweeper optimises
+    try:
+        validate(cfg)  # before the pipeline's imports: a bad value answers in about a second
+        from ded.pipeline import run
+
+        metrics = run(cfg)
+    except UserError as e:
+        logging.getLogger("ded").error("%s", e)  # to the console and the run's run.log
+        sys.exit(2)
+    return metrics.get(f"eval/heldout/trained/avg@{cfg.eval.k}")  # the value a Hydra sweeper optimises
 
 
 if __name__ == "__main__":
+    check_output_root(sys.argv[1:])
     main()

@@ -230,6 +230,10 @@ class TrainConfig:
         _check(self.per_device_train_batch_size > 0, "train.per_device_train_batch_size", f"must be > 0, got {self.per_device_train_batch_size}")
         _check(self.gradient_accumulation_steps > 0, "train.gradient_accumulation_steps", f"must be > 0, got {self.gradient_accumulation_steps}")
         _check(self.num_processes >= 1, "train.num_processes", f"must be >= 1, got {self.num_processes}")
+        _check(self.max_length > 0, "train.max_length", f"must be > 0 (tokens per example), got {self.max_length}")
+        _check(self.logging_steps > 0, "train.logging_steps", f"must be > 0 (optimizer steps between logs), got {self.logging_steps}")
+        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.lora_dropout < 1, "train.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
         one_of(self.launcher, LAUNCHERS, "train.launcher")
         if self.accelerate_config is not None:
             import os
@@ -326,8 +330,14 @@ class Config:
 
 
 def register() -> None:
+    import secrets
+
     from ded.generation.backends import discover
 
+    if not OmegaConf.has_resolver("run_id"):
+        # A per-launch suffix for run folders (conf/hydra/default.yaml): two runs started in the same
+        # second never share a record. Cached like Hydra's `now`, so every job of a sweep sees one value.
+        OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="ded_schema", node=Config)
     for name, plugin in discover().items():  # the schemas model yamls pick: /backend/<name>@_here_

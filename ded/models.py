@@ -29,11 +29,12 @@ from pathlib import Path
 from filelock import FileLock
 
 from ded.cache import short_hash
+from ded.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(UserError, RuntimeError):
     """A model reference that cannot be loaded here (no file, not in the HF cache, no network)."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from omegaconf import DictConfig
@@ -30,10 +31,10 @@ log = logging.getLogger("ded")
 def run(cfg: DictConfig) -> dict:
     """Run the pipeline for a composed config; return every logged metric."""
     with open_run(cfg) as ctx:
-        # ── models: each backend says up front whether it can run here ───────────────────
-        check_models(ctx)
-        # ── data: questions, the student's pass rate, the teacher's trajectories ────────
+        # ── questions, then the models: can each run here, does every prompt fit it ─────
         qs = questions.run(ctx)
+        check_models(ctx, qs)
+        # ── data: the student's pass rate, the teacher's trajectories ──────────────────
         pr = passrate.run(ctx, qs)
         tr = trajectories.run(ctx, pr)
         # ── corpus: correct trajectories, the most diverse per question ─────────────────
@@ -51,6 +52,7 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
     """The validated config, its run record and caches; the record says finished or failed."""
     conf = validate(cfg)
     t0 = time.perf_counter()
+    claim_run_folder(conf.paths.output_dir)
     ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir))
     ok = False
     try:
@@ -64,9 +66,33 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
         ctx.tracker.finish(ok)
 
 
-def check_models(ctx: Run) -> None:
+def claim_run_folder(path: str) -> None:
+    """Make `path` this process's run folder, or stop: a folder that holds another run's record is
+    never written to (two runs in one folder would mix their config, metrics and log)."""
+    import json
+    import os
+    import socket
+
+    from ded.errors import UserError
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".ded-run.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = (folder / ".ded-run.json").read_text(errors="replace").strip()
+        raise UserError(f"{folder}: this folder already holds the record of another run ({owner}); "
+                        "give this run its own folder (hydra.run.dir=... or the default outputs/<date>/<time>-<id>)") from None  # fmt: skip
+    except (NotADirectoryError, FileExistsError, PermissionError) as e:
+        raise UserError(f"paths.output_dir={path}: cannot create the run folder ({e.strerror}: {e.filename})") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+
+
+def check_models(ctx: Run, qs: questions.Questions) -> None:
     """Open the backends the run's stages need and check each can run here (model files, an
-    endpoint, vLLM, a dataset), so a run on the wrong machine stops before any work."""
+    endpoint, vLLM, a dataset) and that every prompt fits its model's context, so a run on the
+    wrong machine or with an oversized question stops before any model loads."""
     from ded.generation.factory import make_backend
     from ded.train import check_environment
 
@@ -77,6 +103,7 @@ def check_models(ctx: Run) -> None:
         ctx.backends[role].check()
     if ctx.runs("training"):
         check_environment(cfg.train)  # liger-kernel / flash-attn where the config asks for them
+    questions.check_fit(ctx, qs)
 
 
 def report(ev: evaluation.Evaluation, tr: trajectories.TeacherSamples, corpus: curation.Corpus) -> None:

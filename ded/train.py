@@ -261,22 +261,22 @@ def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict
 def train(student_path: str, student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg, cache: StageCache):
     """Return (checkpoint dir, key, info). A cached checkpoint returns at once with info['cached']=True."""
     key = checkpoint_key(student_identity, corpus, prefix, train_cfg)
-    hit = cache.get("train", key)
+    hit = cache.get("train", key)  # verified against its manifest: a damaged checkpoint is removed and retrained
     if hit is not None:
         log.info("train: cached checkpoint %s", hit)
         return str(hit), key, {"cached": True, **json.loads((hit / "train_info.json").read_text())}
     from transformers import AutoTokenizer
 
     with cache.build("train", key, {"student": student_identity, "examples": len(corpus)}) as tmp:
-        if tmp is None:  # another job trained it while we waited for the lock
-            hit = cache.get("train", key)
+        if tmp is None:  # another job trained it while we waited for the lock (build verified it; we hold the lock)
+            hit = cache.path("train", key)
             return str(hit), key, {"cached": True, **json.loads((hit / "train_info.json").read_text())}
         rows = to_dataset_rows(AutoTokenizer.from_pretrained(student_path), corpus, prefix)
         if (train_cfg.num_processes or 1) > 1:
             info = launch(student_path, rows, train_cfg, str(tmp))
         else:
             info = fit(student_path, rows, train_cfg, str(tmp))
-    return str(cache.get("train", key)), key, {"cached": False, **info}
+    return str(cache.path("train", key)), key, {"cached": False, **info}
 
 
 if __name__ == "__main__":  # the worker that `launch` starts in every process

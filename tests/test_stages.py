@@ -34,8 +34,8 @@ def test_passrate_and_trajectories_stages_with_the_real_model(tmp_path, cache_di
     from ded.pipeline import check_models
 
     ctx = make_run(tmp_path, cache_dir)
-    check_models(ctx)
     qs = questions.run(ctx)
+    check_models(ctx, qs)
     pr = passrate.run(ctx, qs)
     assert set(pr.rates) == {q.id for q in qs.pool} and all(0 <= r <= 1 for r in pr.rates.values())
     assert all(len(pr.samples[q.id]) == 2 for q in qs.pool)  # debug=tiny: k=2
@@ -95,7 +95,8 @@ def test_training_analysis_and_evaluation_stages_in_process(tmp_path, cache_dir)
     from ded.stages import analysis, training
 
     ctx = make_run(tmp_path, cache_dir, ["eval.size=2", "eval.k=1", "analysis.probe_size=2", "train.logging_steps=1"])
-    check_models(ctx)
+    qs = questions.run(ctx)
+    check_models(ctx, qs)
     pr, tr = _hand_made(2)
     pr.samples = {q.id: [_sample(f"I think it is {q.answer}")] for q in pr.kept}  # the student's "own answers"
     corpus = curation.run(ctx, pr, tr)
@@ -104,7 +105,6 @@ def test_training_analysis_and_evaluation_stages_in_process(tmp_path, cache_dir)
     assert training.run(ctx, corpus).info["cached"]  # the same corpus and config: the cached checkpoint
     an = analysis.run(ctx, corpus, pr, trained)
     assert an.metrics["analysis/corpus/student_entropy"] > 0 and an.metrics["analysis/pca_shift/trained_vs_base"] >= 0
-    qs = questions.run(ctx)
     ev = evaluation.run(ctx, qs, trained)
     assert set(ev.results["heldout"]) == {"base", "trained"} and ev.results["heldout"]["base"]["questions"] == 2
     assert ev.deltas["heldout"] == ev.results["heldout"]["trained"]["avg@1"] - ev.results["heldout"]["base"]["avg@1"]
@@ -152,3 +152,22 @@ def test_train_config_uses_trl_names():
     assert [f for f in ours if f not in trl_fields and f not in HARNESS_TRAIN_FIELDS] == []
     args = build_sft_config(TrainConfig(num_train_epochs=2, warmup_steps=0.2, activation_checkpointing=True), "/tmp/x")
     assert args.num_train_epochs == 2 and args.warmup_steps == 0.2 and args.activation_checkpointing and args.completion_only_loss
+
+
+def test_a_question_longer_than_the_context_stops_before_any_model_loads(tmp_path, cache_dir):
+    """A 200,000-character pool question is named, with its file and line, by the model check."""
+    import json as _json
+
+    from ded.errors import UserError
+    from ded.pipeline import check_models
+
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(6)]
+    rows[3]["question"] = "Add these numbers: " + " + ".join(["1"] * 66_000) + "?"  # ~200k characters
+    pool.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    ctx = make_run(tmp_path, cache_dir, ["corpus=gsm8k", f"corpus.pools.0.source={pool}", "corpus.pool_size=4", "eval.size=2",
+                                         "corpus.decontam.enabled=false"])  # fmt: skip
+    qs = questions.run(ctx)
+    long_q = next(q for q in qs.pool + qs.held_out if len(q.text) > 100_000)
+    with pytest.raises(UserError, match=rf"question '{long_q.id}' \({pool}:4\).*context of 8192 tokens"):
+        check_models(ctx, qs)

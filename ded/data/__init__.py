@@ -21,6 +21,7 @@ class Question:
     level: int = 0  # difficulty level where the source has one (0 = unknown)
     domain: str = "math"  # subject area (math, arithmetic, stem, ...)
     kind: str = "math"  # answer kind, how answers are checked: a ded.data.answers.ANSWER_KINDS name
+    source: str = ""  # where it was read ("file:line", "dataset[split]: row i"): errors about it name it
 
 
 Task = Callable[..., tuple[list[Question], list[Question]]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 
 from ded.data import Question
+from ded.registry import ConfigError
 
 # Each level is a function rng -> (expression, value), ordered by how often the few-shot
 # SmolLM2-135M teacher solves it (measured: ~96%, ~100%, ~50%, ~29%, ~12% at temperature 0.5).
@@ -67,8 +68,9 @@ def make_question(level: int, rng: random.Random) -> Question:
     return Question(id="", text=text, answer=str(value), level=level, domain="arithmetic")
 
 
-def _draw(n: int, levels: list[int], seed: int, exclude: set[str]) -> list[Question]:
-    """n distinct questions cycling through `levels`, none of whose text is in `exclude`."""
+def _draw(n: int, levels: list[int], seed: int, exclude: set[str], key: str) -> list[Question]:
+    """n distinct questions cycling through `levels`, none of whose text is in `exclude`; `key`
+    names the config value that asked for n (the error a too-small level set gives)."""
     rng = random.Random(seed)
     out: list[Question] = []
     seen = set(exclude)
@@ -76,7 +78,8 @@ def _draw(n: int, levels: list[int], seed: int, exclude: set[str]) -> list[Quest
     while len(out) < n:
         attempts += 1
         if attempts > 100 * n + 1000:
-            raise ValueError(f"cannot draw {n} distinct arithmetic questions at levels {levels}")
+            raise ConfigError(f"{key}: cannot draw {n} distinct arithmetic questions at corpus.levels={levels} "
+                              f"(found {len(out)}); lower {key} or add levels")  # fmt: skip
         q = make_question(levels[len(out) % len(levels)], rng)
         if q.text in seen:
             continue
@@ -89,12 +92,12 @@ def build(pool_size: int, eval_size: int, levels: list[int], seed: int) -> tuple
     """Return (train pool, held-out eval split), disjoint and deterministic in `seed`."""
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad:
-        raise ValueError(f"corpus.levels: unknown level(s) {bad}; allowed: {sorted(LEVELS)}")
+        raise ConfigError(f"corpus.levels: unknown level(s) {bad}; allowed: {sorted(LEVELS)}")
     # The eval split is drawn from its own seed stream so growing the pool never changes it,
     # and growing the pool only appends questions (a prefix of a larger pool is the smaller pool).
     demos = {q for q, _ in FEWSHOT}
-    held_out = _draw(eval_size, levels, seed * 1_000_003 + 1, demos)
-    pool = _draw(pool_size, levels, seed * 1_000_003 + 2, demos | {q.text for q in held_out})
+    held_out = _draw(eval_size, levels, seed * 1_000_003 + 1, demos, "eval.size")
+    pool = _draw(pool_size, levels, seed * 1_000_003 + 2, demos | {q.text for q in held_out}, "corpus.pool_size")
     for i, q in enumerate(held_out):
         q.id = f"arith-eval-{i}"
     for i, q in enumerate(pool):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ded.data import Question
 from ded.data.answers import ANSWER_KINDS, GoldError, render_choice_question
+from ded.errors import UserError
 from ded.registry import Registry
 
 HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval sets
@@ -54,7 +55,7 @@ def scope_of(split: str) -> str:
     return "in" if split == HELDOUT else EVAL_SETS[split].scope
 
 
-class EvalSetError(ValueError):
+class EvalSetError(UserError, ValueError):
     pass
 
 
@@ -114,6 +115,6 @@ def load_eval_set(name: str, data_dir: str | None = None, limit: int | None = No
         if limit is not None and len(out) >= limit:
             break
         q = _question(s, row, where)
-        q.id = f"{name}-{i}"
+        q.id, q.source = f"{name}-{i}", where
         out.append(q)
     return out

@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 
 from ded.data import Question
 from ded.data.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
+from ded.errors import UserError
 from ded.registry import ConfigError, Registry
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices")
 
 
-class PoolError(ValueError):
+class PoolError(UserError, ValueError):
     """A pool that cannot be read; the message names the file and line (or row) and the key."""
 
 
@@ -242,19 +243,29 @@ def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
             raise PoolError(f"pool {spec.name}: {path}: no such file")
         if path.name.endswith((".jsonl", ".jsonl.gz")):
             opener = gzip.open if path.name.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        yield f"{path}:{lineno}", json.loads(line)
-                    except json.JSONDecodeError as e:
-                        yield f"{path}:{lineno}", RowError(f"invalid JSON ({e.msg} at column {e.colno})", "invalid_json")
+            try:  # bytes, decoded line by line: a binary or mis-encoded file is named with its line
+                with opener(path, "rb") as f:
+                    for lineno, raw in enumerate(f, 1):
+                        try:
+                            line = raw.decode("utf-8")
+                        except UnicodeDecodeError as e:
+                            yield f"{path}:{lineno}", RowError(f"not UTF-8 text (byte {e.start}); is this a JSONL file?", "not_utf8")
+                            continue
+                        if not line.strip():
+                            continue
+                        try:
+                            yield f"{path}:{lineno}", json.loads(line)
+                        except json.JSONDecodeError as e:
+                            yield f"{path}:{lineno}", RowError(f"invalid JSON ({e.msg} at column {e.colno})", "invalid_json")
+            except (OSError, EOFError) as e:  # not gzip data, a truncated archive, unreadable
+                raise PoolError(f"pool {spec.name}: {path}: cannot read ({e})") from None
         elif path.suffix == ".json":
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as e:
                 raise PoolError(f"pool {spec.name}: {path}:{e.lineno}: invalid JSON ({e.msg})") from None
+            except UnicodeDecodeError as e:
+                raise PoolError(f"pool {spec.name}: {path}: not UTF-8 text (byte {e.start})") from None
             if not isinstance(data, list):
                 raise PoolError(f"pool {spec.name}: {path}: a .json pool must be a list of objects")
             for i, row in enumerate(data):
@@ -298,6 +309,7 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
                 raise row
             q = row_to_question(row, spec)
             q.id = f"{spec.name}-{q.id or report.rows - 1}"
+            q.source = where
             if q.id in seen:
                 raise RowError(f"duplicate id {q.id!r} (first at {seen[q.id]})", "duplicate_id")
             seen[q.id] = where

@@ -5,6 +5,13 @@ seed): ``<cache>/samples/<key>/samples.jsonl``, one JSON line per completed samp
 inside by the hash of the question text and the sample index. A run asks for the samples of
 its questions and generates only the missing (question, index) pairs.
 
+One line parser (``SampleCache._parse``) decides what a line is, for the index (what is
+cached) and the reader (what is returned) alike, so the two always agree: a line that is not
+one complete, well-formed sample record (not UTF-8, not JSON, two records joined without a
+newline, JSON that is not a record, a missing key or a value of the wrong type) is skipped
+with a warning naming ``file:line``, is not counted as cached, and its sample is generated
+again.
+
 Crash safety: samples are appended and flushed (fsync) in batches; a torn last line (the
 process died mid-write) is ignored on read and cut off before the next append, so nothing
 completed is lost and nothing is generated twice. Parallel jobs serialise on a file lock per
@@ -26,8 +33,29 @@ from ded.cache import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# How append() writes a record's head: {"q": "<hash>", "i": <index>, ...
+# How append() writes a record's head: {"q": "<hash>", "i": <index>, ...  The reader uses it
+# only to skip lines of other questions unparsed; _parse rejects a line whose head disagrees
+# with its parsed record, so skipping by head never skips a record the index counts.
 _HEAD = re.compile(rb'^\{"q": "([^"\\]*)", "i": (\d+),')
+
+# The keys every record holds (generation/_record writes them all) and their types; readers
+# downstream index them directly (evaluate reads n_tokens and finish).
+_FIELDS = {"q": str, "i": int, "text": str, "n_tokens": int, "finish": str}
+
+
+def _invalid(rec) -> str | None:
+    """Why a parsed JSON value is not a sample record, or None if it is one."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a sample record"
+    for k, t in _FIELDS.items():
+        if k not in rec:
+            return f"no {k!r} key"
+        v = rec[k]
+        if not isinstance(v, t) or isinstance(v, bool):
+            return f"{k!r} is {type(v).__name__}, not {t.__name__}"
+    if rec["i"] < 0:
+        return f"negative sample index {rec['i']}"
+    return None
 
 
 class SampleCache:
@@ -52,36 +80,47 @@ class SampleCache:
                     yield lineno, line
 
     def _parse(self, lineno: int, line: bytes) -> dict | None:
+        """The one line parser: the record on a line, or None (and a warning naming file:line)
+        when the line is not one well-formed sample record."""
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("%s:%d: corrupt line skipped", self.file, lineno)
-            return None
+            rec = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            why = f"not UTF-8 ({e.reason} at byte {e.start})"
+        except json.JSONDecodeError as e:  # bad JSON, or two records joined without a newline ('Extra data')
+            why = f"not one JSON value ({e.msg} at column {e.colno})"
+        else:
+            why = _invalid(rec)
+            if why is None:
+                m = _HEAD.match(line)
+                if m is None or (m.group(1).decode(), int(m.group(2))) == (rec["q"], rec["i"]):
+                    return rec
+                why = "the record's head disagrees with its keys"
+        log.warning("%s:%d: unreadable sample line skipped (%s); its sample will be generated again", self.file, lineno, why)
+        return None
+
+    def _records(self, qhashes: Container[str] | None = None) -> Iterator[dict]:
+        for lineno, line in self._lines():
+            if qhashes is not None and (m := _HEAD.match(line)) and m.group(1).decode(errors="replace") not in qhashes:
+                continue  # another question's line (see _HEAD): not parsed
+            rec = self._parse(lineno, line)
+            if rec is not None and (qhashes is None or rec["q"] in qhashes):
+                yield rec
 
     def read(self, qhashes: Container[str] | None = None) -> dict[str, dict[int, dict]]:
         """{question hash: {sample index: record}}, only for ``qhashes`` when given (other
-        lines are not even parsed)."""
+        questions' lines are not even parsed)."""
         out: dict[str, dict[int, dict]] = {}
-        for lineno, line in self._lines():
-            if qhashes is not None:
-                m = _HEAD.match(line)
-                if m and m.group(1).decode() not in qhashes:
-                    continue
-            rec = self._parse(lineno, line)
-            if rec is not None and (qhashes is None or rec["q"] in qhashes):
-                out.setdefault(rec["q"], {})[rec["i"]] = rec
+        for rec in self._records(qhashes):
+            out.setdefault(rec["q"], {})[rec["i"]] = rec
         return out
 
     def index(self) -> dict[str, set[int]]:
-        """{question hash: sample indices present}: what is cached, without holding any text
-        (the record's head is matched; the trajectory is not parsed)."""
+        """{question hash: sample indices present}: what is cached. Every line is parsed by the
+        same parser as read() (a line whose head and tail look right may be corrupt in between),
+        but no text is held."""
         out: dict[str, set[int]] = {}
-        for lineno, line in self._lines():
-            m = _HEAD.match(line)
-            if m and line.rstrip().endswith(b"}"):
-                out.setdefault(m.group(1).decode(), set()).add(int(m.group(2)))
-            elif (rec := self._parse(lineno, line)) is not None:
-                out.setdefault(rec["q"], set()).add(rec["i"])
+        for rec in self._records():
+            out.setdefault(rec["q"], set()).add(rec["i"])
         return out
 
     def _repair_tail(self) -> None:
@@ -114,6 +153,9 @@ class SampleCache:
         """Append completed samples and make them durable before returning."""
         if not records:
             return
+        for r in records:  # what is written must read back: the parser would skip it and regenerate forever
+            if (why := _invalid(r)) is not None:
+                raise ValueError(f"{self.file}: refusing to cache an invalid sample record ({why}): {str(r)[:200]}")
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         with open(self.file, "a", encoding="utf-8") as f:
             f.write(payload)

@@ -49,3 +49,86 @@ def decontaminate(ctx: Run, pool: list[Question], splits: dict[str, list[Questio
     if len(res.kept) < len(pool):
         log.info("decontamination: %d of %d pool questions dropped (%s)", len(pool) - len(res.kept), len(pool), dict(res.counts))
     return res.kept
+
+
+# --- do the prompts fit the models? --------------------------------------------------------------
+
+TEMPLATE_BYTES = 256  # room for a chat template's markup around the turns
+
+
+def check_fit(ctx: Run, qs: Questions) -> None:
+    """Every prompt the run will send, plus its longest answer, fits the context of the model that
+    gets it; checked before any model's weights load (a 200k-character question would otherwise
+    fail minutes later, in evaluation). Only the tokenizer loads, and only for prompts long enough
+    to be in doubt: a byte-level tokenizer spends at most one token per byte."""
+    cfg = ctx.cfg
+    uses = []  # (role, questions, max_new_tokens key, value)
+    if ctx.runs("passrate"):
+        uses.append(("student", qs.pool, "student.sampling.max_new_tokens", cfg.student.sampling.max_new_tokens))
+    if ctx.runs("trajectories"):
+        uses.append(("teacher", qs.pool, "teacher.sampling.max_new_tokens", cfg.teacher.sampling.max_new_tokens))
+    if ctx.runs("evaluation"):
+        for split, questions in qs.splits.items():
+            s = cfg.eval.per_benchmark.get(split, cfg.eval.sampling)
+            key = f"eval.per_benchmark.{split}.max_new_tokens" if split in cfg.eval.per_benchmark else "eval.sampling.max_new_tokens"
+            uses.append(("student", questions, key, s.max_new_tokens))
+    for role, questions, key, new_tokens in uses:
+        _check_role(ctx, role, questions, key, new_tokens)
+
+
+def _check_role(ctx: Run, role: str, questions: list[Question], key: str, new_tokens: int) -> None:
+    from ded.errors import UserError
+    from ded.generation import build_messages
+    from ded.stages import prompt_prefix_for
+
+    mcfg = getattr(ctx.cfg, role)
+    found = model_context(mcfg, ctx.cache_root)
+    if found is None:  # a replayed dataset, or a served model whose files are not here
+        return
+    where, n_ctx = found
+    prefix = prompt_prefix_for(mcfg)
+    prefix_bytes = sum(len(m["content"].encode()) for m in prefix) + TEMPLATE_BYTES
+    if new_tokens >= n_ctx:
+        raise UserError(f"{key}={new_tokens}: the {role} model's context is {n_ctx} tokens ({mcfg.path})")
+    tok = None
+    for q in questions:
+        if prefix_bytes + len(q.text.encode()) + new_tokens <= n_ctx:
+            continue  # fits even at one token per byte
+        if tok is None:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(where)
+        text = tok.apply_chat_template(build_messages(q, prefix), add_generation_prompt=True, tokenize=False)
+        n = len(tok(text, add_special_tokens=False).input_ids)
+        if n + new_tokens > n_ctx:
+            raise UserError(
+                f"question {q.id!r} ({q.source or 'built-in task'}): its prompt is {n} tokens; with {key}={new_tokens} it needs "
+                f"{n + new_tokens}, more than the {role} model's context of {n_ctx} tokens ({mcfg.path}). Remove or shorten it "
+                "in its file, or use a model with a longer context."
+            )
+
+
+def model_context(mcfg, cache_root: str) -> tuple[str, int] | None:
+    """(where the tokenizer is, the context length in tokens) of a model config's weights, from its
+    config.json, without loading the model; None where no weights are known here."""
+    import json
+    import os
+
+    from ded.models import local_checkpoint
+
+    if not hasattr(mcfg, "dtype"):  # a replay config: it names a dataset, not weights
+        return None
+    try:
+        where = local_checkpoint(mcfg.path, cache_root, mcfg.revision)
+        if os.path.isdir(where):
+            config = os.path.join(where, "config.json")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config = hf_hub_download(where, "config.json", revision=mcfg.revision, local_files_only=True)
+        c = json.loads(open(config).read())
+    except Exception:  # not downloaded, no config.json: the backend's own check speaks for it
+        return None
+    c = c.get("text_config", c)
+    n_ctx = next((c[k] for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length") if isinstance(c.get(k), int)), None)
+    return (where, n_ctx) if n_ctx else None

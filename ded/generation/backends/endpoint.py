@@ -17,6 +17,12 @@ Why it is built this way:
     (honouring Retry-After); other errors (400, 401, 404) fail at once, naming the endpoint and
     the model. After a failure no new request starts, the ones in flight finish and are saved,
     then the error is raised: a rerun generates only what is missing.
+  * A 200 reply is a sample only once checked (``_parse``): the body is read as JSON here, not
+    by the SDK, and a reply that is not JSON, has the wrong shape, no choices, a choice with
+    neither content nor reasoning, or a finish other than stop/length is *unusable*: it counts
+    against the same ``max_retries`` with the same backoff, and is never cached. When the
+    retries are spent the error is one line: endpoint, model, question, sample, last reason
+    (shortened; the API key is masked).
   * Reasoning delivered separately (``reasoning_content`` / ``reasoning``) is kept with the
     answer as ``<think>...</think>`` (ded/generation/text.py).
 """
@@ -56,9 +62,9 @@ class EndpointConfig:
     api: str = "chat"  # chat (messages) or completions (prompt via the chat template)
     concurrency: int = 8  # requests in flight
     timeout: float = 3600.0  # seconds per request (long reasoning traces take minutes)
-    max_retries: int = 8  # per request, on 429, 5xx, timeouts and connection errors
+    max_retries: int = 8  # per request, on 429, 5xx, timeouts, connection errors and unusable replies (no choices, null content, not JSON)
     backoff: float = 1.0  # seconds before the first retry; doubles each time (with jitter)
-    max_backoff: float = 60.0  # seconds, the cap on one wait
+    max_backoff: float = 60.0  # seconds, the cap on one wait (Retry-After included)
     n_per_request: bool = False  # one request asks for all n samples of a question (falls back to seeds)
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields (top_k, ...); enters the cache key
     launch: str = "none"  # none | vllm | transformers | llama_cpp: start this server for the run and stop it after
@@ -168,9 +174,22 @@ class EndpointError(RuntimeError):
     """A request the endpoint refused or that kept failing after every retry."""
 
 
+class UnusableReply(Exception):
+    """A 200 reply that is not a sample (not JSON, wrong shape, no choices, no content, odd finish)."""
+
+
+# finish_reason values that end a usable sample, and what they are stored as (filters read
+# "length" as truncated); anything else (content_filter, abort, error, tool_calls) is unusable.
+FINISH = {None: "stop", "stop": "stop", "eos": "stop", "eos_token": "stop", "stop_sequence": "stop", "end_turn": "stop",
+          "length": "length", "max_tokens": "length"}  # fmt: skip
+REASON_CHARS = 300  # the most of a server's reply an error message quotes
+
+
 def _retryable(e: Exception) -> bool:
     import openai
 
+    if isinstance(e, UnusableReply):
+        return True
     if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError)):  # refused, reset, timed out
         return True
     if isinstance(e, openai.APIStatusError):
@@ -359,22 +378,52 @@ class OpenAIBackend(Backend):
             out.put(_DONE)
 
     async def _call(self, client, group: list[Request], sampling: dict) -> list[Completion]:
+        """The group's completions; each request (and each fallback request) has its own
+        ``max_retries`` budget, spent on errors and unusable replies alike."""
         r0 = group[0]
+        where = f"endpoint {self.base_url}, model {self.model!r}, question {r0.qhash} sample {r0.index}"
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._request(client, group, sampling)
+                done = await self._request(client, group, sampling)
+                break
             except Exception as e:
-                where = f"endpoint {self.base_url}, model {self.model!r}, question {r0.qhash} sample {r0.index}"
+                reason = self._reason(e)
                 if not _retryable(e):
-                    raise EndpointError(f"{where}: {type(e).__name__}: {e}") from e
+                    raise EndpointError(f"{where}: {reason}") from None
                 if attempt == self.max_retries:
-                    raise EndpointError(f"{where}: failed after {attempt + 1} attempts (endpoint.max_retries={self.max_retries}): {type(e).__name__}: {e}") from e
-                wait = _retry_after(e) or min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-                log.warning("%s: %s, retry %d/%d in %.1f s", where, type(e).__name__, attempt + 1, self.max_retries, wait)
+                    raise EndpointError(f"{where}: failed after {attempt + 1} attempts (endpoint.max_retries={self.max_retries}); "
+                                        f"last: {reason}") from None  # fmt: skip
+                after = _retry_after(e)
+                wait = min(self.max_backoff, after) if after is not None else min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("%s: %s, retry %d/%d in %.1f s", where, reason, attempt + 1, self.max_retries, wait)
                 await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        rest = group[len(done) :]
+        if rest:  # the server ignored n: ask for the others one by one, each with its own seed
+            if self._n_supported and len(group) > 1:
+                log.info("endpoint %s returned %d of %d choices: sending one request per sample from now on", self.base_url, len(done), len(group))
+                self._n_supported = False
+            for r in rest:
+                done += await self._call(client, [r], sampling)
+        return done
+
+    def _reason(self, e: Exception) -> str:
+        """What went wrong, in one short line, without the API key."""
+        import openai
+
+        if isinstance(e, UnusableReply):
+            text = f"unusable reply: {e}"
+        elif isinstance(e, openai.APIStatusError):
+            text = f"{type(e).__name__} (HTTP {e.status_code}): {e.message}"
+        else:
+            text = f"{type(e).__name__}: {e}"
+        text = " ".join(str(text).split())
+        if self.api_key:
+            text = text.replace(self.api_key, "***")
+        return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + f"... ({len(text)} chars)"
 
     async def _request(self, client, group: list[Request], sampling: dict) -> list[Completion]:
+        """One request for the group (n choices, or one where the server ignores n); the
+        completions of the first choices it returned, or UnusableReply."""
         n = len(group) if self._n_supported else 1
         r0 = group[0]
         kw = dict(model=self.model, max_tokens=int(sampling["max_new_tokens"]), temperature=float(sampling.get("temperature", 1.0)),
@@ -382,39 +431,29 @@ class OpenAIBackend(Backend):
         if n > 1:
             kw["n"] = n
         if self.api == "chat":
-            resp = await client.chat.completions.create(messages=r0.messages, **kw)
-            texts = [join_reasoning(_reasoning(c.message), c.message.content) for c in resp.choices]
+            raw = await client.chat.completions.with_raw_response.create(messages=r0.messages, **kw)
         else:
             prompt = self._tok.apply_chat_template(r0.messages, tokenize=False, add_generation_prompt=True)
-            resp = await client.completions.create(prompt=prompt, **kw)
-            texts = [normalize_think(c.text or "") for c in resp.choices]
-        choices = sorted(zip(resp.choices, texts), key=lambda ct: ct[0].index or 0)[: len(group)]
-        usage = resp.usage
-        done = self._completions(group[: len(choices)], choices, usage)
-        rest = group[len(choices) :]
-        if rest:  # the server ignored n: ask for the others one by one, each with its own seed
-            if self._n_supported and n > 1:
-                log.info("endpoint %s returned %d of %d choices: sending one request per sample from now on", self.base_url, len(choices), n)
-                self._n_supported = False
-            for r in rest:
-                done += await self._call(client, [r], sampling)
-        return done
+            raw = await client.completions.with_raw_response.create(prompt=prompt, **kw)
+        choices, usage = _parse(raw.text, self.api)
+        choices = choices[: len(group)]
+        return self._completions(group[: len(choices)], choices, usage)
 
-    def _completions(self, group, choices, usage) -> list[Completion]:
-        total = getattr(usage, "completion_tokens", None)
+    def _completions(self, group, choices: list[tuple[str, str]], usage: dict) -> list[Completion]:
+        total = usage.get("completion_tokens")
         if total is None:
             counts = [0] * len(choices)
         elif len(choices) == 1:
-            counts = [int(total)]
+            counts = [total]
         else:  # usage covers all choices together: share it out by length
-            lens = [max(len(t), 1) for _, t in choices]
+            lens = [max(len(t), 1) for t, _ in choices]
             counts = [round(total * n / sum(lens)) for n in lens]
         out = []
-        for k, (r, (choice, text), n_tok) in enumerate(zip(group, choices, counts)):
+        for k, (r, (text, finish), n_tok) in enumerate(zip(group, choices, counts)):
             extra = {}
-            if k == 0 and getattr(usage, "prompt_tokens", None) is not None:
-                extra["prompt_tokens"] = int(usage.prompt_tokens)  # once per request
-            out.append(Completion(r, text, n_tok, choice.finish_reason or "stop", extra))
+            if k == 0 and usage.get("prompt_tokens") is not None:
+                extra["prompt_tokens"] = usage["prompt_tokens"]  # once per request
+            out.append(Completion(r, text, n_tok, finish, extra))
         return out
 
     def close(self) -> None:
@@ -422,9 +461,67 @@ class OpenAIBackend(Backend):
             self.server.stop()  # a later generate() starts it again
 
 
-def _reasoning(message) -> str | None:
-    extra = getattr(message, "model_extra", None) or {}
-    return extra.get("reasoning_content") or extra.get("reasoning") or getattr(message, "reasoning_content", None)
+def _parse(body: str, api: str) -> tuple[list[tuple[str, str]], dict]:
+    """([(text, finish)] in choice order, usage {prompt_tokens, completion_tokens}) of a 200
+    reply's body; UnusableReply, saying why, unless every choice is a sample."""
+
+    def short(v) -> str:
+        r = repr(v)
+        return r if len(r) <= 80 else r[:80] + "..."
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise UnusableReply(f"the body is not JSON: {short(body)}") from None
+    if not isinstance(data, dict):
+        raise UnusableReply(f"the body is a JSON {type(data).__name__}, not an object: {short(data)}")
+    if data.get("error"):  # some servers answer 200 with an error object
+        raise UnusableReply(f"error in a 200 reply: {short(data['error'])}")
+    raw = data.get("choices")
+    if not isinstance(raw, list):
+        raise UnusableReply(f"'choices' is {short(raw)}, not a list")
+    if not raw:
+        raise UnusableReply("no choices")
+    out = []
+    for pos, c in enumerate(raw):
+        if not isinstance(c, dict):
+            raise UnusableReply(f"choice {pos} is {short(c)}, not an object")
+        index = c.get("index", pos)
+        if index is None:
+            index = pos
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise UnusableReply(f"choice {pos} has index {short(index)}")
+        if api == "chat":
+            m = c.get("message")
+            if not isinstance(m, dict):
+                raise UnusableReply(f"choice {index} has message {short(m)}, not an object")
+            content = m.get("content")
+            reasoning = m.get("reasoning_content") or m.get("reasoning")
+            if content is not None and not isinstance(content, str):
+                raise UnusableReply(f"choice {index} has content {short(content)}, not a string")
+            if reasoning is not None and not isinstance(reasoning, str):
+                raise UnusableReply(f"choice {index} has reasoning {short(reasoning)}, not a string")
+            if content is None and not reasoning:
+                raise UnusableReply(f"choice {index} has no content (content: null) and no reasoning")
+            text = join_reasoning(reasoning, content)
+        else:
+            t = c.get("text")
+            if not isinstance(t, str):
+                raise UnusableReply(f"choice {index} has text {short(t)}, not a string")
+            text = normalize_think(t)
+        finish = c.get("finish_reason")
+        if not isinstance(finish, (str, type(None))) or finish not in FINISH:
+            raise UnusableReply(f"choice {index} finished with {short(finish)}, not stop or length")
+        out.append((index, text, FINISH[finish]))
+    out.sort(key=lambda x: x[0])
+    usage = data.get("usage")
+    counts = {}
+    if isinstance(usage, dict):  # token counts are bookkeeping: a missing or odd one is unknown, not an error
+        for k in ("prompt_tokens", "completion_tokens"):
+            v = usage.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
+                counts[k] = int(v)
+    return [(t, f) for _, t, f in out], counts
 
 
 _DONE = object()
