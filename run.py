@@ -30,6 +30,11 @@ def check_output_root(argv: list[str]) -> None:
         key, _, value = arg.lstrip("+").partition("=")
         if key in roots and value:
             roots[key] = value
+    claimed = Path(roots["hydra.run.dir"], ".ded-run.json")  # ded.pipeline.claim_run_folder writes it
+    if claimed.exists():  # refuse before Hydra writes its .hydra/ files over the earlier run's
+        print(f"error: hydra.run.dir={roots['hydra.run.dir']}: this folder already holds the record of another run "
+              f"({claimed.read_text(errors='replace').strip()}); give this run its own folder", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     for key, root in roots.items():
         for p in (Path(root), *Path(root).parents):
             if p.exists():

@@ -4,6 +4,11 @@ Local record (always): ``config.yaml`` (resolved), ``metrics.json`` (rewritten a
 every stage, so a crash keeps what was measured), ``corpus.jsonl``, ``plots/*.png`` and
 ``tables/*.jsonl``. W&B gets the same metric names (``stage/split/metric``), the plots as
 images and the tables as ``wandb.Table``; it runs offline unless ``logger.mode=online``.
+
+W&B is a mirror, never a reason to lose a run: if it cannot start (``logger.mode=online``
+without network or API key, a bad entity, an unreachable ``WANDB_BASE_URL``; bound the wait
+with ``WANDB_INIT_TIMEOUT``) or a call fails mid-run, one warning names the problem, the run
+goes on with the local record only and ``metrics.json`` says so under ``wandb/error``.
 """
 
 from __future__ import annotations
@@ -32,20 +37,28 @@ class Tracker:
         atomic_write_text(self.dir / "config.yaml", OmegaConf.to_yaml(resolved))
         self.wandb = None
         if cfg.logger.backend == "wandb" and cfg.logger.mode != "disabled":
-            import wandb
-
             os.environ.setdefault("WANDB_SILENT", "true")
-            self.wandb = wandb.init(
-                project=cfg.logger.project,
-                entity=cfg.logger.entity,
-                name=cfg.name,
-                tags=list(cfg.logger.tags),
-                config=resolved,
-                dir=str(self.dir),
-                mode=cfg.logger.mode,
-                reinit="finish_previous",
-            )
-            self.metrics["wandb/run_dir"] = str(Path(self.wandb.dir).parent)
+
+            def start():
+                import wandb
+
+                return wandb.init(
+                    project=cfg.logger.project,
+                    entity=cfg.logger.entity,
+                    name=cfg.name,
+                    tags=list(cfg.logger.tags),
+                    config=resolved,
+                    dir=str(self.dir),
+                    mode=cfg.logger.mode,
+                    reinit="finish_previous",
+                )
+
+            where = f"mode={cfg.logger.mode}, project={cfg.logger.project!r}, entity={cfg.logger.entity!r}"
+            if cfg.logger.mode == "online" and os.environ.get("WANDB_BASE_URL"):
+                where += f", WANDB_BASE_URL={os.environ['WANDB_BASE_URL']}"
+            self.wandb = self._guard(f"init ({where})", start)
+            if self.wandb is not None:
+                self.metrics["wandb/run_dir"] = str(Path(self.wandb.dir).parent)
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         """Summary metrics (one value per name) or, with `step`, a point of a curve."""
@@ -55,18 +68,21 @@ class Tracker:
             self._flush()
         else:
             self.history.append({"step": step, **flat})
-        if self.wandb is not None:
-            if step is None:
-                self.wandb.summary.update(flat)
-            else:
-                # Curves get their own x axis (e.g. train/step), so they never fight W&B's
-                # global step, which the image and table logs advance.
-                axis = f"{next(iter(flat)).split('/')[0]}/step"
-                for k in flat:
-                    if k not in self._curves:
-                        self.wandb.define_metric(k, step_metric=axis)
-                        self._curves.add(k)
-                self.wandb.log({**flat, axis: step})
+        if self.wandb is not None and flat:
+            self._guard("log", lambda: self._wandb_log(flat, step))
+
+    def _wandb_log(self, flat: dict, step: int | None) -> None:
+        if step is None:
+            self.wandb.summary.update(flat)
+        else:
+            # Curves get their own x axis (e.g. train/step), so they never fight W&B's
+            # global step, which the image and table logs advance.
+            axis = f"{next(iter(flat)).split('/')[0]}/step"
+            for k in flat:
+                if k not in self._curves:
+                    self.wandb.define_metric(k, step_metric=axis)
+                    self._curves.add(k)
+            self.wandb.log({**flat, axis: step})
 
     def plot(self, name: str, fig) -> Path:
         """Save a matplotlib figure (and close it: a long sweep would otherwise hold every one)."""
@@ -78,7 +94,7 @@ class Tracker:
         if self.wandb is not None:
             import wandb
 
-            self.wandb.log({name: wandb.Image(str(path))})
+            self._guard(f"plot {name}", lambda: self.wandb.log({name: wandb.Image(str(path))}))
         return path
 
     def table(self, name: str, rows: list[dict]) -> Path:
@@ -88,7 +104,7 @@ class Tracker:
             import wandb
 
             cols = list(rows[0])
-            self.wandb.log({name: wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])})
+            self._guard(f"table {name}", lambda: self.wandb.log({name: wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])}))
         return path
 
     def write(self, filename: str, text: str) -> Path:
@@ -105,9 +121,33 @@ class Tracker:
         self.metrics["run/status"] = "finished" if ok else "failed"
         self._flush()
         if self.wandb is not None:
-            self.wandb.summary["run/status"] = self.metrics["run/status"]
-            self.wandb.finish(exit_code=0 if ok else 1)
+            run = self.wandb
+
+            def close():
+                run.summary["run/status"] = self.metrics["run/status"]
+                run.finish(exit_code=0 if ok else 1)
+
+            self._guard("finish", close)
             self.wandb = None
+
+    def _guard(self, what: str, fn):
+        """``fn()``, or None after a W&B failure: warn once, naming it, and go on without W&B
+        (the local record is complete on its own). Interrupts (Ctrl-C) still stop the run."""
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - any W&B failure: wandb.Error, network, a bad value
+            msg = " ".join(f"{type(e).__name__}: {e}".split())
+            msg = msg if len(msg) <= 400 else msg[:400] + "..."
+            log.warning("W&B %s failed (%s); continuing with the local record only (%s)", what, msg, self.dir)
+            self.metrics["wandb/error"] = f"{what}: {msg}"
+            run, self.wandb = self.wandb, None
+            if run is not None and what != "finish":  # mid-run: close the W&B run, quietly
+                try:
+                    run.finish(exit_code=1)
+                except Exception:  # noqa: BLE001 - already warned; the local record stands
+                    pass
+            self._flush()
+            return None
 
 
 def _cell(v):

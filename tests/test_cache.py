@@ -48,3 +48,24 @@ def test_torn_last_line_is_ignored_then_repaired(backend, cache_dir):
     assert st.new_samples == 1
     lines = files[0].read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(x) for x in lines)  # torn tail cut, new line intact
+
+
+def test_stage_manifest_lists_every_file(tmp_path, monkeypatch):
+    """Published artifacts record each file's size, and a sha256 up to HASH_MAX_BYTES (model
+    shards above it are checked by size only); an intact artifact is found, a concurrent build
+    is told it exists."""
+    from ded.cache import StageCache
+
+    monkeypatch.setattr("ded.cache.HASH_MAX_BYTES", 100)
+    cache = StageCache(tmp_path)
+    with cache.build("train", "k", {"student": "s"}) as tmp:
+        (tmp / "big.bin").write_bytes(b"x" * 101)
+        (tmp / "d").mkdir()
+        (tmp / "d" / "small.json").write_text("{}")
+    p = cache.get("train", "k")
+    files = cache.manifest("train", "k")["files"]
+    assert p == cache.path("train", "k") and set(files) == {"big.bin", "d/small.json"}
+    assert files["big.bin"] == {"size": 101}
+    assert files["d/small.json"]["size"] == 2 and len(files["d/small.json"]["sha256"]) == 64
+    with cache.build("train", "k", {}) as tmp:
+        assert tmp is None

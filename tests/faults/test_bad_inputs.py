@@ -1,0 +1,80 @@
+"""A table of bad inputs, each given to a real `python run.py`: every one stops with exit status 2,
+one message naming the key, file or line at fault, no traceback, within seconds, and nothing
+generated. The bound is generous (the machine may be loaded); the README gives measured times."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+LIMIT_S = 20  # measured ~1 s each on a quiet 2-core machine; CI may run beside other work
+
+
+def _pool(tmp_path: Path, name: str, data: bytes) -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p)
+
+
+CASES = [
+    # (id, overrides, what the message must contain)
+    ("negative size", ["corpus.size=-3"], "corpus.size: must be > 0"),
+    ("zero k", ["eval.k=0"], "eval.k: must be > 0"),
+    ("negative learning rate", ["train.learning_rate=-1"], "train.learning_rate: must be > 0"),
+    ("zero max_length", ["train.max_length=0"], "train.max_length: must be > 0"),
+    ("zero logging_steps", ["train.logging_steps=0"], "train.logging_steps: must be > 0"),
+    ("unknown distance", ["diversity.metric=cosine"], "diversity.metric: unknown value 'cosine'"),
+    ("unknown selector", ["diversity.selector=best"], "diversity.selector: unknown value 'best'"),
+    ("unknown stage", ["stop_after=train"], "stop_after: unknown value 'train'"),
+    ("unknown benchmark", ["eval.benchmarks=[aime99]"], "eval.benchmarks: unknown benchmark(s) ['aime99']"),
+    ("unknown optimizer", ["train.optim=adamw_wobble"], "train.optim: unknown value 'adamw_wobble'"),
+    ("unknown hf engine", ["teacher.engine=paged"], "engine: unknown value 'paged'"),
+    ("band upside down", ["corpus.pass_rate.min_rate=0.9", "corpus.pass_rate.max_rate=0.5"], "corpus.pass_rate: min_rate"),
+    ("p above n", ["corpus.trajectories.p=9"], "corpus.trajectories.p"),
+    ("exhausted level", ["corpus.levels=[1]", "corpus.pool_size=500"], "corpus.pool_size: cannot draw 500"),
+    ("no accelerate file", ["train.accelerate_config=recipes/nope.yaml"], "train.accelerate_config: no such file"),
+    ("binary pool file", ["corpus=gsm8k", "corpus.pools.0.source={binary}"], "{binary}:1: not UTF-8"),
+    ("malformed pool row", ["corpus=gsm8k", "corpus.pools.0.source={badrow}"], "{badrow}:2: "),
+    ("missing pool file", ["corpus=gsm8k", "corpus.pools.0.source={missing}"], "{missing}: no such file"),
+    ("output root is a file", ["hydra.run.dir={afile}/run"], "hydra.run.dir={afile}/run"),
+    ("output dir under a file", ["paths.output_dir={afile}/run"], "paths.output_dir={afile}/run: cannot create the run folder"),
+]
+
+
+@pytest.mark.parametrize("case,overrides,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_stops_fast_with_one_named_message(case, overrides, needle, tmp_path, cache_dir):
+    files = {
+        "binary": _pool(tmp_path, "binary.jsonl", b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x00 not text"),
+        "badrow": _pool(tmp_path, "badrow.jsonl", b'{"question": "What is 1+1?", "answer": "#### 2"}\n{"question": "no answer"}\n'),
+        "missing": str(tmp_path / "missing.jsonl"),
+        "afile": _pool(tmp_path, "afile", b"a regular file"),
+    }
+    overrides = [o.format(**files) for o in overrides]
+    needle = needle.format(**files)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, str(ROOT / "run.py"), "logger=none", f"paths.cache_dir={cache_dir}", *overrides],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, out[-2000:]
+    assert needle in out, out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert seconds < LIMIT_S, f"{case}: {seconds:.1f} s"
+    assert not (Path(cache_dir) / "samples").exists()  # nothing was generated
+
+
+def test_a_folder_holding_a_record_is_refused(tmp_path, cache_dir):
+    """Two runs never write into one folder: the second, pointed at the first's, stops and the
+    first's record is untouched."""
+    out = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "run.py"), "logger=none", f"paths.cache_dir={cache_dir}", "stop_after=questions", f"hydra.run.dir={out}"]
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    record = {f: (out / f).read_text() for f in ("metrics.json", "config.yaml", ".ded-run.json", ".hydra/overrides.yaml", "run.log")}
+    second = subprocess.run([*args, "corpus.size=7"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and "already holds the record of another run" in second.stdout + second.stderr
+    assert {f: (out / f).read_text() for f in record} == record

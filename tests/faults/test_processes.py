@@ -1,0 +1,103 @@
+"""Real processes against one cache and one output root: runs started together never share a
+record or generate a sample twice, and a run SIGKILLed in each stage resumes to the numbers of a
+run that was never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+TINY = ["debug=tiny", "logger=none"]
+
+
+def _samples(cache: Path) -> dict[str, list[dict]]:
+    """Generation key -> its sample records (the cache's JSONL lines)."""
+    out = {}
+    for f in cache.glob("samples/*/samples.jsonl"):
+        out[f.parent.name] = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_runs_started_together_keep_their_own_records_and_share_the_cache(n, tmp_path, cache_dir):
+    procs = [
+        subprocess.Popen([sys.executable, str(ROOT / "run.py"), *TINY, f"paths.cache_dir={cache_dir}", "stop_after=trajectories", f"name=job{i}"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        for i in range(n)
+    ]
+    logs = [p.communicate(timeout=900)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs[0][-3000:]
+    folders = sorted(p.parent for p in (tmp_path / "outputs").glob("*/*/metrics.json"))
+    assert len(folders) == n  # one folder each, even when started in the same second
+    names = set()
+    for folder in folders:
+        config, metrics = (folder / "config.yaml").read_text(), json.loads((folder / "metrics.json").read_text())
+        name = next(line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("name:"))
+        names.add(name)
+        assert metrics["run/status"] == "finished" and metrics["generation/teacher/new_samples"] >= 0
+        assert (folder / "run.log").read_text().count("questions: pool 8") == 1  # one run's log, not several interleaved
+    assert names == {f"job{i}" for i in range(n)}
+    # every sample exactly once, however the jobs interleaved on the cache's locks
+    for key, recs in _samples(Path(cache_dir)).items():
+        ids = [(r["q"], r["i"]) for r in recs]
+        assert len(ids) == len(set(ids)), key
+    made = sum(json.loads((f / "metrics.json").read_text())["generation/new_samples"] for f in folders)
+    assert made == sum(len(r) for r in _samples(Path(cache_dir)).values())  # nothing generated twice
+
+
+def _fresh_cache(tmp_path: Path, model_cache: str, name: str) -> str:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "models").symlink_to(Path(model_cache) / "models", target_is_directory=True)
+    return str(d)
+
+
+def _is_student(meta: dict) -> bool:
+    return not meta["prefix"] and not str(meta["backend"]["model"]).startswith("ckpt:")
+
+
+STAGE_REACHED = {
+    # stage -> (when to kill: a predicate on the cache folder)
+    "passrate": lambda c: any(_is_student(json.loads(m.read_text())) and (m.parent / "samples.jsonl").exists()
+                              and (m.parent / "samples.jsonl").stat().st_size > 0 for m in c.glob("samples/*/meta.json")),  # fmt: skip
+    "training": lambda c: any(c.glob("stages/train/*.tmp")),
+    "evaluation": lambda c: any(str(json.loads(m.read_text())["backend"]["model"]).startswith("ckpt:") and (m.parent / "samples.jsonl").exists()
+                                and (m.parent / "samples.jsonl").stat().st_size > 0 for m in c.glob("samples/*/meta.json")),  # fmt: skip
+}
+
+
+def test_sigkill_in_each_stage_resumes_to_the_uninterrupted_numbers(tmp_path, model_cache):
+    args = [*TINY, "student.batch_size=2", "teacher.batch_size=2", "analysis.enabled=false", "eval.size=3"]
+    ref_cache = _fresh_cache(tmp_path, model_cache, "ref_cache")
+    ref = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={ref_cache}", f"hydra.run.dir={tmp_path / 'ref'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    cache = Path(_fresh_cache(tmp_path, model_cache, "cache"))
+    for stage, reached in STAGE_REACHED.items():
+        proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", f"hydra.run.dir={tmp_path / ('killed_' + stage)}"],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and not reached(cache):
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it reached {stage}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", f"hydra.run.dir={tmp_path / 'resumed'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    volatile = ("seconds", "time/", "tokens_per_s", "new_samples", "new_tokens", "train/cached")
+    same = {k: v for k, v in a.items() if not any(s in k for s in volatile)}
+    assert {k: b.get(k) for k in same} == same  # the same numbers as the run that was never killed
+    for key, recs in _samples(cache).items():  # no sample twice, none torn
+        ids = [(r["q"], r["i"]) for r in recs]
+        assert len(ids) == len(set(ids)), key
+    assert not list(cache.glob("stages/train/*.tmp"))  # the killed training left nothing half-published
