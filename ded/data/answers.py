@@ -19,8 +19,9 @@ A verdict's reason tells the failures apart, so a run can count them:
 - ``no_answer``: the response gives no final answer (no ``\\boxed{}``, no "the answer is ...")
 - ``unparsable``: it gives one, but it cannot be read as the kind's answer (an unclosed box, a
   symbol soup, two numbers in one GSM8K box, "E or F" for a choice)
-- ``timeout``: parsing or comparing ran past the time limit (math-verify's signal alarm: main
-  thread only; whole seconds), so a pathological expression cannot hang a run
+- ``timeout``: parsing or comparing ran past the time limit, so a pathological response cannot
+  hang a run (math: math-verify's signal alarm, main thread only, whole seconds; gsm8k and
+  choice: a wall-clock deadline checked by the scans, which are linear in the response)
 - ``bad_gold``: the gold answer itself does not parse
 
 This module stays import-light (``ded.config`` imports it through ``ded.data.pools``): math-verify
@@ -29,6 +30,7 @@ is imported on the first math check.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -55,37 +57,98 @@ class GoldError(ValueError):
 
 
 # --- the final answer in a text ----------------------------------------------------------------
+#
+# A response is untrusted text (a looping model writes megabytes of "\\boxed{"), and evaluation
+# checks every sample: everything here is one pass over the text, and the regexes cannot
+# backtrack over a run of openers (see ``_sub_closed``). The non-math kinds also carry a
+# wall-clock ``_Deadline`` (checked in the brace scans and between steps), so whatever the kind a
+# check ends within its ``timeout_s``.
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _FINAL = re.compile(r"\\(?:boxed|fbox)\s*\{|final answer is", re.IGNORECASE)
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*(?:\$\s*)?([^\n]*)", re.IGNORECASE)
+_BRACE = re.compile(r"[{}]")
+_BRACE_RUN = re.compile(r"\{+|\}+")
 
 
-def boxed_contents(text: str) -> list[str | None]:
-    """Contents of every \\boxed{...}/\\fbox{...} with balanced braces, in order; an unclosed box
-    yields None in its place (so "there was a box but it is broken" is visible)."""
-    out = []
-    for m in _BOX.finditer(text):
-        depth = 1
-        for i in range(m.end(), len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                out.append(text[m.end() : i])
-                break
+class CheckTimeout(Exception):
+    """A check ran past its wall-clock limit (the verdict's reason is ``timeout``)."""
+
+
+class _Deadline:
+    """A wall-clock limit, checked by the scans every few thousand steps (no signals: any thread)."""
+
+    def __init__(self, seconds: float | None):
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise CheckTimeout
+
+
+_NO_DEADLINE = _Deadline(None)
+
+
+def _close_of(text: str, start: int, deadline: _Deadline = _NO_DEADLINE) -> int | None:
+    """Position of the '}' closing the brace opened just before `start`; None if unclosed. One
+    forward pass over runs of equal braces."""
+    depth = 1
+    for k, m in enumerate(_BRACE_RUN.finditer(text, start)):
+        if not k & 0xFFF:
+            deadline.check()
+        n = m.end() - m.start()
+        if text[m.start()] == "{":
+            depth += n
+        elif n >= depth:
+            return m.start() + depth - 1
         else:
-            out.append(None)
-    return out
+            depth -= n
+    return None
+
+
+def boxed_contents(text: str, deadline: _Deadline = _NO_DEADLINE) -> list[str | None]:
+    """Contents of every \\boxed{...}/\\fbox{...} with balanced braces, in order; an unclosed box
+    yields None in its place (so "there was a box but it is broken" is visible). One pass: a stack
+    of open braces from the first box on (a box's close is where its brace is popped)."""
+    starts = [m.end() for m in _BOX.finditer(text)]
+    if not starts:
+        return []
+    boxes, closes, stack = set(starts), {}, []
+    for k, m in enumerate(_BRACE.finditer(text, starts[0] - 1)):
+        if not k & 0xFFF:
+            deadline.check()
+        if m.group() == "{":
+            stack.append(m.end())
+        elif stack:
+            s = stack.pop()
+            if s in boxes:
+                closes[s] = m.start()
+    return [text[s : closes[s]] if s in closes else None for s in starts]
+
+
+def _last_box(text: str, deadline: _Deadline = _NO_DEADLINE) -> str | None | bool:
+    """The last box's content (the last opener's, as ``boxed_contents(text)[-1]``); None if that
+    box is unclosed; False without a box. Linear: one scan from the last opener."""
+    last = None
+    for k, m in enumerate(_BOX.finditer(text)):
+        if not k & 0xFFF:
+            deadline.check()
+        last = m
+    if last is None:
+        return False
+    end = _close_of(text, last.end(), deadline)
+    return None if end is None else text[last.end() : end]
 
 
 def last_boxed(text: str) -> str | None:
     """The last box's content, stripped; None without a box. A worked solution whose last box is
     unclosed is broken, not unanswered: GoldError."""
-    boxes = boxed_contents(text)
-    if not boxes:
+    box = _last_box(text)
+    if box is False:
         return None
-    if boxes[-1] is None:
+    if box is None:
         raise GoldError("unclosed \\boxed{ in the solution", "no_answer")
-    return boxes[-1].strip()
+    return box.strip()
 
 
 def has_final_answer(response: str) -> bool:
@@ -93,18 +156,31 @@ def has_final_answer(response: str) -> bool:
     return bool(_FINAL.search(response))
 
 
-def final_text(response: str) -> str | None:
+def final_text(response: str, deadline: _Deadline = _NO_DEADLINE) -> str | None:
     """What the response gives as its final answer: the last box, else the last "answer is ..."
-    line, else GSM8K's own "#### N" line; "" for a broken box; None for no final answer at all."""
-    boxes = boxed_contents(response)
-    if boxes:
-        return boxes[-1] if boxes[-1] is not None else ""
-    m = list(_ANSWER_IS.finditer(response))
-    if m:
-        return m[-1].group(1)
+    line, else GSM8K's own "#### N" line; "" for a broken box; None for no final answer at all.
+    CheckTimeout past `deadline`."""
+    box = _last_box(response, deadline)
+    if box is not False:
+        return "" if box is None else box
+    last = None
+    for k, m in enumerate(_ANSWER_IS.finditer(response)):
+        if not k & 0xFFF:
+            deadline.check()
+        last = m
+    if last is not None:
+        return last.group(1)
     if "####" in response:
         return response.rsplit("####", 1)[1].split("\n")[0]
     return None
+
+
+def _sub_closed(pattern: re.Pattern, repl, text: str) -> str:
+    """``pattern.sub(repl, text)`` for a pattern whose every match ends with '}' (``\\text{[^}]*}``):
+    applied up to the last '}' only. The same result, but a run of unclosed ``\\text{`` after the
+    last '}' is not rescanned to the end of the text once per opener (quadratic)."""
+    end = text.rfind("}") + 1
+    return pattern.sub(repl, text[:end]) + text[end:]
 
 
 def render_choice_question(question: str, choices: list) -> str:
@@ -178,23 +254,30 @@ class MathAnswer(AnswerKind):
         return str(p[-1]) if p else None
 
     def check(self, response, gold, timeout_s=5, n_choices=None) -> Verdict:
-        # math-verify logs a timeout and returns "nothing parsed" / "not equal": the elapsed time tells.
+        # math-verify logs a timeout and returns "nothing parsed" / "not equal": the elapsed time
+        # tells. Its alarms count whole seconds; the comparison gets what the parse left of
+        # `timeout_s` (rounded up), so parse and comparison together stay within ~timeout_s + 1 s.
         from math_verify import verify
 
         g = _parse_gold(str(gold))
         if not g:
             return Verdict(False, "bad_gold")
-        t = time.monotonic()
-        p = _parse_response(response, timeout_s)
+        limit = max(1, math.ceil(timeout_s))
+        t0 = t = time.monotonic()
+        p = _parse_response(response, limit)
         if not p:
-            if time.monotonic() - t >= timeout_s:
+            if time.monotonic() - t >= limit:
                 return Verdict(False, "timeout")
             return Verdict(False, "unparsable" if has_final_answer(response) else "no_answer")
+        left = limit - (time.monotonic() - t0)
+        if left <= 0:
+            return Verdict(False, "timeout", str(p[-1]))
+        budget = math.ceil(left)
         t = time.monotonic()
-        ok = bool(verify(g, p, timeout_seconds=timeout_s))
+        ok = bool(verify(g, p, timeout_seconds=budget))
         if ok:
             return Verdict(True, "correct", str(p[-1]))
-        if time.monotonic() - t >= timeout_s:
+        if time.monotonic() - t >= budget:
             return Verdict(False, "timeout", str(p[-1]))
         # math-verify falls back to the raw string when nothing in the box parses as math.
         parsed = any(not isinstance(x, str) for x in p)
@@ -224,10 +307,15 @@ class _FinalAnswerKind(AnswerKind):
         g = self.gold_value(gold, n_choices)
         if g is None:
             return Verdict(False, "bad_gold")
-        final = final_text(response)
-        if final is None:
-            return Verdict(False, "no_answer")
-        x = self.read(final, n_choices)
+        deadline = _Deadline(timeout_s)
+        try:
+            final = final_text(response, deadline)
+            if final is None:
+                return Verdict(False, "no_answer")
+            x = self.read(final, n_choices)
+            deadline.check()
+        except CheckTimeout:
+            return Verdict(False, "timeout")
         if x is None:
             return Verdict(False, "unparsable", final.strip() or None)
         ok = self.same(x, g)
@@ -240,11 +328,13 @@ class _FinalAnswerKind(AnswerKind):
 _GOLD_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _THOUSANDS = re.compile(r"(?<=\d)(?:,|\{,\})(?=\d{3}\b)")
+_WORDS = re.compile(r"\\text\{[^}]*\}|\\(?:mathrm|textbf)\{[^}]*\}")
+_TEXT_ARG = re.compile(r"\\text(?:bf)?\{([^}]*)\}")
 
 
 def _one_number(text: str) -> float | None:
     """The one number in a final answer ("\\$1,234", "18 dollars", "18.00"); None if not exactly one."""
-    text = re.sub(r"\\text\{[^}]*\}|\\(?:mathrm|textbf)\{[^}]*\}", " ", text)  # units, words
+    text = _sub_closed(_WORDS, " ", text)  # units, words
     text = _THOUSANDS.sub("", text.replace("\\!", ""))
     nums = _NUMBER.findall(text)
     return float(nums[0]) if len(nums) == 1 else None
@@ -304,7 +394,7 @@ class ChoiceAnswer(_FinalAnswerKind):
     def read(self, final, n_choices):
         """A single option letter: "B", "(B)", "B)", "B.", "\\text{(B)}", "B. the mortality rate"."""
         letters = LETTERS[: n_choices or len(LETTERS)]
-        text = re.sub(r"\\text(?:bf)?\{([^}]*)\}", r"\1", final).strip().strip("$*").strip().upper()
+        text = _sub_closed(_TEXT_ARG, r"\1", final).strip().strip("$*").strip().upper()
         m = re.fullmatch(rf"\(?([{letters}])\)?(?:[.:)]\s.*|[.:)])?", text, flags=re.DOTALL)
         return m.group(1) if m else None
 
