@@ -12,7 +12,8 @@ cache's dict: ``text``, ``finish`` ("stop" | "length"), ``n_tokens`` when known.
 - ``Correct``: the answer verifies under the question's answer kind (ded.data.answers reasons).
 - ``Length``: response length in tokens within [min_tokens, max_tokens].
 - ``ThinkFormat``: one closed <think>...</think> block followed by a non-empty answer.
-- ``Repetition``: not stuck in a loop (Gopher-style duplicated n-gram and line shares).
+- ``Repetition``: not stuck in a loop (content repeated copy after copy; markup lines and step
+  templates do not count).
 - ``Language``: letters mostly in the expected scripts (reasoning models drift into Chinese).
 - ``PassRateFilter`` (questions): keep a band of student pass rates (``pass_rates``).
 
@@ -174,34 +175,109 @@ class ThinkFormat:
         return True
 
 
-class Repetition:
-    """Drop loops: a trajectory whose duplicated word n-grams cover more than `max_dup_ngram`
-    of its words, or more than `max_dup_tail` of its last quarter (a model that fell into a loop
-    late in a long trace), or whose repeated lines are more than `max_dup_lines` of its lines
-    (Gopher's repetition rules; a healthy trace repeats phrases, not paragraphs)."""
+# Lines that carry no content of their own: display delimiters, environments, lone braces,
+# punctuation (markup); and short connectives that open or join steps ("Therefore,",
+# "Simplifying both sides, we get:"), written again at every step of a healthy solution.
+_MARKUP = re.compile(r"\\(?:begin|end)\s*\{[^{}]{0,40}\}(?:\{[^{}]{0,40}\}|\[[^\]]{0,40}\])*|\\[\[\]()]|\$\$|\[/?asy\]|\\hline|\\\\")
+_CONNECTIVES = frozenset("therefore thus so hence now then next finally first second third also and but or again".split())
+_ENUMERATOR = re.compile(r"^(?:[-*#>\s]*(?:step|case|part)\s*\d+\s*[.:)]?\**\s*|\(?\d{1,3}[.)]\s+|[-*#>]+\s*)", re.IGNORECASE)
+_NO_MATH = re.compile(r"[\d$\\=^_{}<>+*/|]")
+# A closed Asymptote figure: a solution redraws its figure for each case, so figure code repeats
+# without looping; the n-gram rules skip it (the line rule still sees its lines).
+_FIGURE = re.compile(r"\[asy\].*?\[/asy\]", re.DOTALL)
+_TOKEN = re.compile(r"\w+|\\[A-Za-z]+|[^\w\s]")
 
-    def __init__(self, n: int = 10, max_dup_ngram: float = 0.5, max_dup_tail: float = 0.8, max_dup_lines: float = 0.5, min_words: int = 50):
-        self.n, self.max_dup_ngram, self.max_dup_tail, self.max_dup_lines = n, max_dup_ngram, max_dup_tail, max_dup_lines
-        self.min_words = min_words
+
+def _without_figures(text: str) -> str:
+    # Only up to the last "[/asy]": a run of unclosed "[asy]" after it is not rescanned per opener.
+    end = text.rfind("[/asy]") + len("[/asy]") if "[/asy]" in text else 0
+    return _FIGURE.sub("\n", text[:end]) + text[end:]
+
+
+def _is_markup(line: str) -> bool:
+    return not any(c.isalnum() for c in _MARKUP.sub("", line))
+
+
+def _is_template(line: str) -> bool:
+    """A step template: a few words with no math that lead into what follows ("...we get:",
+    "Therefore,"), or a lone connective."""
+    words = line.split()
+    if len(words) == 1 and words[0].strip(".,:;!*#").lower() in _CONNECTIVES:
+        return True
+    return len(words) <= 8 and line.endswith((":", ",")) and not _NO_MATH.search(line)
+
+
+def content_lines(text: str) -> list[str]:
+    """The lines of `text` that carry content, as the repetition filter compares them: stripped,
+    list and step numbers off ("Step 3:", "2."), without blank lines, markup lines and step
+    templates. A markup line written again right after itself stays (healthy markup alternates
+    with content; a model stuck on "\\]" does not)."""
+    out, previous = [], None
+    for line in text.splitlines():
+        line = _ENUMERATOR.sub("", line.strip()).strip()
+        if not line:
+            continue
+        if line == previous or not (_is_markup(line) or _is_template(line)):
+            out.append(line)
+        previous = line
+    return out
+
+
+def _beyond(units: list, min_count: int) -> list[bool]:
+    """For each unit, whether it is at least its `min_count`-th occurrence so far."""
+    seen: Counter = Counter()
+    out = []
+    for u in units:
+        seen[u] += 1
+        out.append(seen[u] >= min_count)
+    return out
+
+
+class Repetition:
+    """Drop loops: text that repeats the same content again and again, the way a model stuck in
+    a loop does (the same sentence, equation or block of lines, copy after copy).
+
+    Repeated *structure* is not a loop: markup lines (``\\[``, ``\\]``, ``$$``, ``\\begin{align}``,
+    lone braces), step templates ("Simplifying both sides, we get:", "Therefore,") and list
+    numbers are left out, and content counts as repeated only from its `min_count`-th occurrence
+    on (a healthy solution restates an equation or redraws a figure once; a loop copies it over
+    and over). On what is left, drop when
+
+    - repeated token n-grams (words, LaTeX commands and symbols, so ``=a+b=a+b=...`` counts; closed
+      ``[asy]`` figures left out) cover more than `max_dup_ngram` of the tokens, or more than
+      `max_dup_tail` of the last quarter (a model that fell into a loop late in a long trace);
+      only for at least `min_tokens` tokens: a short answer that names one expression three
+      times is no loop;
+    - repeated content lines are more than `max_dup_lines` of the content lines.
+    """
+
+    def __init__(self, n: int = 24, min_count: int = 3, max_dup_ngram: float = 0.5, max_dup_tail: float = 0.65,
+                 max_dup_lines: float = 0.5, min_tokens: int = 200):  # fmt: skip
+        self.n, self.min_count = n, min_count
+        self.max_dup_ngram, self.max_dup_tail, self.max_dup_lines = max_dup_ngram, max_dup_tail, max_dup_lines
+        self.min_tokens = min_tokens
+
+    def scores(self, text: str) -> dict[str, float]:
+        """The shares the filter compares with its thresholds: ngram, tail, lines."""
+        lines = content_lines(text)
+        tokens = _TOKEN.findall("\n".join(content_lines(_without_figures(text))))
+        out = {"ngram": 0.0, "tail": 0.0, "lines": 0.0}
+        if len(tokens) >= max(self.min_tokens, 2 * self.n):
+            grams = [hash(tuple(tokens[i : i + self.n])) for i in range(len(tokens) - self.n + 1)]
+            covered = bytearray(len(tokens))
+            for i, hit in enumerate(_beyond(grams, self.min_count)):
+                if hit:
+                    covered[i : i + self.n] = b"\x01" * self.n
+            tail = covered[-(len(tokens) // 4) :]
+            out["ngram"], out["tail"] = sum(covered) / len(tokens), sum(tail) / len(tail)
+        if lines:
+            out["lines"] = sum(_beyond(lines, self.min_count)) / len(lines)
+        return out
 
     def __call__(self, item):
-        t = _text(item)
-        words = t.split()
-        if len(words) >= self.min_words:
-            seen, covered = set(), [False] * len(words)
-            for i in range(len(words) - self.n + 1):
-                g = tuple(words[i : i + self.n])
-                if g in seen:
-                    covered[i : i + self.n] = [True] * self.n
-                seen.add(g)
-            tail = covered[-(len(words) // 4) :]
-            if sum(covered) / len(words) > self.max_dup_ngram or sum(tail) / len(tail) > self.max_dup_tail:
-                return False, "repetition"
-        lines = [ln.strip() for ln in t.splitlines() if ln.strip()]
-        if len(lines) >= 4:
-            counts = Counter(lines)
-            if sum(c for c in counts.values() if c > 1) / len(lines) > self.max_dup_lines:
-                return False, "repetition"
+        s = self.scores(_text(item))
+        if s["ngram"] > self.max_dup_ngram or s["tail"] > self.max_dup_tail or s["lines"] > self.max_dup_lines:
+            return False, "repetition"
         return True
 
 

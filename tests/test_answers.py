@@ -146,3 +146,45 @@ def test_each_kind_extracts_the_final_answer():
     assert ANSWER_KINDS["choice"].extract("The answer is (E).", 4) is None
     assert ANSWER_KINDS["math"].extract("so \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
     assert boxed_contents("\\boxed{\\frac{1}{2}} and \\fbox{3} then \\boxed{x") == ["\\frac{1}{2}", "3", None]
+
+
+def _boxes_by_rescanning(text):
+    """The straightforward definition (what the checks did before issue 10, quadratic): from each
+    box opener, scan forward counting braces to the one that closes it."""
+    import re
+
+    out = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth = 1
+        for i in range(m.end(), len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                out.append(text[m.end() : i])
+                break
+        else:
+            out.append(None)
+    return out
+
+
+def test_one_pass_box_matching_agrees_with_rescanning():
+    import random
+
+    from ded.data.answers import final_text, last_boxed
+
+    rng = random.Random(0)
+    pieces = ["\\boxed{", "\\fbox {", "{", "}", "}", "x", "12", " ", "\\frac{1}{2}", "answer is 3\n", "#### 4"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 14)))
+        want = _boxes_by_rescanning(text)
+        assert boxed_contents(text) == want, text
+        if want:
+            assert final_text(text) == (want[-1] if want[-1] is not None else ""), text
+            if want[-1] is not None:
+                assert last_boxed(text) == want[-1].strip(), text
+    assert boxed_contents("\\boxed{a \\boxed{b} c} \\boxed{d") == ["a \\boxed{b} c", "b", None]
+
+
+def test_gsm8k_and_choice_checks_have_a_deadline():
+    v = check_answer("\\boxed{" * 300_000, "3", "gsm8k", timeout_s=0.005)
+    assert v.reason == "timeout" and not v.correct
+    assert check_answer("\\boxed{18}", "18", "gsm8k", timeout_s=0.5).correct  # a fraction of a second is enough

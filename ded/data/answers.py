@@ -407,10 +407,14 @@ ANSWER_KINDS.register("choice", ChoiceAnswer())
 def check_answer(response: str, gold, kind: str = "math", timeout_s: int = 5, n_choices: int | None = None) -> Verdict:
     """Verdict for `response` against `gold` under the answer `kind` (an ``ANSWER_KINDS`` name).
 
-    math: math-verify on the boxed answer, each parse and comparison limited to `timeout_s`
-    seconds. gsm8k: the final answer must be exactly one number equal to the gold (commas, "$"
-    and units are ignored). choice: the final answer must be one option letter; gold is a letter
-    or a 0-based index; `n_choices` bounds the letters.
+    math: math-verify on the boxed answer. gsm8k: the final answer must be exactly one number
+    equal to the gold (commas, "$" and units are ignored). choice: the final answer must be one
+    option letter; gold is a letter or a 0-based index; `n_choices` bounds the letters.
+
+    Whatever the kind, a check takes time linear in the response and ends within about
+    `timeout_s` seconds (math: math-verify's alarms, whole seconds, parse and comparison sharing
+    the limit, main thread only; gsm8k and choice: a wall-clock deadline, any thread), with
+    Verdict(False, "timeout") past it.
 
     For a reasoning trace (``<think>...</think>answer``) only the part after the thought counts:
     a box inside the thinking is a draft, and an unclosed thought has no answer yet.
