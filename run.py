@@ -44,6 +44,15 @@ def check_output_root(argv: list[str]) -> None:
                 break
 
 
+def report(e: Exception) -> None:
+    """The one line a user error gives: on stderr, and in the run's run.log (Hydra's file handler)."""
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    record = logging.LogRecord("ded", logging.ERROR, __file__, 0, "%s", (e,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from ded.config import validate
@@ -56,7 +65,7 @@ def main(cfg: DictConfig) -> float | None:
 
         metrics = run(cfg)
     except UserError as e:
-        logging.getLogger("ded").error("%s", e)  # to the console and the run's run.log
+        report(e)
         sys.exit(2)
     return metrics.get(f"eval/heldout/trained/avg@{cfg.eval.k}")  # the value a Hydra sweeper optimises
 

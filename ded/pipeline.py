@@ -31,9 +31,10 @@ log = logging.getLogger("ded")
 def run(cfg: DictConfig) -> dict:
     """Run the pipeline for a composed config; return every logged metric."""
     with open_run(cfg) as ctx:
-        # ── questions, then the models: can each run here, does every prompt fit it ─────
+        # ── models and questions: can each model run here, does every prompt fit it ────
+        check_models(ctx)
         qs = questions.run(ctx)
-        check_models(ctx, qs)
+        questions.check_fit(ctx, qs)  # before any model's weights load
         # ── data: the student's pass rate, the teacher's trajectories ──────────────────
         pr = passrate.run(ctx, qs)
         tr = trajectories.run(ctx, pr)
@@ -89,10 +90,9 @@ def claim_run_folder(path: str) -> None:
         json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
 
 
-def check_models(ctx: Run, qs: questions.Questions) -> None:
+def check_models(ctx: Run) -> None:
     """Open the backends the run's stages need and check each can run here (model files, an
-    endpoint, vLLM, a dataset) and that every prompt fits its model's context, so a run on the
-    wrong machine or with an oversized question stops before any model loads."""
+    endpoint, vLLM, a dataset), so a run on the wrong machine stops before any work."""
     from ded.generation.factory import make_backend
     from ded.train import check_environment
 
@@ -103,7 +103,6 @@ def check_models(ctx: Run, qs: questions.Questions) -> None:
         ctx.backends[role].check()
     if ctx.runs("training"):
         check_environment(cfg.train)  # liger-kernel / flash-attn where the config asks for them
-    questions.check_fit(ctx, qs)
 
 
 def report(ev: evaluation.Evaluation, tr: trajectories.TeacherSamples, corpus: curation.Corpus) -> None:

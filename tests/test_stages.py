@@ -34,8 +34,8 @@ def test_passrate_and_trajectories_stages_with_the_real_model(tmp_path, cache_di
     from ded.pipeline import check_models
 
     ctx = make_run(tmp_path, cache_dir)
+    check_models(ctx)
     qs = questions.run(ctx)
-    check_models(ctx, qs)
     pr = passrate.run(ctx, qs)
     assert set(pr.rates) == {q.id for q in qs.pool} and all(0 <= r <= 1 for r in pr.rates.values())
     assert all(len(pr.samples[q.id]) == 2 for q in qs.pool)  # debug=tiny: k=2
@@ -95,8 +95,8 @@ def test_training_analysis_and_evaluation_stages_in_process(tmp_path, cache_dir)
     from ded.stages import analysis, training
 
     ctx = make_run(tmp_path, cache_dir, ["eval.size=2", "eval.k=1", "analysis.probe_size=2", "train.logging_steps=1"])
+    check_models(ctx)
     qs = questions.run(ctx)
-    check_models(ctx, qs)
     pr, tr = _hand_made(2)
     pr.samples = {q.id: [_sample(f"I think it is {q.answer}")] for q in pr.kept}  # the student's "own answers"
     corpus = curation.run(ctx, pr, tr)
@@ -159,7 +159,6 @@ def test_a_question_longer_than_the_context_stops_before_any_model_loads(tmp_pat
     import json as _json
 
     from ded.errors import UserError
-    from ded.pipeline import check_models
 
     pool = tmp_path / "pool.jsonl"
     rows = [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(6)]
@@ -170,4 +169,4 @@ def test_a_question_longer_than_the_context_stops_before_any_model_loads(tmp_pat
     qs = questions.run(ctx)
     long_q = next(q for q in qs.pool + qs.held_out if len(q.text) > 100_000)
     with pytest.raises(UserError, match=rf"question '{long_q.id}' \({pool}:4\).*context of 8192 tokens"):
-        check_models(ctx, qs)
+        questions.check_fit(ctx, qs)

@@ -234,6 +234,26 @@ def _is_file_like(source: str) -> bool:
     return source.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
 
 
+def _jsonl_rows(path: Path, spec: PoolSpec) -> Iterator[tuple[str, object]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:  # bytes, decoded line by line: a binary or mis-encoded file is named with its line
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield f"{path}:{lineno}", RowError(f"not UTF-8 text (byte {e.start}); is this a JSONL file?", "not_utf8")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    yield f"{path}:{lineno}", json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield f"{path}:{lineno}", RowError(f"invalid JSON ({e.msg} at column {e.colno})", "invalid_json")
+    except (OSError, EOFError) as e:  # not gzip data, a truncated archive, unreadable
+        raise PoolError(f"pool {spec.name}: {path}: cannot read ({e})") from None
+
+
 def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
     """(location, row) pairs; a row that is not even JSON comes as a RowError in place of the row."""
     src = spec.source
@@ -242,23 +262,7 @@ def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
         if not path.is_file():
             raise PoolError(f"pool {spec.name}: {path}: no such file")
         if path.name.endswith((".jsonl", ".jsonl.gz")):
-            opener = gzip.open if path.name.endswith(".gz") else open
-            try:  # bytes, decoded line by line: a binary or mis-encoded file is named with its line
-                with opener(path, "rb") as f:
-                    for lineno, raw in enumerate(f, 1):
-                        try:
-                            line = raw.decode("utf-8")
-                        except UnicodeDecodeError as e:
-                            yield f"{path}:{lineno}", RowError(f"not UTF-8 text (byte {e.start}); is this a JSONL file?", "not_utf8")
-                            continue
-                        if not line.strip():
-                            continue
-                        try:
-                            yield f"{path}:{lineno}", json.loads(line)
-                        except json.JSONDecodeError as e:
-                            yield f"{path}:{lineno}", RowError(f"invalid JSON ({e.msg} at column {e.colno})", "invalid_json")
-            except (OSError, EOFError) as e:  # not gzip data, a truncated archive, unreadable
-                raise PoolError(f"pool {spec.name}: {path}: cannot read ({e})") from None
+            yield from _jsonl_rows(path, spec)
         elif path.suffix == ".json":
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))

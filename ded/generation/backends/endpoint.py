@@ -461,59 +461,28 @@ class OpenAIBackend(Backend):
             self.server.stop()  # a later generate() starts it again
 
 
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:80] + "..."
+
+
 def _parse(body: str, api: str) -> tuple[list[tuple[str, str]], dict]:
     """([(text, finish)] in choice order, usage {prompt_tokens, completion_tokens}) of a 200
     reply's body; UnusableReply, saying why, unless every choice is a sample."""
-
-    def short(v) -> str:
-        r = repr(v)
-        return r if len(r) <= 80 else r[:80] + "..."
-
     try:
         data = json.loads(body)
     except ValueError:
-        raise UnusableReply(f"the body is not JSON: {short(body)}") from None
+        raise UnusableReply(f"the body is not JSON: {_short(body)}") from None
     if not isinstance(data, dict):
-        raise UnusableReply(f"the body is a JSON {type(data).__name__}, not an object: {short(data)}")
+        raise UnusableReply(f"the body is a JSON {type(data).__name__}, not an object: {_short(data)}")
     if data.get("error"):  # some servers answer 200 with an error object
-        raise UnusableReply(f"error in a 200 reply: {short(data['error'])}")
+        raise UnusableReply(f"error in a 200 reply: {_short(data['error'])}")
     raw = data.get("choices")
     if not isinstance(raw, list):
-        raise UnusableReply(f"'choices' is {short(raw)}, not a list")
+        raise UnusableReply(f"'choices' is {_short(raw)}, not a list")
     if not raw:
         raise UnusableReply("no choices")
-    out = []
-    for pos, c in enumerate(raw):
-        if not isinstance(c, dict):
-            raise UnusableReply(f"choice {pos} is {short(c)}, not an object")
-        index = c.get("index", pos)
-        if index is None:
-            index = pos
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise UnusableReply(f"choice {pos} has index {short(index)}")
-        if api == "chat":
-            m = c.get("message")
-            if not isinstance(m, dict):
-                raise UnusableReply(f"choice {index} has message {short(m)}, not an object")
-            content = m.get("content")
-            reasoning = m.get("reasoning_content") or m.get("reasoning")
-            if content is not None and not isinstance(content, str):
-                raise UnusableReply(f"choice {index} has content {short(content)}, not a string")
-            if reasoning is not None and not isinstance(reasoning, str):
-                raise UnusableReply(f"choice {index} has reasoning {short(reasoning)}, not a string")
-            if content is None and not reasoning:
-                raise UnusableReply(f"choice {index} has no content (content: null) and no reasoning")
-            text = join_reasoning(reasoning, content)
-        else:
-            t = c.get("text")
-            if not isinstance(t, str):
-                raise UnusableReply(f"choice {index} has text {short(t)}, not a string")
-            text = normalize_think(t)
-        finish = c.get("finish_reason")
-        if not isinstance(finish, (str, type(None))) or finish not in FINISH:
-            raise UnusableReply(f"choice {index} finished with {short(finish)}, not stop or length")
-        out.append((index, text, FINISH[finish]))
-    out.sort(key=lambda x: x[0])
+    out = sorted((_choice(c, pos, api) for pos, c in enumerate(raw)), key=lambda x: x[0])
     usage = data.get("usage")
     counts = {}
     if isinstance(usage, dict):  # token counts are bookkeeping: a missing or odd one is unknown, not an error
@@ -522,6 +491,39 @@ def _parse(body: str, api: str) -> tuple[list[tuple[str, str]], dict]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
                 counts[k] = int(v)
     return [(t, f) for _, t, f in out], counts
+
+
+def _choice(c, pos: int, api: str) -> tuple[int, str, str]:
+    """(index, text, finish) of one choice of a reply; UnusableReply unless it is a sample."""
+    if not isinstance(c, dict):
+        raise UnusableReply(f"choice {pos} is {_short(c)}, not an object")
+    index = c.get("index", pos)
+    if index is None:
+        index = pos
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise UnusableReply(f"choice {pos} has index {_short(index)}")
+    if api == "chat":
+        m = c.get("message")
+        if not isinstance(m, dict):
+            raise UnusableReply(f"choice {index} has message {_short(m)}, not an object")
+        content = m.get("content")
+        reasoning = m.get("reasoning_content") or m.get("reasoning")
+        if content is not None and not isinstance(content, str):
+            raise UnusableReply(f"choice {index} has content {_short(content)}, not a string")
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise UnusableReply(f"choice {index} has reasoning {_short(reasoning)}, not a string")
+        if content is None and not reasoning:
+            raise UnusableReply(f"choice {index} has no content (content: null) and no reasoning")
+        text = join_reasoning(reasoning, content)
+    else:
+        t = c.get("text")
+        if not isinstance(t, str):
+            raise UnusableReply(f"choice {index} has text {_short(t)}, not a string")
+        text = normalize_think(t)
+    finish = c.get("finish_reason")
+    if not isinstance(finish, (str, type(None))) or finish not in FINISH:
+        raise UnusableReply(f"choice {index} finished with {_short(finish)}, not stop or length")
+    return index, text, FINISH[finish]
 
 
 _DONE = object()
