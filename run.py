@@ -1,6 +1,6 @@
 """One DED pipeline run per Hydra job.
 
-    python run.py                                        # embedded CPU default (~6 min, 2 cores)
+    python run.py                                        # embedded CPU default (~7 min, 2 cores)
     python run.py debug=tiny                             # a minute or two
     python run.py stop_after=trajectories                # generation only: fill the sample cache
     python run.py -m diversity=levenshtein,random corpus.size=32,64   # an ablation; data generated once

@@ -1,6 +1,6 @@
 """The DED pipeline: seven stages in order, each a module of ded/stages/.
 
-    python run.py                                # embedded CPU default, ~6 minutes on 2 cores
+    python run.py                                # embedded CPU default, ~7 minutes on 2 cores
     python run.py debug=tiny                     # a minute or two
     python run.py stop_after=trajectories        # fill the sample cache only (e.g. on a generation node)
 
