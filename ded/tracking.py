@@ -35,6 +35,8 @@ class Tracker:
         self._curves: set[str] = set()
         resolved = OmegaConf.to_container(cfg, resolve=True)
         atomic_write_text(self.dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        ident = run_identity(cfg)
+        self.metrics.update({"wandb/group": ident["group"], "wandb/name": ident["name"], "wandb/job_type": ident["job_type"]})
         self.wandb = None
         if cfg.logger.backend == "wandb" and cfg.logger.mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
@@ -45,9 +47,11 @@ class Tracker:
                 return wandb.init(
                     project=cfg.logger.project,
                     entity=cfg.logger.entity,
-                    name=cfg.name,
-                    tags=list(cfg.logger.tags),
-                    config=resolved,
+                    group=ident["group"],
+                    name=ident["name"],
+                    job_type=ident["job_type"],
+                    tags=ident["tags"],
+                    config={**resolved, "overrides": ident["overrides"], "choices": ident["choices"]},
                     dir=str(self.dir),
                     mode=cfg.logger.mode,
                     reinit="finish_previous",
@@ -58,7 +62,13 @@ class Tracker:
                 where += f", WANDB_BASE_URL={os.environ['WANDB_BASE_URL']}"
             self.wandb = self._guard(f"init ({where})", start)
             if self.wandb is not None:
-                self.metrics["wandb/run_dir"] = str(Path(self.wandb.dir).parent)
+                run_dir = str(Path(self.wandb.dir).parent)
+                self.metrics["wandb/run_dir"] = run_dir
+                if cfg.logger.mode == "offline":  # the URL exists only once synced
+                    self.metrics["wandb/sync"] = f"wandb sync {run_dir}"
+                elif getattr(self.wandb, "url", None):
+                    self.metrics["wandb/url"] = self.wandb.url
+                    log.info("W&B run: %s", self.wandb.url)
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         """Summary metrics (one value per name) or, with `step`, a point of a curve."""
@@ -152,3 +162,34 @@ class Tracker:
 
 def _cell(v):
     return v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v, default=str)
+
+
+GROUPS_AS_TAGS = ("teacher", "student", "corpus", "diversity", "train", "eval", "debug", "experiment")
+
+
+def run_identity(cfg: DictConfig) -> dict:
+    """How a run is told apart in a W&B project: its sweep (group), its overrides (name), what it
+    runs (job_type), its config-group choices (tags such as teacher:qwq), from Hydra's job info
+    when there is one."""
+    overrides, choices, sweep = [], {}, None
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        overrides = list(hc.overrides.task)
+        choices = {g: c for g, c in hc.runtime.choices.items() if not g.startswith("hydra") and c is not None}
+        if str(hc.mode) == "RunMode.MULTIRUN":
+            sweep = str(hc.sweep.dir)
+    except ValueError:  # composed outside a Hydra job (tests, notebooks): no job info
+        pass
+    quiet = ("paths.", "logger", "hydra.")  # where a run is written, not what it is
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(quiet)]
+    return {
+        "group": cfg.logger.group or sweep,
+        "name": ",".join(shown) or cfg.name,
+        "job_type": "pipeline" if cfg.stop_after == "evaluation" else f"until_{cfg.stop_after}",
+        "tags": [f"{g}:{choices[g]}" for g in GROUPS_AS_TAGS if g in choices] + list(cfg.logger.tags),
+        "overrides": overrides,
+        "choices": choices,
+    }
+

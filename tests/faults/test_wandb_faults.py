@@ -34,7 +34,8 @@ QUIET = {"WANDB__DISABLE_STATS": "true", "WANDB__DISABLE_META": "true", "WANDB__
 
 
 def _cfg(mode: str = "offline"):
-    return OmegaConf.create({"name": "faults", "logger": {"backend": "wandb", "mode": mode, "project": "ded", "entity": None, "tags": []}})
+    logger = {"backend": "wandb", "mode": mode, "project": "ded", "entity": None, "tags": [], "group": None}
+    return OmegaConf.create({"name": "faults", "stop_after": "evaluation", "logger": logger})
 
 
 def _metrics(d: Path) -> dict:
