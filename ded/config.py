@@ -261,6 +261,12 @@ class EvalConfig:
     limit: Optional[int] = None
     data_dir: Optional[str] = None
 
+    def sampling_for(self, split: str) -> tuple[Sampling, str]:
+        """The sampling a split is evaluated with, and the config key it comes from."""
+        if split in self.per_benchmark:
+            return self.per_benchmark[split], f"eval.per_benchmark.{split}"
+        return self.sampling, "eval.sampling"
+
     def __post_init__(self):
         from ded.data.evalsets import EVAL_SETS, HELDOUT
 

@@ -260,7 +260,8 @@ class Repetition:
     def scores(self, text: str) -> dict[str, float]:
         """The shares the filter compares with its thresholds: ngram, tail, lines."""
         lines = content_lines(text)
-        tokens = _TOKEN.findall("\n".join(content_lines(_without_figures(text))))
+        body = lines if "[/asy]" not in text else content_lines(_without_figures(text))  # a second scan only when there are figures
+        tokens = _TOKEN.findall("\n".join(body))
         out = {"ngram": 0.0, "tail": 0.0, "lines": 0.0}
         if len(tokens) >= max(self.min_tokens, 2 * self.n):
             grams = [hash(tuple(tokens[i : i + self.n])) for i in range(len(tokens) - self.n + 1)]

@@ -155,7 +155,9 @@ def generate_cached(
     wanted = {question_hash(q.text): q for q in questions}  # one entry per distinct text
 
     with cache:  # one job generates a key at a time; others wait, then reuse
-        have = cache.index()
+        # One parse of the cached lines: what a collecting call returns is also what it has.
+        got = cache.read(wanted.keys()) if collect else None
+        have = {qh: set(recs) for qh, recs in got.items()} if collect else cache.index()
 
         def missing() -> Iterator[Request]:
             for qh, q in wanted.items():
@@ -174,7 +176,8 @@ def generate_cached(
             if stats.new_samples != todo:  # the backend returned fewer completions than requests
                 raise RuntimeError(f"{cache.file}: {type(backend).__name__} returned {stats.new_samples} of {todo} requested samples")
             return {}, stats
-        got = cache.read(wanted.keys())
+        if todo:
+            got = cache.read(wanted.keys())
     out = {}
     for q in questions:
         recs = got.get(question_hash(q.text), {})

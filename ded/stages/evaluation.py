@@ -36,8 +36,7 @@ class Evaluation:
 
 
 def split_sampling(ctx: Run, split: str) -> dict:
-    ev = ctx.cfg.eval
-    return sampling_args(ev.per_benchmark.get(split, ev.sampling))
+    return sampling_args(ctx.cfg.eval.sampling_for(split)[0])
 
 
 @stage("evaluation")

@@ -62,21 +62,23 @@ def check_fit(ctx: Run, qs: Questions) -> None:
     fail minutes later, in evaluation). Only the tokenizer loads, and only for prompts long enough
     to be in doubt: a byte-level tokenizer spends at most one token per byte."""
     cfg = ctx.cfg
-    uses = []  # (role, questions, max_new_tokens key, value)
+    uses: dict[str, list] = {"student": [], "teacher": []}  # role -> [(questions, max_new_tokens key, value)]
     if ctx.runs("passrate"):
-        uses.append(("student", qs.pool, "student.sampling.max_new_tokens", cfg.student.sampling.max_new_tokens))
+        uses["student"].append((qs.pool, "student.sampling.max_new_tokens", cfg.student.sampling.max_new_tokens))
     if ctx.runs("trajectories"):
-        uses.append(("teacher", qs.pool, "teacher.sampling.max_new_tokens", cfg.teacher.sampling.max_new_tokens))
+        uses["teacher"].append((qs.pool, "teacher.sampling.max_new_tokens", cfg.teacher.sampling.max_new_tokens))
     if ctx.runs("evaluation"):
         for split, questions in qs.splits.items():
-            s = cfg.eval.per_benchmark.get(split, cfg.eval.sampling)
-            key = f"eval.per_benchmark.{split}.max_new_tokens" if split in cfg.eval.per_benchmark else "eval.sampling.max_new_tokens"
-            uses.append(("student", questions, key, s.max_new_tokens))
-    for role, questions, key, new_tokens in uses:
-        _check_role(ctx, role, questions, key, new_tokens)
+            s, key = cfg.eval.sampling_for(split)
+            uses["student"].append((questions, f"{key}.max_new_tokens", s.max_new_tokens))
+    for role, checks in uses.items():
+        if checks:
+            _check_role(ctx, role, checks)
 
 
-def _check_role(ctx: Run, role: str, questions: list[Question], key: str, new_tokens: int) -> None:
+def _check_role(ctx: Run, role: str, checks: list[tuple[list[Question], str, int]]) -> None:
+    """One model's context against each (questions, key, max_new_tokens) it serves; its config
+    and tokenizer are read once."""
     from ded.errors import UserError
     from ded.generation import build_messages
     from ded.stages import prompt_prefix_for
@@ -88,24 +90,25 @@ def _check_role(ctx: Run, role: str, questions: list[Question], key: str, new_to
     where, n_ctx = found
     prefix = prompt_prefix_for(mcfg)
     prefix_bytes = sum(len(m["content"].encode()) for m in prefix) + TEMPLATE_BYTES
-    if new_tokens >= n_ctx:
-        raise UserError(f"{key}={new_tokens}: the {role} model's context is {n_ctx} tokens ({mcfg.path})")
     tok = None
-    for q in questions:
-        if prefix_bytes + len(q.text.encode()) + new_tokens <= n_ctx:
-            continue  # fits even at one token per byte
-        if tok is None:
-            from transformers import AutoTokenizer
+    for questions, key, new_tokens in checks:
+        if new_tokens >= n_ctx:
+            raise UserError(f"{key}={new_tokens}: the {role} model's context is {n_ctx} tokens ({mcfg.path})")
+        for q in questions:
+            if prefix_bytes + len(q.text.encode()) + new_tokens <= n_ctx:
+                continue  # fits even at one token per byte
+            if tok is None:
+                from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(where)
-        text = tok.apply_chat_template(build_messages(q, prefix), add_generation_prompt=True, tokenize=False)
-        n = len(tok(text, add_special_tokens=False).input_ids)
-        if n + new_tokens > n_ctx:
-            raise UserError(
-                f"question {q.id!r} ({q.source or 'built-in task'}): its prompt is {n} tokens; with {key}={new_tokens} it needs "
-                f"{n + new_tokens}, more than the {role} model's context of {n_ctx} tokens ({mcfg.path}). Remove or shorten it "
-                "in its file, or use a model with a longer context."
-            )
+                tok = AutoTokenizer.from_pretrained(where)
+            text = tok.apply_chat_template(build_messages(q, prefix), add_generation_prompt=True, tokenize=False)
+            n = len(tok(text, add_special_tokens=False).input_ids)
+            if n + new_tokens > n_ctx:
+                raise UserError(
+                    f"question {q.id!r} ({q.source or 'built-in task'}): its prompt is {n} tokens; with {key}={new_tokens} it "
+                    f"needs {n + new_tokens}, more than the {role} model's context of {n_ctx} tokens ({mcfg.path}). Remove or "
+                    "shorten it in its file, or use a model with a longer context."
+                )
 
 
 def model_context(mcfg, cache_root: str) -> tuple[str, int] | None:
@@ -114,9 +117,10 @@ def model_context(mcfg, cache_root: str) -> tuple[str, int] | None:
     import json
     import os
 
+    from ded.config import PromptedModelConfig
     from ded.models import local_checkpoint
 
-    if not hasattr(mcfg, "dtype"):  # a replay config: it names a dataset, not weights
+    if not isinstance(mcfg, PromptedModelConfig):  # a replay config: it names a dataset, not weights
         return None
     try:
         where = local_checkpoint(mcfg.path, cache_root, mcfg.revision)

@@ -41,7 +41,7 @@ def test_runs_started_together_keep_their_own_records_and_share_the_cache(n, tmp
         config, metrics = (folder / "config.yaml").read_text(), json.loads((folder / "metrics.json").read_text())
         name = next(line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("name:"))
         names.add(name)
-        assert metrics["run/status"] == "finished" and metrics["generation/teacher/new_samples"] >= 0
+        assert metrics["run/status"] == "finished"
         assert (folder / "run.log").read_text().count("questions: pool 8") == 1  # one run's log, not several interleaved
     assert names == {f"job{i}" for i in range(n)}
     # every sample exactly once, however the jobs interleaved on the cache's locks
