@@ -76,8 +76,10 @@ class Tracker:
         if step is None:
             self.metrics.update(flat)
             self._flush()
-        else:
+        else:  # appended at once: a crash mid-training keeps every point logged so far
             self.history.append({"step": step, **flat})
+            with open(self.dir / "history.jsonl", "a") as f:
+                f.write(json.dumps(self.history[-1]) + "\n")
         if self.wandb is not None and flat:
             self._guard("log", lambda: self._wandb_log(flat, step))
 
@@ -124,8 +126,6 @@ class Tracker:
 
     def _flush(self) -> None:
         atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics, indent=1, sort_keys=True, default=str))
-        if self.history:
-            atomic_write_text(self.dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
 
     def finish(self, ok: bool = True) -> None:
         self.metrics["run/status"] = "finished" if ok else "failed"
