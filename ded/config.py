@@ -84,10 +84,13 @@ class PromptedModelConfig(ModelConfig):
     dtype: str = "float32"  # weights dtype: float32 | bfloat16 | float16
     system_prompt: Optional[str] = None  # optional system turn
     fewshot: int = 0  # worked examples from the task, prepended as chat turns
+    fewshot_task: Optional[str] = None  # whose worked examples (the yamls set ${corpus.task}); null: arithmetic's
+    fewshot_style: str = "terse"  # terse | stepwise | think (multistep has all three; other tasks terse)
 
     def __post_init__(self):
         super().__post_init__()
         one_of(self.dtype, DTYPES, "dtype")
+        one_of(self.fewshot_style, ["terse", "stepwise", "think"], "fewshot_style")
         _check(self.fewshot >= 0, "fewshot", f"must be >= 0, got {self.fewshot}")
 
 

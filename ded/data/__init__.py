@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ded.registry import Registry
+from ded.registry import ConfigError, Registry
 
 
 @dataclass
@@ -36,6 +36,14 @@ def arithmetic_task(corpus, eval_size: int) -> tuple[list[Question], list[Questi
     return arithmetic.build(corpus.pool_size, eval_size, list(corpus.levels), corpus.seed)
 
 
+@TASKS.register("multistep")
+def multistep_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """The built-in seeded multi-step word problems at ``corpus.levels`` (ded/data/multistep.py)."""
+    from ded.data import multistep
+
+    return multistep.build(corpus.pool_size, eval_size, list(corpus.levels), corpus.seed)
+
+
 @TASKS.register("pool")
 def pool_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
     """Questions from ``corpus.pools`` (ded/data/pools.py), mixed by their weights.
@@ -52,3 +60,17 @@ def pool_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
 def load_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
     """(train pool, held-out split) of the task ``corpus.task``."""
     return TASKS[corpus.task](corpus, eval_size)
+
+
+def worked_examples(task: str | None, n: int, style: str = "terse") -> list[dict]:
+    """`n` worked examples of `task` in `style` as chat turns. A task without its own (pools)
+    gets the arithmetic ones: what they teach a small model is the answer format (\\boxed{})."""
+    if task == "multistep":
+        from ded.data.multistep import fewshot_messages
+
+        return fewshot_messages(n, style)
+    from ded.data.arithmetic import fewshot_messages
+
+    if style != "terse":
+        raise ConfigError(f"fewshot_style={style!r}: the {task or 'arithmetic'} task has only terse worked examples")
+    return fewshot_messages(n)

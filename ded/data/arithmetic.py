@@ -68,9 +68,11 @@ def make_question(level: int, rng: random.Random) -> Question:
     return Question(id="", text=text, answer=str(value), level=level, domain="arithmetic")
 
 
-def _draw(n: int, levels: list[int], seed: int, exclude: set[str], key: str) -> list[Question]:
-    """n distinct questions cycling through `levels`, none of whose text is in `exclude`; `key`
-    names the config value that asked for n (the error a too-small level set gives)."""
+def draw(n: int, levels: list[int], seed: int, exclude: set[str], key: str, make=None) -> list[Question]:
+    """n distinct questions cycling through `levels` (``make(level, rng)``, default this task's),
+    none of whose text is in `exclude`; `key` names the config value that asked for n (the error a
+    too-small level set gives)."""
+    make = make or make_question
     rng = random.Random(seed)
     out: list[Question] = []
     seen = set(exclude)
@@ -78,9 +80,9 @@ def _draw(n: int, levels: list[int], seed: int, exclude: set[str], key: str) -> 
     while len(out) < n:
         attempts += 1
         if attempts > 100 * n + 1000:
-            raise ConfigError(f"{key}: cannot draw {n} distinct arithmetic questions at corpus.levels={levels} "
+            raise ConfigError(f"{key}: cannot draw {n} distinct questions at corpus.levels={levels} "
                               f"(found {len(out)}); lower {key} or add levels")  # fmt: skip
-        q = make_question(levels[len(out) % len(levels)], rng)
+        q = make(levels[len(out) % len(levels)], rng)
         if q.text in seen:
             continue
         seen.add(q.text)
@@ -96,8 +98,8 @@ def build(pool_size: int, eval_size: int, levels: list[int], seed: int) -> tuple
     # The eval split is drawn from its own seed stream so growing the pool never changes it,
     # and growing the pool only appends questions (a prefix of a larger pool is the smaller pool).
     demos = {q for q, _ in FEWSHOT}
-    held_out = _draw(eval_size, levels, seed * 1_000_003 + 1, demos, "eval.size")
-    pool = _draw(pool_size, levels, seed * 1_000_003 + 2, demos | {q.text for q in held_out}, "corpus.pool_size")
+    held_out = draw(eval_size, levels, seed * 1_000_003 + 1, demos, "eval.size")
+    pool = draw(pool_size, levels, seed * 1_000_003 + 2, demos | {q.text for q in held_out}, "corpus.pool_size")
     for i, q in enumerate(held_out):
         q.id = f"arith-eval-{i}"
     for i, q in enumerate(pool):

@@ -67,13 +67,13 @@ def stage(name: str) -> Callable:
 
 def prompt_prefix_for(mcfg) -> list[dict]:
     """The turns before every question for a model config: its system turn and `fewshot` worked
-    examples. The arithmetic task's examples serve every task: what they teach a small model is
-    the answer format (a final \\boxed{} answer)."""
-    from ded.data.arithmetic import fewshot_messages
+    examples of its task (``fewshot_task``, the corpus task by default) in ``fewshot_style``."""
+    from ded.data import worked_examples
     from ded.generation import prompt_prefix
 
-    fewshot = getattr(mcfg, "fewshot", 0)  # a replay teacher is asked nothing: no prompt settings
-    return prompt_prefix(getattr(mcfg, "system_prompt", None), fewshot_messages(fewshot) if fewshot else [])
+    fewshot = getattr(mcfg, "fewshot", 0)  # a replay or solver teacher is asked nothing: no prompt settings
+    shots = worked_examples(getattr(mcfg, "fewshot_task", None), fewshot, getattr(mcfg, "fewshot_style", "terse")) if fewshot else []
+    return prompt_prefix(getattr(mcfg, "system_prompt", None), shots)
 
 
 def sampling_args(s) -> dict:

@@ -1,0 +1,54 @@
+"""The ``solver`` backend: a programmatic teacher that reads each question back from its text
+and writes a worked solution in one fixed, terse style of its own (``solver.task``'s ``solve``).
+
+It is never wrong on its task and never varies: every sample of a question is the same text.
+That is the point of it in a teacher line-up: a teacher whose accuracy is perfect but whose
+style is unlike the student's own, so "does the most accurate teacher make the best student?"
+can be asked on CPU. A question the solver cannot read comes back as ``finish="missing"`` with
+no text (counted and filtered like any unusable trajectory), never as a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from ded.config import ModelConfig, one_of
+from ded.generation import Backend, Completion, Request
+from ded.generation.backends import register_backend
+
+SOLVERS = ("multistep",)  # tasks whose module has solve(question text) -> worked solution
+
+
+@dataclass
+class SolverModelConfig(ModelConfig):
+    backend: str = "solver"
+    path: str = "solver"  # a label: there are no weights
+    task: str = "multistep"  # whose solve() writes the solutions
+
+    def __post_init__(self):
+        super().__post_init__()
+        one_of(self.task, list(SOLVERS), "solver task")
+
+
+@register_backend("solver", SolverModelConfig)
+def build(mcfg: SolverModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "SolverBackend":
+    return SolverBackend(mcfg.task)
+
+
+class SolverBackend(Backend):
+    def __init__(self, task: str):
+        import importlib
+
+        self.solve = importlib.import_module(f"ded.data.{task}").solve
+        self.identity = {"solver": task, "version": 1}  # a change to the solver's style bumps the version
+
+    def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
+        out = []
+        for r in requests:
+            try:
+                text, finish = self.solve(r.messages[-1]["content"]), "stop"
+            except ValueError:  # not a question of its task: no guess
+                text, finish = "", "missing"
+            out.append(Completion(r, text, 0, finish))  # no tokenizer: 0 = unknown, as in replay
+        yield out
