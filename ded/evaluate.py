@@ -27,8 +27,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def score(questions, samples: dict[str, list[dict]]) -> dict:
-    """avg@k, its standard error over questions, per-level accuracy and failure reasons."""
+    """avg@k, its standard error over questions, per-level accuracy, failure reasons, and each
+    question's accuracy (``per_question``: {question id: accuracy over its k samples}, whose mean
+    is avg@k; for paired comparisons, stored in eval.json and never logged as a metric)."""
     per_q = []
+    per_question: dict[str, float] = {}
     correct_counts = []
     levels = defaultdict(list)
     reasons = Counter()
@@ -37,6 +40,7 @@ def score(questions, samples: dict[str, list[dict]]) -> dict:
         verdicts = [check_answer(s["text"], q.answer, q.kind) for s in samples[q.id]]
         acc = float(np.mean([v.correct for v in verdicts]))
         per_q.append(acc)
+        per_question[q.id] = acc
         correct_counts.append(sum(v.correct for v in verdicts))
         levels[q.level].append(acc)
         reasons.update(v.reason for v in verdicts)
@@ -60,4 +64,5 @@ def score(questions, samples: dict[str, list[dict]]) -> dict:
         "truncation_rate": truncated / total if total else float("nan"),
         "mean_tokens": float(np.mean(lengths)) if lengths else float("nan"),
         "by_level": {int(lv): float(np.mean(v)) for lv, v in sorted(levels.items())},
+        "per_question": per_question,
     }

@@ -48,3 +48,33 @@ def pca_scatter(ref_xy, other_xy, ref_label: str, other_label: str, shift: float
     ax.set(xlabel="PC1 (fit on the first cloud)", ylabel="PC2", title=f"PCA shift {shift:.2f} (reference std units)")
     ax.legend(fontsize=8)
     return fig
+
+
+# (log key, panel title, y label): TRL's per-step log entries, one panel each
+TRAINING_PANELS = (
+    ("loss", "Training loss", "cross-entropy (nats/token)"),
+    ("learning_rate", "Learning rate", "learning rate"),
+    ("grad_norm", "Gradient norm", "L2 norm (before clipping)"),
+    ("mean_token_accuracy", "Token accuracy", "share of response tokens"),
+)
+
+
+def training_curves(history: list[dict]):
+    """TRL's log history (entries with "step") as small panels sharing the optimizer-step axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.2), sharex=True)
+    for ax, (key, title, ylabel) in zip(axes.flat, TRAINING_PANELS):
+        points = [(h["step"], h[key]) for h in history if h.get(key) is not None]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set(title=title, ylabel=ylabel)
+        if key == "learning_rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    for ax in axes[-1]:
+        ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    fig.tight_layout()
+    return fig

@@ -2,8 +2,10 @@
 
 Local record (always): ``config.yaml`` (resolved), ``metrics.json`` (rewritten atomically after
 every stage, so a crash keeps what was measured), ``corpus.jsonl``, ``plots/*.png`` and
-``tables/*.jsonl``. W&B gets the same metric names (``stage/split/metric``), the plots as
-images and the tables as ``wandb.Table``; it runs offline unless ``logger.mode=online``.
+``tables/*.jsonl``, and the artifacts (``corpus/``, ``checkpoint``, ``eval.json``: see
+``ded/artifacts.py``). W&B gets the same metric names (``stage/split/metric``), the plots as
+images, the tables as ``wandb.Table`` and the artifacts as W&B artifacts; it runs offline unless
+``logger.mode=online``.
 
 W&B is a mirror, never a reason to lose a run: if it cannot start (``logger.mode=online``
 without network or API key, a bad entity, an unreachable ``WANDB_BASE_URL``; bound the wait
@@ -33,6 +35,7 @@ class Tracker:
         self.metrics: dict = {}
         self.history: list[dict] = []
         self._curves: set[str] = set()
+        self._artifacts: dict = {}  # name -> the wandb.Artifact this run logged (a later artifact's input)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         atomic_write_text(self.dir / "config.yaml", OmegaConf.to_yaml(resolved))
         ident = run_identity(cfg)
@@ -109,15 +112,62 @@ class Tracker:
             self._guard(f"plot {name}", lambda: self.wandb.log({name: wandb.Image(str(path))}))
         return path
 
-    def table(self, name: str, rows: list[dict]) -> Path:
+    def table(self, name: str, rows: list[dict], local: bool = True) -> Path:
+        """``tables/<name>.jsonl`` and a ``wandb.Table``; ``local=False``: the W&B table only (for
+        rows the run already keeps elsewhere, such as the corpus)."""
         path = self.dir / "tables" / f"{name.replace('/', '_')}.jsonl"
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+        if local:
+            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
         if self.wandb is not None and rows:
             import wandb
 
             cols = list(rows[0])
             self._guard(f"table {name}", lambda: self.wandb.log({name: wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])}))
         return path
+
+    def artifact(self, kind: str, name: str, type: str, *, local: str | os.PathLike | None = None, files: dict | None = None,
+                 references: dict | None = None, metadata: dict | None = None, inputs: tuple | list = (),
+                 description: str | None = None) -> bool:
+        """Record an artifact of the run: ``artifact/<kind>`` (its name) and ``artifact/<kind>_path``
+        (``local``) in metrics.json, always; and, with W&B, a W&B artifact output by this run.
+
+        ``files``: {name in the artifact: local file or folder}, copied into the artifact.
+        ``references``: {name in the artifact: local file or folder}, recorded as ``file://``
+        references (nothing is copied or uploaded). They are added with ``checksum=False``: a
+        checksum reads every byte (a 32B checkpoint is tens of GB, on every run that reuses it);
+        W&B then records each file's path and size, and the caller pins the content otherwise
+        (the checkpoint's stage-cache manifest, with its sha256 list, goes in as a file).
+        ``inputs``: names of artifacts this one is made from, kept in its metadata (``inputs``).
+        Online, each input that this run logged is also declared used (``run.use_artifact``), so
+        W&B's lineage graph links them through the run. Offline, wandb refuses ``use_artifact``
+        ("Cannot use artifact when in offline mode", wandb 0.31), so the metadata is the lineage.
+        Returns whether W&B took it; a W&B failure warns and the run goes on (``_guard``)."""
+        self.log({f"artifact/{kind}": name, **({f"artifact/{kind}_path": str(local)} if local is not None else {})})
+        if self.wandb is None:
+            return False
+        meta = json.loads(json.dumps({**(metadata or {}), "inputs": list(inputs)}, default=str))  # W&B takes JSON values only
+
+        def publish():
+            import wandb
+
+            run = self.wandb
+            art = wandb.Artifact(name, type=type, description=description, metadata=meta)
+            for n, p in (files or {}).items():
+                if Path(p).is_dir():
+                    art.add_dir(str(p), name=None if n in ("", ".") else n)
+                else:
+                    art.add_file(str(p), name=n)
+            for n, p in (references or {}).items():
+                art.add_reference(Path(p).absolute().as_uri(), name=n, checksum=False)
+            logged = run.log_artifact(art)
+            if not run.offline:
+                for up in (self._artifacts[i] for i in inputs if i in self._artifacts):
+                    up.wait()  # use_artifact needs the committed version (it is logged by this same run)
+                    run.use_artifact(up)
+            self._artifacts[name] = logged
+            return True
+
+        return bool(self._guard(f"artifact {name}", publish))
 
     def write(self, filename: str, text: str) -> Path:
         path = self.dir / filename

@@ -89,7 +89,7 @@ def build_sft_config(train_cfg, output_dir: str):
         use_cpu=not torch.cuda.is_available(),
         data_seed=args["seed"],
         save_strategy="no",
-        report_to="none",  # the pipeline logs the loss curve to its own tracker (same names)
+        report_to="none",  # log entries reach the run record and W&B through log_callback, as they happen
         dataset_num_proc=None,
         disable_tqdm=False,
     )
@@ -198,8 +198,30 @@ def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict
     return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc, harness)
 
 
-def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
-    """Train on rendered rows and save the checkpoint into out_dir (runs in every process of a launch)."""
+def log_callback(sink):
+    """A TrainerCallback handing each log entry TRL makes to ``sink(global_step, logs)`` at once
+    (loss, learning_rate, grad_norm, mean_token_accuracy, entropy, num_tokens, epoch; at the end
+    train_runtime, train_loss...). Only the main process (rank 0) reports."""
+    from transformers import TrainerCallback
+
+    class ForwardLogs(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                sink(state.global_step, dict(logs))
+
+    return ForwardLogs()
+
+
+def tracker_metrics(logs: dict) -> dict:
+    """A TRL log entry under the run record's names: ``train/<TRL key>`` (train/loss, train/grad_norm...)."""
+    return {f"train/{k}": v for k, v in logs.items() if k != "step"}
+
+
+def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=None) -> dict:
+    """Train on rendered rows and save the checkpoint into out_dir (runs in every process of a launch).
+
+    ``on_log(step, logs)``, when given, receives each of rank 0's log entries as TRL makes them.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(student_path)
@@ -208,6 +230,8 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
     kw = {"attn_implementation": train_cfg.attn_implementation} if train_cfg.attn_implementation else {}
     model = AutoModelForCausalLM.from_pretrained(student_path, **kw)
     trainer = make_trainer(model, tok, rows, train_cfg, str(Path(out_dir) / "trainer"))
+    if on_log is not None:
+        trainer.add_callback(log_callback(on_log))
     t0 = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - t0
@@ -218,7 +242,7 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
         "seconds": seconds,
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
-        "loss_curve": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
+        "log_history": trainer.state.log_history,  # every TRL log entry with its "step" (replayed on a cache hit)
         "completion_tokens_per_epoch": count_loss_tokens(trainer.train_dataset),
         "processes": trainer.args.world_size,
         # How batches reached the model: padded rows, packed rows (sdpa/eager), one varlen row (flash).
@@ -231,14 +255,50 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
     return info
 
 
-def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict:
-    """Run `fit` in train.num_processes processes: `accelerate launch` (DDP, ZeRO-3, FSDP) or torchrun."""
+TELEMETRY = "telemetry.jsonl"  # in a launch's job folder: rank 0's log entries, one JSON line each
+
+
+def append_entries(path: Path):
+    """A log sink for a launched rank 0: each entry one complete JSON line, written and closed at once."""
+
+    def sink(step: int, logs: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, **logs}) + "\n")
+
+    return sink
+
+
+def forward_entries(path: Path, offset: int, on_log) -> int:
+    """Hand each complete line of `path` after byte `offset` to ``on_log(step, logs)``; return the
+    offset after the last complete line (a line being written is read on the next call)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        entry = json.loads(line)
+        on_log(entry.pop("step"), entry)
+    return offset + end
+
+
+def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=None, poll_s: float = 0.5) -> dict:
+    """Run `fit` in train.num_processes processes: `accelerate launch` (DDP, ZeRO-3, FSDP) or torchrun.
+
+    Rank 0 appends its log entries to the job folder's telemetry file; while the launch runs,
+    each new complete line goes to ``on_log(step, logs)`` (every `poll_s` seconds, and once more
+    after the launch exits).
+    """
     from dataclasses import asdict
 
     job = Path(out_dir) / "launch"
     job.mkdir(parents=True, exist_ok=True)
     (job / "rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     (job / "job.json").write_text(json.dumps({"student_path": student_path, "train": asdict(train_cfg), "out_dir": out_dir}))
+    telemetry = job / TELEMETRY
+    telemetry.unlink(missing_ok=True)
     n = str(train_cfg.num_processes or 1)
     if train_cfg.launcher == "torchrun":
         # Plain torch.distributed (DDP; gloo on CPU): what accelerate's CPU path would need MPI for.
@@ -251,31 +311,54 @@ def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str) -> dict
             cmd += ["--config_file", project_path(str(train_cfg.accelerate_config))]
     cmd += ["-m", "ded.train", str(job)]
     log.info("train: %s", " ".join(cmd))
-    rc = subprocess.call(cmd)
+    proc, offset, rc = subprocess.Popen(cmd), 0, None
+    try:
+        while rc is None:
+            try:
+                rc = proc.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                pass
+            if on_log is not None:  # after the exit too: the last lines
+                offset = forward_entries(telemetry, offset, on_log)
+    except BaseException:  # as subprocess.call: an interrupt or a failing sink stops the launch
+        proc.kill()
+        proc.wait()
+        raise
     if rc != 0:
         raise RuntimeError(f"train: the {train_cfg.launcher} launch exited with code {rc} (command: {' '.join(cmd)})")
     shutil.rmtree(job, ignore_errors=True)
     return json.loads((Path(out_dir) / "train_info.json").read_text())
 
 
-def train(student_path: str, student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg, cache: StageCache):
-    """Return (checkpoint dir, key, info). A cached checkpoint returns at once with info['cached']=True."""
+def read_info(ckpt: Path) -> dict:
+    """A checkpoint's train_info.json; one written before the full log history was kept gets its
+    loss curve as the history."""
+    info = json.loads((Path(ckpt) / "train_info.json").read_text())
+    if "log_history" not in info:
+        info["log_history"] = [{"step": s, "loss": v} for s, v in info.pop("loss_curve", [])]
+    return info
+
+
+def train(student_path: str, student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg, cache: StageCache, on_log=None):
+    """Return (checkpoint dir, key, info). A cached checkpoint returns at once with info['cached']=True
+    (its ``log_history`` is the one recorded when it was trained). ``on_log(step, logs)`` receives
+    each of TRL's log entries as training makes it, in one process or from a launch's rank 0."""
     key = checkpoint_key(student_identity, corpus, prefix, train_cfg)
     hit = cache.get("train", key)  # verified against its manifest: a damaged checkpoint is removed and retrained
     if hit is not None:
         log.info("train: cached checkpoint %s", hit)
-        return str(hit), key, {"cached": True, **json.loads((hit / "train_info.json").read_text())}
+        return str(hit), key, {"cached": True, **read_info(hit)}
     from transformers import AutoTokenizer
 
     with cache.build("train", key, {"student": student_identity, "examples": len(corpus)}) as tmp:
         if tmp is None:  # another job trained it while we waited for the lock (build verified it; we hold the lock)
             hit = cache.path("train", key)
-            return str(hit), key, {"cached": True, **json.loads((hit / "train_info.json").read_text())}
+            return str(hit), key, {"cached": True, **read_info(hit)}
         rows = to_dataset_rows(AutoTokenizer.from_pretrained(student_path), corpus, prefix)
         if (train_cfg.num_processes or 1) > 1:
-            info = launch(student_path, rows, train_cfg, str(tmp))
+            info = launch(student_path, rows, train_cfg, str(tmp), on_log=on_log)
         else:
-            info = fit(student_path, rows, train_cfg, str(tmp))
+            info = fit(student_path, rows, train_cfg, str(tmp), on_log=on_log)
     return str(cache.path("train", key)), key, {"cached": False, **info}
 
 
@@ -285,4 +368,4 @@ if __name__ == "__main__":  # the worker that `launch` starts in every process
     job_dir = Path(sys.argv[1])
     job = json.loads((job_dir / "job.json").read_text())
     rows = [json.loads(x) for x in (job_dir / "rows.jsonl").read_text().splitlines()]
-    fit(job["student_path"], rows, TrainConfig(**job["train"]), job["out_dir"])
+    fit(job["student_path"], rows, TrainConfig(**job["train"]), job["out_dir"], on_log=append_entries(job_dir / TELEMETRY))

@@ -33,7 +33,7 @@ def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
     assert 0 <= m["eval/heldout/base/avg@2"] <= 1 and 0 <= m["eval/heldout/trained/avg@2"] <= 1
     assert m["corpus/examples"] >= 1 and m["train/steps"] >= 1
     assert m["analysis/corpus/student_entropy"] > 0 and m["analysis/pca_shift/trained_vs_base"] >= 0
-    for f in ["config.yaml", "corpus.jsonl", "plots/passrate_histogram.png", "plots/eval_accuracy_by_level.png", "plots/train_loss.png",
+    for f in ["config.yaml", "corpus.jsonl", "plots/passrate_histogram.png", "plots/eval_accuracy_by_level.png", "plots/train_curves.png",
               "plots/analysis_pca_corpus_vs_own.png", "plots/analysis_pca_trained_vs_base.png"]:
         assert (out / f).stat().st_size > 0, f
     corpus = [json.loads(x) for x in (out / "corpus.jsonl").read_text().splitlines()]
@@ -45,7 +45,7 @@ def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
     assert any(n.startswith("eval") for n in pngs) and any(n.startswith("passrate") for n in pngs)
     # Offline runs keep their records in the .wandb protobuf log: the metric names are there verbatim.
     log_bytes = next(runs[0].glob("*.wandb")).read_bytes()
-    for name in ["eval/heldout/trained/avg@2", "eval/heldout/base/avg@2", "generation/teacher/new_samples", "train/loss_curve"]:
+    for name in ["eval/heldout/trained/avg@2", "eval/heldout/base/avg@2", "generation/teacher/new_samples", "train/grad_norm", "train/train_loss"]:
         assert name.encode() in log_bytes, name
 
     # The same config again: nothing generated, the checkpoint reused, the same numbers.

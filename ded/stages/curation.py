@@ -8,6 +8,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from ded.artifacts import save_corpus
 from ded.cache import short_hash
 from ded.diversity import diversity_report
 from ded.filters import FilterLog, build_trajectory_filters, run_filters
@@ -86,5 +87,6 @@ def log_corpus(ctx: Run, corpus: Corpus) -> None:
         **{f"corpus/diversity/{k}": v for k, v in diversity_report(corpus.groups).items()},
     })  # fmt: skip
     ctx.tracker.write("corpus.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in corpus.examples))
-    ctx.tracker.table("corpus", corpus.examples)
+    ctx.tracker.table("corpus", corpus.examples, local=False)  # browsable in W&B; locally corpus.jsonl and corpus/ hold it
+    save_corpus(ctx, corpus)  # <run>/corpus/: a `datasets` dataset + card, and the W&B dataset artifact
     log.info("corpus: %d examples from %d questions", n, questions)

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from ded import plots
+from ded.artifacts import log_evaluation as log_eval_artifact
 from ded.data.evalsets import scope_of
 from ded.evaluate import score
 from ded.generation import generate_cached
@@ -19,7 +20,7 @@ from ded.stages.training import Trained
 
 @dataclass
 class Evaluation:
-    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" -> ded.evaluate.score(...)
+    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" -> ded.evaluate.score(...) (per_question included)
     deltas: dict[str, float]  # split -> trained avg@k - base avg@k
     k: int
 
@@ -59,7 +60,8 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
     samples, st = generate_cached(backend, ctx.cache_root, qs, ctx.cfg.eval.k, prefix=prompt_prefix_for(ctx.cfg.student),
                                   sampling=split_sampling(ctx, split), seed=ctx.seed, desc=f"eval {split} {model}")  # fmt: skip
     res = score(qs, samples)
-    ctx.tracker.log({f"eval/{split}/{model}/{key}": v for key, v in res.items() if key != "by_level"} | {f"eval/{split}/{model}/new_samples": st.new_samples})
+    scalars = {key: v for key, v in res.items() if key not in ("by_level", "per_question")}  # per_question: eval.json only
+    ctx.tracker.log({f"eval/{split}/{model}/{key}": v for key, v in (scalars | {"new_samples": st.new_samples}).items()})
     if split == "heldout":
         ctx.tracker.log({f"eval/{split}/{model}/level{lv}": v for lv, v in res["by_level"].items()})
     return res
@@ -71,12 +73,13 @@ def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained) -> None:
     for scope, label in (("in", "in_domain"), ("out", "out_of_domain")):  # DED's claim: a small curated corpus keeps out-of-domain skill
         if ds := [d for split, d in ev.deltas.items() if scope_of(split) == scope]:
             t.log({f"eval/{label}/delta_avg@{k}": sum(ds) / len(ds)})
-    t.table("eval/summary", [
+    table = t.table("eval/summary", [
         {"split": split, "domain": scope_of(split), **{f"{m}_avg@{k}": r[m][f"avg@{k}"] for m in r},
          **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": ev.deltas[split]}
         for split, r in ev.results.items()
     ])  # fmt: skip
-    t.write("eval.json", json.dumps({"provenance": provenance(ctx, trained), "results": ev.results}, indent=1, default=str))
+    record = t.write("eval.json", json.dumps({"provenance": provenance(ctx, trained), "results": ev.results}, indent=1, default=str))
+    log_eval_artifact(ctx, trained, record, table)  # W&B: eval.json + the summary table, the model artifact its input
     t.plot("eval/accuracy_by_level", plots.accuracy_by_level(ev.results["heldout"]["base"], ev.results["heldout"]["trained"], k))
 
 

@@ -14,27 +14,37 @@ from ded.stages.curation import Corpus
 class Trained:
     path: str  # checkpoint directory (in the stage cache)
     key: str  # its cache key: names the trained model in evaluation's sample cache
-    info: dict  # train_loss, steps, seconds, loss_curve, batch_layout, cached
+    info: dict  # train_loss, steps, seconds, log_history (TRL's entries), batch_layout, cached
 
 
 @stage("training")
 def run(ctx: Run, corpus: Corpus) -> Trained:
     from ded.generation.factory import model_identity
     from ded.models import local_checkpoint
-    from ded.train import train
+    from ded.train import tracker_metrics, train
 
     cfg = ctx.cfg
     student_path = local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision)
-    path, key, info = train(student_path, model_identity(cfg.student), corpus.examples, prompt_prefix_for(cfg.student), cfg.train, ctx.stage_cache)
+
+    def log_entry(step: int, logs: dict) -> None:  # each TRL log entry, as training makes it: history.jsonl and W&B (train/step)
+        ctx.tracker.log(tracker_metrics(logs), step=step)
+
+    student, prefix = model_identity(cfg.student), prompt_prefix_for(cfg.student)
+    path, key, info = train(student_path, student, corpus.examples, prefix, cfg.train, ctx.stage_cache, on_log=log_entry)
+    if info["cached"]:  # the checkpoint's recorded curves, so this run's record holds them too (train/cached says so)
+        for entry in info["log_history"]:
+            log_entry(entry["step"], entry)
     ctx.tracker.log({
         "train/cached": info["cached"],
-        "train/loss": info["train_loss"],
+        "train/train_loss": info["train_loss"],  # mean over training (TRL's name); train/loss is the per-step curve
         "train/steps": info["steps"],
         "train/seconds": info["seconds"],
         "train/loss_tokens_per_epoch": info.get("completion_tokens_per_epoch"),
         "train/batch_layout": info.get("batch_layout"),
     })  # fmt: skip
-    for step, loss in info["loss_curve"]:
-        ctx.tracker.log({"train/loss_curve": loss}, step=step)
-    ctx.tracker.plot("train/loss", plots.loss_curve(info["loss_curve"]))
-    return Trained(path, key, info)
+    ctx.tracker.plot("train/curves", plots.training_curves(info["log_history"]))
+    trained = Trained(path, key, info)
+    from ded.artifacts import record_checkpoint
+
+    record_checkpoint(ctx, trained, corpus)  # <run>/checkpoint link + checkpoint.json + MODEL_CARD.md; W&B model artifact
+    return trained
