@@ -1,29 +1,31 @@
-"""Gather every run record below a folder into one CSV: one row per run, one column per metric.
+"""Every run record below a folder as one CSV (`ded.results.load_runs`): one row per run, columns
+for its status, overrides, config-group choices, resolved config (dotted keys) and every metric
+(plus the k-free `@k` aliases).
 
     python analysis/collect.py multirun/ > runs.csv
+    python analysis/collect.py multirun/ --finished-only -o runs.csv
 """
 
-import csv
-import json
+import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-def collect(root: Path) -> list[dict]:
-    rows = []
-    for m in sorted(root.rglob("metrics.json")):
-        overrides = m.parent / ".hydra" / "overrides.yaml"
-        row = {"run": str(m.parent), "overrides": overrides.read_text().replace("\n", " ") if overrides.exists() else ""}
-        row.update(json.loads(m.read_text()))
-        rows.append(row)
-    return rows
+from ded.results import load_runs  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("root", help="a folder holding run records (metrics.json) anywhere below it")
+    ap.add_argument("--finished-only", action="store_true", help="only runs whose record says run/status=finished")
+    ap.add_argument("-o", "--output", help="write the CSV here instead of stdout")
+    args = ap.parse_args()
+    if not Path(args.root).is_dir():
+        sys.exit(f"collect.py: {args.root}: no such folder")
+    df = load_runs(args.root, finished_only=args.finished_only)
+    df.to_csv(args.output or sys.stdout, index=False)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        sys.exit("usage: python analysis/collect.py <folder with run records>")
-    rows = collect(Path(sys.argv[1]))
-    cols = sorted({k for r in rows for k in r} - {"run", "overrides"})
-    w = csv.DictWriter(sys.stdout, fieldnames=["run", "overrides", *cols])
-    w.writeheader()
-    w.writerows(rows)
+    main()

@@ -11,44 +11,74 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 
-@torch.inference_mode()
+@dataclass
+class ExampleStats:
+    """Per probe example: mean token entropy over its response tokens (nats; NaN for an empty
+    response), its response token count, and its mean last-layer state."""
+
+    entropy: np.ndarray  # [n]
+    tokens: np.ndarray  # [n]
+    feats: np.ndarray  # [n, hidden]
+
+    @property
+    def mean_entropy(self) -> float:
+        """Mean over every response token of the set (examples weighted by their length)."""
+        n = int(self.tokens.sum())
+        return float(np.nansum(self.entropy * self.tokens) / n) if n else 0.0
+
+
 def response_stats(model, tok, rows: list[dict], batch_size: int = 8) -> tuple[float, np.ndarray]:
     """(mean token entropy over response tokens, [n, hidden] mean last-layer state per example).
 
-    `rows` are {"prompt": text, "completion": text} as rendered for training.
+    `rows` are {"prompt": text, "completion": text} as rendered for training; `example_stats`
+    gives the same per example (entropy, token count, state).
     """
+    s = example_stats(model, tok, rows, batch_size)
+    return s.mean_entropy, s.feats
+
+
+def _encode(tok, chunk: list[dict]) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """Right-padded ids and mask (positions stay those of the unpadded text), and each response span."""
+    seqs, spans = [], []
+    for r in chunk:
+        p = tok(r["prompt"], add_special_tokens=False).input_ids
+        c = tok(r["completion"], add_special_tokens=False).input_ids
+        seqs.append(p + c)
+        spans.append((len(p), len(p) + len(c)))
+    width = max(len(s) for s in seqs)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+    return ids, attn, spans
+
+
+@torch.inference_mode()
+def example_stats(model, tok, rows: list[dict], batch_size: int = 8) -> ExampleStats:
+    """Teacher-forced entropy and mean last-layer state of each example's response tokens."""
     device = next(model.parameters()).device
-    ent_sum, ent_n, feats = 0.0, 0, []
+    ents, counts, feats = [], [], []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        seqs, spans = [], []
-        for r in chunk:
-            p = tok(r["prompt"], add_special_tokens=False).input_ids
-            c = tok(r["completion"], add_special_tokens=False).input_ids
-            seqs.append(p + c)
-            spans.append((len(p), len(p) + len(c)))
-        width = max(len(s) for s in seqs)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):  # right padding: positions stay those of the unpadded text
-            ids[i, : len(s)] = torch.tensor(s)
-            attn[i, : len(s)] = 1
+        ids, attn, spans = _encode(tok, rows[start : start + batch_size])
         out = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
         logp = torch.log_softmax(out.logits.float(), dim=-1)
         ent = -(logp.exp() * logp).sum(-1)  # [b, t]: entropy of the distribution predicting token t+1
         hidden = out.hidden_states[-1].float()
         for i, (a, b) in enumerate(spans):
-            # The distribution over response token j comes from position j-1.
-            e = ent[i, a - 1 : b - 1]
-            ent_sum += float(e.sum())
-            ent_n += e.numel()
+            e = ent[i, a - 1 : b - 1]  # the distribution over response token j comes from position j-1
+            ents.append(float(e.mean()) if e.numel() else float("nan"))
+            counts.append(e.numel())
             feats.append(hidden[i, a:b].mean(0).cpu().numpy())
-    return ent_sum / max(ent_n, 1), np.stack(feats) if feats else np.zeros((0, model.config.hidden_size))
+    hidden_size = model.config.hidden_size
+    return ExampleStats(np.array(ents, dtype=float), np.array(counts, dtype=int), np.stack(feats) if feats else np.zeros((0, hidden_size)))
 
 
 def pca_shift(reference: np.ndarray, other: np.ndarray, components: int = 2) -> dict:

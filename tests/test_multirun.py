@@ -1,5 +1,6 @@
-"""Multirun sweeps share the sample cache: only the first job generates."""
+"""Multirun sweeps share the sample cache: only the first job generates; every sweep ends with its summary."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -40,6 +41,21 @@ def test_diversity_by_size_sweep_generates_once_and_pool_growth_only_new(cache_d
     for o, m in jobs:
         size = int(next(x for x in o if x.startswith("corpus.size=")).split("=")[1])
         assert m["corpus/examples"] == min(size, cap), o
+
+    # The SweepSummary callback (conf/hydra/default.yaml) summarised the sweep: one row per job,
+    # its swept overrides as columns, the metrics as recorded (avg@k: the run's avg@<eval.k>).
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], r["diversity"], r["corpus.size"], r["status"]) for r in rows] == [
+        ("0", "levenshtein", "3", "finished"), ("1", "levenshtein", "6", "finished"),
+        ("2", "random", "3", "finished"), ("3", "random", "6", "finished")]  # fmt: skip
+    for r, (_, m) in zip(rows, jobs):
+        k = m["eval/heldout/trained/k"]
+        assert float(r["eval/heldout/trained/avg@k"]) == m[f"eval/heldout/trained/avg@{k}"]
+        assert float(r["eval/heldout/delta_avg@k"]) == m[f"eval/heldout/delta_avg@{k}"]
+        assert int(r["corpus/examples"]) == m["corpus/examples"]
+    assert "## Failed jobs\n\nNone." in (sweep / "summary.md").read_text()
+    assert (sweep / "summary.png").stat().st_size > 10_000 and (sweep / "runs.csv").exists()
 
     # Growing the pool 8 -> 12 generates samples for the 4 new questions only.
     grown = tmp_path / "grown"
