@@ -142,6 +142,7 @@ class TrajectoryFilters:
     repetition: bool = True
     language: bool = False
     think_format: bool = False
+    dedup: bool = False  # drop exact copies of a kept trajectory of the same question (counted: dropped_duplicate)
 
 
 @dataclass
@@ -151,7 +152,7 @@ class CorpusConfig:
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     pool_size: int = 48
     seed: int = 0
-    size: int = 64
+    size: Optional[int] = 64  # null: every selected trajectory (no cap)
     pass_rate: PassRate = field(default_factory=PassRate)
     trajectories: Trajectories = field(default_factory=Trajectories)
     filters: TrajectoryFilters = field(default_factory=TrajectoryFilters)
@@ -161,7 +162,7 @@ class CorpusConfig:
     def __post_init__(self):
         TASKS.check(self.task, "corpus.task")
         _check(self.task != "pool" or len(self.pools) > 0, "corpus.pools", "corpus.task=pool needs at least one pool")
-        _check(self.size > 0, "corpus.size", f"must be > 0, got {self.size}")
+        _check(self.size is None or self.size > 0, "corpus.size", f"must be > 0 (or null: no cap), got {self.size}")
         _check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
         _check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
         bad = [lv for lv in self.levels if lv not in range(1, 6)]

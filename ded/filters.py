@@ -15,6 +15,7 @@ cache's dict: ``text``, ``finish`` ("stop" | "length"), ``n_tokens`` when known.
 - ``Repetition``: not stuck in a loop (content repeated copy after copy; markup lines and step
   templates do not count).
 - ``Language``: letters mostly in the expected scripts (reasoning models drift into Chinese).
+- ``Duplicate``: not an exact copy of a kept trajectory of the same question (``dedup``).
 - ``PassRateFilter`` (questions): keep a band of student pass rates (``pass_rates``).
 
 ``build_trajectory_filters(corpus.filters)`` makes the chain a run applies from the
@@ -306,6 +307,22 @@ class Language:
         return True if share >= self.min_share else (False, "language")
 
 
+class Duplicate:
+    """Not an exact copy (whitespace aside) of a trajectory of the same question kept before it.
+    Run last, so only copies of a kept trajectory count; the first of each text stays. A small
+    teacher often writes the same solution twice, and selection would otherwise spend P on it."""
+
+    def __init__(self):
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, item):
+        key = (item[0].id, " ".join(_text(item).split()))
+        if key in self.seen:
+            return False, "duplicate"
+        self.seen.add(key)
+        return True
+
+
 # --- the configured chain ------------------------------------------------------------------------
 
 TRAJECTORY_FILTERS: Registry[Callable[["TrajectoryFilters"], Filter | None]] = Registry("corpus.filters")
@@ -316,6 +333,7 @@ TRAJECTORY_FILTERS.register("think_format", lambda fc: ThinkFormat() if fc.think
 TRAJECTORY_FILTERS.register("repetition", lambda fc: Repetition() if fc.repetition else None)
 TRAJECTORY_FILTERS.register("language", lambda fc: Language() if fc.language else None)
 TRAJECTORY_FILTERS.register("correct", lambda fc: Correct())
+TRAJECTORY_FILTERS.register("dedup", lambda fc: Duplicate() if fc.dedup else None)
 
 
 def build_trajectory_filters(fc: TrajectoryFilters) -> list[Filter]:

@@ -288,3 +288,19 @@ def test_configured_chain_cheapest_first_correct_last():
     assert everything == ["Complete", "Length", "ThinkFormat", "Repetition", "Language", "Correct"]
     (length,) = [f for f in build_trajectory_filters(TrajectoryFilters(max_tokens=9)) if isinstance(f, Length)]
     assert (length.min_tokens, length.max_tokens) == (0, 9)
+
+
+def test_dedup_drops_copies_of_a_kept_trajectory_only():
+    """corpus.filters.dedup: the first of each text (whitespace aside) stays, per question; a wrong
+    answer is dropped as wrong, not as a copy, because dedup runs after correct."""
+    from ded.config import TrajectoryFilters
+
+    chain = build_trajectory_filters(TrajectoryFilters(dedup=True))
+    assert [type(f).__name__ for f in chain][-2:] == ["Correct", "Duplicate"]
+    q1, q2 = Question("q1", "What is $2+2$?", "4"), Question("q2", "What is $1+3$?", "4")
+    ok, ok_spaced, wrong = "2 + 2 = 4. $\\boxed{4}$", "2 + 2 =  4.\n$\\boxed{4}$", "$\\boxed{5}$"
+    items = [(q, {"text": t, "finish": "stop", "n_tokens": 5}) for q, t in [(q1, ok), (q1, ok_spaced), (q1, wrong), (q1, wrong), (q2, ok)]]
+    kept, log = run_filters(items, chain, lambda it: {"id": it[0].id, "response": it[1]["text"]})
+    assert [(q.id, s["text"]) for q, s in kept] == [("q1", ok), ("q2", ok)]
+    assert log.dropped == {"duplicate": 1, "wrong": 2}
+    assert [r["reason"] for r in log.rejects].count("duplicate") == 1

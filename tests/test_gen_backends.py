@@ -77,4 +77,4 @@ def test_discovering_the_backends_imports_nothing_heavy():
     code = ("import sys; from ded.generation.backends import discover; names = discover().names(); "
             "print(sorted(names), [m for m in ('torch', 'transformers', 'vllm', 'openai', 'datasets', 'httpx') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['hf', 'openai', 'replay', 'vllm'] []"
+    assert out.strip() == "['hf', 'openai', 'replay', 'solver', 'vllm'] []"

@@ -190,7 +190,7 @@ def test_pool_task_from_the_typed_config_and_a_bad_format_names_its_key(tmp_path
     train, held = load_task(cfg.corpus, cfg.eval.size)
     assert len(train) == 8 and len(held) == 4 and not {q.id for q in train} & {q.id for q in held}
     assert {q.kind for q in train} == {"gsm8k"}
-    assert TASKS.names() == ["arithmetic", "pool"]
+    assert TASKS.names() == ["arithmetic", "multistep", "pool"]
     bad = [x.replace("gsm8k", "csv") for x in pool]
     with pytest.raises(ConfigError, match=r"corpus\.pools\[\]\.format: unknown format 'csv'"):
         validate(compose(bad + ["paths.output_dir=/tmp/x"]))

@@ -62,7 +62,9 @@ def select_corpus(ctx: Run, passrate: PassRateResult, candidates: dict[str, list
     chosen = select_groups((candidates[q.id] for q in order), rngs, p, cfg.diversity)  # diversity.workers > 1: in parallel
     # most valuable first: a smaller take is a prefix
     picks = {q.id: [candidates[q.id][i] for i in idx] for q, idx in zip(order, chosen)}
-    counts = allocate([len(picks[q.id]) for q in order], cfg.corpus.size, cfg.corpus.allocation, per_question=p) if order else []
+    available = [len(picks[q.id]) for q in order]
+    size = sum(available) if cfg.corpus.size is None else cfg.corpus.size  # null: no cap
+    counts = allocate(available, size, cfg.corpus.allocation, per_question=p) if order else []
     examples, groups = [], []
     for q, c in zip(order, counts):
         if chosen := picks[q.id][:c]:
@@ -73,7 +75,8 @@ def select_corpus(ctx: Run, passrate: PassRateResult, candidates: dict[str, list
 
 
 def log_corpus(ctx: Run, corpus: Corpus) -> None:
-    size, n = ctx.cfg.corpus.size, len(corpus.examples)
+    n = len(corpus.examples)
+    size = n if ctx.cfg.corpus.size is None else ctx.cfg.corpus.size
     if n < size:
         log.warning("corpus holds %d examples, fewer than corpus.size=%d: the pool yields no more. Raise corpus.pool_size "
                     "or corpus.trajectories.n to reach it.", n, size)  # fmt: skip
