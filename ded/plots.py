@@ -33,14 +33,6 @@ def accuracy_by_level(base: dict, trained: dict, k: int):
     return fig
 
 
-def loss_curve(points: list[tuple[int, float]]):
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3)
-    ax.set(xlabel="optimizer step", ylabel="SFT loss (response tokens)", title="Training loss")
-    return fig
-
-
 def pca_scatter(ref_xy, other_xy, ref_label: str, other_label: str, shift: float):
     fig, ax = plt.subplots(figsize=(4.8, 4))
     ax.scatter(ref_xy[:, 0], ref_xy[:, 1] if ref_xy.shape[1] > 1 else 0 * ref_xy[:, 0], s=12, alpha=0.6, label=ref_label)
