@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -32,3 +33,30 @@ def test_unknown_suite_lists_known_ones():
     p = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "no_such_suite"], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "diversity_ablation" in p.stderr
 
+
+
+def test_comparisons_pair_each_arm_with_the_baseline_and_give_the_detectable_difference(tmp_path):
+    """sweep.py's comparisons.md: arm minus baseline paired over seeds, with 2.8 x its s.e. as the
+    difference the suite detects 80% of the time (values by hand in tests/test_results.py)."""
+    import importlib.util
+
+    from test_results import VALUES, write_run
+
+    for i, ((div, seed), v) in enumerate(VALUES.items()):
+        if div != "none":
+            write_run(tmp_path, f"{i}", diversity=div, seed=seed, value=v, per_question={"q1": v, "q2": v / 2})
+    write_run(tmp_path, "9", diversity="none", seed=0, value=0.2, extra={}, per_question={"q1": 0.2, "q2": 0.1})
+    spec = importlib.util.spec_from_file_location("sweep", ROOT / "sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    rows = sweep.compare(tmp_path, {"compare": {"by": ["choice.experiment", "choice.diversity"], "baseline": "random"},
+                                    "plot": "eval/heldout/trained/avg@k"})  # fmt: skip
+    by_arm = {(r["arm"], r["paired over"]): r for r in rows}
+    lev = by_arm[("levenshtein", "seeds")]
+    # levenshtein - random over seeds 0, 1, 2: 0.1, 0.15, 0.05 -> mean 0.1, se 0.028868
+    assert lev["n pairs"] == 3 and lev["difference"] == pytest.approx(0.1) and lev["detectable (80% power)"] == pytest.approx(2.8 * 0.028868, abs=1e-5)
+    q = by_arm[("levenshtein", "seed x question")]
+    assert q["n pairs"] == 6 and q["difference"] == pytest.approx((0.1 + 0.05) / 2)  # q2 halves each difference
+    none = by_arm[("none", "seeds")]
+    assert none["n pairs"] == 1 and none["difference"] == pytest.approx(0.2 - 0.4)  # one shared seed: no interval
+    assert "detectable" in (tmp_path / "comparisons.md").read_text() and (tmp_path / "comparisons.csv").exists()
