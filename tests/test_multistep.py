@@ -84,8 +84,27 @@ def test_teacher_lineup_composes():
     from tests.conftest import compose
 
     styles = {}
-    for t in ("smollm2_fewshot", "smollm2_stepwise", "smollm2_think", "solver"):
+    for t in ("smollm2_fewshot", "smollm2_stepwise", "smollm2_think", "solver", "solver_varied"):
         cfg = validate(compose([f"teacher={t}", "corpus=multistep", "paths.output_dir=/tmp/x"]))
         styles[t] = (cfg.teacher.backend, getattr(cfg.teacher, "fewshot_style", None), getattr(cfg.teacher, "fewshot_task", None))
     assert styles == {"smollm2_fewshot": ("hf", "terse", "multistep"), "smollm2_stepwise": ("hf", "stepwise", "multistep"),
-                      "smollm2_think": ("hf", "think", "multistep"), "solver": ("solver", None, None)}  # fmt: skip
+                      "smollm2_think": ("hf", "think", "multistep"), "solver": ("solver", None, None), "solver_varied": ("solver", None, None)}  # fmt: skip
+
+
+def test_varied_solver_is_always_right_reproducible_and_varied(splits):
+    """style=varied: the same arithmetic in other words; same request -> same text; samples of one
+    question differ (what diversity selection needs), and stay correct."""
+    import random
+
+    pool, held_out = splits
+    texts = {}
+    for q in pool + held_out:
+        texts[q.id] = [multistep.solve_varied(q.text, random.Random(i)) for i in range(4)]
+        assert all(check_answer(t, q.answer, q.kind).correct for t in texts[q.id]), q.text
+    distinct = sum(len(set(v)) for v in texts.values()) / sum(len(v) for v in texts.values())
+    assert distinct > 0.9  # nearly every sample is worded its own way
+    b = SolverBackend("multistep", "varied")
+    q = pool[20]
+    reqs = [Request("h", i, [{"role": "user", "content": q.text}], seed=0) for i in range(4)]
+    first, again = [c.text for c in next(b.generate(reqs, {}))], [c.text for c in next(b.generate(reqs, {}))]
+    assert first == again and len(set(first)) > 1 and b.identity["style"] == "varied"

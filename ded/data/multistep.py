@@ -133,6 +133,37 @@ def solve(text: str) -> str:
     return "\n".join(lines + [f"Answer: $\\boxed{{{count}}}$"])
 
 
+# How a varied solution may say each part: always the same arithmetic, in different words.
+_OPEN = ["{n} starts with {x} {i}.", "At first {n} has {x} {i}.", "We begin with {x} {i}.", "Start: {x}."]
+_SAY = {
+    "+": ["{w}, so {n} has {x} + {a} = {y} {i}.", "{x} + {a} = {y}.", "Adding {a} gives {y} {i}.", "Now {y}, because {x} + {a} = {y}."],
+    "-": ["{w}, so {n} has {x} - {a} = {y} {i}.", "{x} - {a} = {y}.", "Taking away {a} leaves {y} {i}.", "Now {y}, because {x} - {a} = {y}."],
+    "packs": ["{w}: {a} \\times {b} = {p} more, so {x} + {p} = {y}.", "The bags hold {a} \\times {b} = {p} {i}; {x} + {p} = {y}.",
+              "{p} new {i} ({a} bags of {b}), {y} in all.", "{x} + {a} \\times {b} = {x} + {p} = {y}."],
+    "double": ["Doubling gives 2 \\times {x} = {y}.", "{x} doubled is {y} {i}.", "2 \\times {x} = {y}.", "Twice {x} is {y}."],
+    "share": ["{x} \\div {a} = {y} {i} in each box, and {n} keeps one box.", "{x} \\div {a} = {y}.", "Each box gets {y}, since {x} / {a} = {y}.",
+              "Keeping one of {a} equal boxes leaves {y}."],
+}
+_CLOSE = ["The answer is $\\boxed{{{y}}}$.", "So {n} has $\\boxed{{{y}}}$ {i} now.", "Answer: $\\boxed{{{y}}}$", "$\\boxed{{{y}}}$"]
+_OP = {"buy": "+", "find": "+", "give": "-", "lose": "-", "packs": "packs", "double": "double", "share": "share"}
+
+
+def solve_varied(text: str, rng: random.Random) -> str:
+    """A worked solution with the same arithmetic as `solve`, worded by `rng`: per step one of four
+    phrasings, an opening line or none, one of four closings, lines or one paragraph. Always correct;
+    two samples of one question differ in wording, length and layout (what diversity selection sees)."""
+    count, steps = read(text)
+    name, items = re.match(r"(\w+) has \d+ (\w+)\.", text).groups()
+    parts = [rng.choice(_OPEN).format(n=name, x=count, i=items)] if rng.random() < 0.7 else []
+    for kind, a, b in steps:
+        y = STEPS[kind].apply(count, a, b)
+        what = STEPS[kind].template.format(n=name, a=a, b=b, i=items).rstrip(".")
+        parts.append(rng.choice(_SAY[_OP[kind]]).format(w=what, n=name, x=count, a=a, b=b, p=a * b, y=y, i=items))
+        count = y
+    parts.append(rng.choice(_CLOSE).format(n=name, y=count, i=items))
+    return ("\n" if rng.random() < 0.5 else " ").join(parts)
+
+
 # Worked examples a prompted teacher prepends (``fewshot: n`` turns, ``fewshot_style``). Fixed
 # questions, excluded from both splits.
 DEMO_QUESTIONS = [

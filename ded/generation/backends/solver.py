@@ -1,7 +1,10 @@
 """The ``solver`` backend: a programmatic teacher that reads each question back from its text
 and writes a worked solution in one fixed, terse style of its own (``solver.task``'s ``solve``).
 
-It is never wrong on its task and never varies: every sample of a question is the same text.
+With ``style: fixed`` it is never wrong and never varies: every sample of a question is the
+same text. With ``style: varied`` each sample is worded anew from its seed (same arithmetic,
+different phrasing, order of lines and length): an always-correct teacher whose samples differ,
+which gives diversity selection something to choose from on CPU.
 That is the point of it in a teacher line-up: a teacher whose accuracy is perfect but whose
 style is unlike the student's own, so "does the most accurate teacher make the best student?"
 can be asked on CPU. A question the solver cannot read comes back as ``finish="missing"`` with
@@ -10,6 +13,7 @@ no text (counted and filtered like any unusable trajectory), never as a guess.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -25,29 +29,37 @@ class SolverModelConfig(ModelConfig):
     backend: str = "solver"
     path: str = "solver"  # a label: there are no weights
     task: str = "multistep"  # whose solve() writes the solutions
+    style: str = "fixed"  # fixed: one text per question | varied: each sample worded anew (seeded), same arithmetic
 
     def __post_init__(self):
         super().__post_init__()
         one_of(self.task, list(SOLVERS), "solver task")
+        one_of(self.style, ["fixed", "varied"], "style")
 
 
 @register_backend("solver", SolverModelConfig)
 def build(mcfg: SolverModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "SolverBackend":
-    return SolverBackend(mcfg.task)
+    return SolverBackend(mcfg.task, mcfg.style)
 
 
 class SolverBackend(Backend):
-    def __init__(self, task: str):
+    def __init__(self, task: str, style: str = "fixed"):
         import importlib
 
-        self.solve = importlib.import_module(f"ded.data.{task}").solve
-        self.identity = {"solver": task, "version": 1}  # a change to the solver's style bumps the version
+        module = importlib.import_module(f"ded.data.{task}")
+        self.style = style
+        self.solve = module.solve if style == "fixed" else module.solve_varied
+        self.identity = {"solver": task, "style": style, "version": 1}  # a change to the solver's wording bumps the version
 
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
         out = []
         for r in requests:
+            question = r.messages[-1]["content"]
             try:
-                text, finish = self.solve(r.messages[-1]["content"]), "stop"
+                if self.style == "fixed":
+                    text, finish = self.solve(question), "stop"
+                else:  # one stream per (seed, question, sample): the same request always gets the same words
+                    text, finish = self.solve(question, random.Random(f"{r.seed}:{r.qhash}:{r.index}")), "stop"
             except ValueError:  # not a question of its task: no guess
                 text, finish = "", "missing"
             out.append(Completion(r, text, 0, finish))  # no tokenizer: 0 = unknown, as in replay
