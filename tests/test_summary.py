@@ -136,7 +136,7 @@ def test_a_real_multirun_with_a_failing_job_ends_with_its_summary(tmp_path):
     assert "| 0 | 3 | finished |" in md  # the good job's row
     failed = md.split("## Failed jobs")[1]
     assert "- `1` (debug=tiny stop_after=questions logger=none" in failed
-    assert "**no record**: corpus.size: must be > 0, got -3" in failed
+    assert "**no record**: corpus.size: must be > 0 (or null: no cap), got -3" in failed
     assert "corpus.size=4): **not started**" in failed
     with open(sweep / "summary.csv") as f:
         rows = list(csv.DictReader(f))
