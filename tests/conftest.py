@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,34 @@ def cache_dir(tmp_path, model_cache):
     d.mkdir()
     (d / "models").symlink_to(Path(model_cache) / "models", target_is_directory=True)
     return str(d)
+
+
+# A real tiny sweep shared by the notebook, multirun and summary tests (one set of runs, ~100 s):
+# sweep1 = {levenshtein, random} x train.seed {1, 2} with the default teacher; sweep2 = a second
+# teacher (hotter sampling, its own name) x train.seed {1, 2}; one cache for both.
+TEACHER, HOT = "smollm2-135m-fewshot", "smollm2-135m-fewshot-hot"
+
+
+@pytest.fixture(scope="session")
+def sweep_cache(tmp_path_factory, model_cache):
+    """A sample/stage cache for the session's tiny sweep, reusing the session's converted model (symlinked)."""
+    d = tmp_path_factory.mktemp("notebook_cache")
+    (d / "models").symlink_to(Path(model_cache) / "models", target_is_directory=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, sweep_cache):
+    """Two multiruns below one folder sharing one cache: {levenshtein, random} x seeds {1, 2} with the
+    default teacher, and a second teacher (hotter sampling, its own name) x seeds {1, 2}."""
+    runs = tmp_path_factory.mktemp("notebook_runs")
+    arms = {"sweep1": ["diversity=levenshtein,random"], "sweep2": [f"teacher.name={HOT}", "teacher.sampling.temperature=1.0"]}
+    for name, overrides in arms.items():
+        p = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "logger=none", *overrides, "train.seed=1,2",
+             f"paths.cache_dir={sweep_cache}", f"hydra.sweep.dir={runs / name}"],
+            cwd=runs, capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr[-3000:]
+    assert len(list(runs.rglob("metrics.json"))) == 6
+    return runs

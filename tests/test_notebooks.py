@@ -13,32 +13,7 @@ import pytest
 from conftest import ROOT
 
 NOTEBOOKS = ROOT / "analysis"
-TEACHER, HOT = "smollm2-135m-fewshot", "smollm2-135m-fewshot-hot"
-
-
-@pytest.fixture(scope="module")
-def module_cache(tmp_path_factory, model_cache):
-    """A sample/stage cache for this module's sweeps, reusing the session's converted model (symlinked)."""
-    d = tmp_path_factory.mktemp("notebook_cache")
-    (d / "models").symlink_to(Path(model_cache) / "models", target_is_directory=True)
-    return d
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory, module_cache):
-    """Two multiruns below one folder sharing one cache: {levenshtein, random} x seeds {1, 2} with the
-    default teacher, and a second teacher (hotter sampling, its own name) x seeds {1, 2}."""
-    runs = tmp_path_factory.mktemp("notebook_runs")
-    arms = {"sweep1": ["diversity=levenshtein,random"], "sweep2": [f"teacher.name={HOT}", "teacher.sampling.temperature=1.0"]}
-    for name, overrides in arms.items():
-        p = subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "logger=none", *overrides, "train.seed=1,2",
-             f"paths.cache_dir={module_cache}", f"hydra.sweep.dir={runs / name}"],
-            cwd=runs, capture_output=True, text=True, timeout=1200,
-        )  # fmt: skip
-        assert p.returncode == 0, p.stderr[-3000:]
-    assert len(list(runs.rglob("metrics.json"))) == 6
-    return runs
+from conftest import HOT, TEACHER
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +41,8 @@ def execute(kernel: str, name: str, out: Path, **params) -> Path:
     return figures
 
 
-def test_analysis_stage_records_per_example_entropy_and_pca_points(sweep):
-    run = next(p.parent for p in sorted(sweep.rglob("metrics.json")))
+def test_analysis_stage_records_per_example_entropy_and_pca_points(tiny_sweep):
+    run = next(p.parent for p in sorted(tiny_sweep.rglob("metrics.json")))
     m = json.loads((run / "metrics.json").read_text())
     ent = pd.read_json(run / "tables" / "analysis_entropy_per_example.jsonl", lines=True)
     assert set(zip(ent["set"], ent["model"])) == {("corpus", "base"), ("corpus", "trained"), ("own_answers", "base")}
@@ -81,8 +56,8 @@ def test_analysis_stage_records_per_example_entropy_and_pca_points(sweep):
     assert pts[["pc1", "pc2"]].notna().all().all()
 
 
-def test_teacher_table_notebook(sweep, kernel, tmp_path):
-    out = execute(kernel, "teacher_table", tmp_path, SWEEP=str(sweep), WHERE={"choice.diversity": "levenshtein"})
+def test_teacher_table_notebook(tiny_sweep, kernel, tmp_path):
+    out = execute(kernel, "teacher_table", tmp_path, SWEEP=str(tiny_sweep), WHERE={"choice.diversity": "levenshtein"})
     assert (out / "teacher_predictors.png").stat().st_size > 10_000
     table = pd.read_csv(out / "teacher_table.csv")
     assert sorted(table["teacher"]) == [TEACHER, HOT] and (table["n"] == 2).all()
@@ -93,8 +68,8 @@ def test_teacher_table_notebook(sweep, kernel, tmp_path):
     assert rho["note"].str.contains("at least 3").all()
 
 
-def test_diversity_and_size_notebook(sweep, kernel, tmp_path):
-    out = execute(kernel, "diversity_and_size", tmp_path, SWEEP=str(sweep))  # two teachers: keeps the one with both arms
+def test_diversity_and_size_notebook(tiny_sweep, kernel, tmp_path):
+    out = execute(kernel, "diversity_and_size", tmp_path, SWEEP=str(tiny_sweep))  # two teachers: keeps the one with both arms
     for fig in ("diversity_at_size", "diversity_paired", "size_curve"):
         assert (out / f"{fig}.png").stat().st_size > 10_000, fig
     bars = pd.read_csv(out / "diversity_at_size.csv").set_index("arm")
@@ -107,8 +82,8 @@ def test_diversity_and_size_notebook(sweep, kernel, tmp_path):
     assert len(curve) == 2 and set(curve["corpus.size"]) == {8}
 
 
-def test_run_deep_dive_notebook(sweep, kernel, tmp_path):
-    out = execute(kernel, "run_deep_dive", tmp_path, SWEEP=str(sweep))  # RUN: the first run below SWEEP
+def test_run_deep_dive_notebook(tiny_sweep, kernel, tmp_path):
+    out = execute(kernel, "run_deep_dive", tmp_path, SWEEP=str(tiny_sweep))  # RUN: the first run below SWEEP
     figures = ["passrate_histogram", "filter_rejects", "entropy_per_example", "pca_scatter", "pass_at_k", "training_curves"]
     for fig in figures:
         assert (out / f"{fig}.png").stat().st_size > 10_000, fig
