@@ -64,9 +64,11 @@ def compare(sweep_dir: Path, suite: dict) -> list[dict]:
     from ded.results import load_runs, paired, paired_questions
 
     spec = suite.get("compare")
+    if not spec:
+        return []
     df = load_runs(sweep_dir, finished_only=True)
-    cols = [c for c in ([spec["by"]] if isinstance(spec and spec["by"], str) else (spec or {}).get("by", [])) if c in df]
-    if not spec or df.empty or not cols:
+    cols = [c for c in ([spec["by"]] if isinstance(spec["by"], str) else spec["by"]) if c in df]
+    if df.empty or not cols:
         return []
     df["arm"] = df[cols].bfill(axis=1).iloc[:, 0]  # the first of the `by` columns that is set
     by, base, metric = "arm", spec["baseline"], suite.get("plot") or "eval/heldout/trained/avg@k"

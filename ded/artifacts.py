@@ -137,40 +137,40 @@ def record_checkpoint(ctx, trained, corpus) -> dict:
     write the model card, log the W&B model artifact (the corpus artifact as its input)."""
     run_dir, cfg = Path(ctx.tracker.dir), ctx.cfg
     corpus_name, name = corpus_artifact_name(corpus.examples), model_artifact_name(trained.key)
+    facts, ckpt = corpus_facts(ctx, corpus), Path(trained.path).absolute()
     link = run_dir / CHECKPOINT_LINK
     if link.is_symlink() or link.exists():
         link.unlink()
     try:
-        link.symlink_to(Path(trained.path).absolute(), target_is_directory=True)
+        link.symlink_to(ckpt, target_is_directory=True)
     except OSError as e:  # a filesystem without symlinks: checkpoint.json still says where it is
         log.warning("cannot link %s -> %s (%s); checkpoint.json records the path", link, trained.path, e)
     record = {
-        "path": str(Path(trained.path).absolute()),
+        "path": str(ckpt),
         "key": trained.key,
         "cached": bool(trained.info.get("cached")),  # True: this run reused a checkpoint another run trained
-        "manifest": str(Path(trained.path).absolute() / "manifest.json"),
+        "manifest": str(ckpt / "manifest.json"),
         "base_model": {"name": cfg.student.name, "path": cfg.student.path, "revision": getattr(cfg.student, "revision", None)},
         "corpus_artifact": corpus_name,
         "model_artifact": name,
         "model_card": MODEL_CARD,
     }
     (run_dir / CHECKPOINT_RECORD).write_text(json.dumps(record, indent=1))
-    card = write_model_card(ctx, trained, corpus, record)
-    manifest = Path(trained.path) / "manifest.json"
+    card = write_model_card(ctx, trained, facts, record)
     ctx.tracker.artifact(
         "model", name, "model", local=link,
-        files={"README.md": card, CHECKPOINT_RECORD: run_dir / CHECKPOINT_RECORD, "cache_manifest.json": manifest},
+        files={"README.md": card, CHECKPOINT_RECORD: run_dir / CHECKPOINT_RECORD, "cache_manifest.json": ckpt / "manifest.json"},
         references={"checkpoint": trained.path},
         metadata={"base_model": record["base_model"], "cache_key": trained.key, "cached": record["cached"],
                   "train": _plain(cfg.train), "train_loss": trained.info.get("train_loss"), "steps": trained.info.get("steps"),
-                  "corpus": {"artifact": corpus_name, **corpus_facts(ctx, corpus)}},
+                  "corpus": {"artifact": corpus_name, **facts}},
         inputs=[corpus_name],
         description=f"{cfg.student.name} after DED SFT on {corpus_name} (checkpoint in the stage cache, by reference)",
     )  # fmt: skip
     return record
 
 
-def write_model_card(ctx, trained, corpus, record: dict) -> Path:
+def write_model_card(ctx, trained, f: dict, record: dict) -> Path:
     """<run>/MODEL_CARD.md (the README.md to publish with the checkpoint).
 
     It lives in the run folder, not in the checkpoint folder: the checkpoint is a shared
@@ -182,7 +182,6 @@ def write_model_card(ctx, trained, corpus, record: dict) -> Path:
     folder under other runs. The run folder holds what is this run's: the link, checkpoint.json
     and this card. The W&B model artifact carries the card as its README.md."""
     cfg = ctx.cfg
-    f = corpus_facts(ctx, corpus)
     train = json.dumps(_plain(cfg.train), indent=1)
     run_dir = Path(ctx.tracker.dir)
     text = f"""---
@@ -221,7 +220,7 @@ teacher's trajectory.
 # ── the evaluation ────────────────────────────────────────────────────────────────────────────
 
 
-def log_evaluation(ctx, trained, eval_json: Path, summary_table: Path) -> None:
+def log_eval_artifact(ctx, trained, eval_json: Path, summary_table: Path) -> None:
     """The W&B evaluation artifact: eval.json and the summary table, the model artifact its input."""
     ctx.tracker.artifact(
         "eval", eval_artifact_name(trained.key), "evaluation", local=eval_json,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,9 @@ from typing import Any
 
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
+
+from ded.results import _natural
+from ded.tracking import QUIET
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,6 @@ DEFAULT_METRICS = (
     "analysis/pca_shift/trained_vs_base",
 )
 SEED_KEYS = ("train.seed", "generation.seed")
-QUIET = ("paths.", "logger", "hydra.")  # where a run is written, not what it is (as in run_identity)
 FILES = ("runs.csv", "summary.csv", "summary.md", "summary.png")
 
 
@@ -60,10 +61,6 @@ class Job:
     record: bool = False  # holds metrics.json
     status: str = "no record"
     reason: str = ""
-
-
-def _natural(s: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def split_override(o: str) -> tuple[str, str]:

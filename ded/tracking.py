@@ -33,7 +33,6 @@ class Tracker:
         (self.dir / "plots").mkdir(parents=True, exist_ok=True)
         (self.dir / "tables").mkdir(exist_ok=True)
         self.metrics: dict = {}
-        self.history: list[dict] = []
         self._curves: set[str] = set()
         self._artifacts: dict = {}  # name -> the wandb.Artifact this run logged (a later artifact's input)
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -80,9 +79,8 @@ class Tracker:
             self.metrics.update(flat)
             self._flush()
         else:  # appended at once: a crash mid-training keeps every point logged so far
-            self.history.append({"step": step, **flat})
             with open(self.dir / "history.jsonl", "a") as f:
-                f.write(json.dumps(self.history[-1]) + "\n")
+                f.write(json.dumps({"step": step, **flat}) + "\n")
         if self.wandb is not None and flat:
             self._guard("log", lambda: self._wandb_log(flat, step))
 
@@ -214,6 +212,7 @@ def _cell(v):
     return v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v, default=str)
 
 
+QUIET = ("paths.", "logger", "hydra.")  # override keys saying where a run is written, not what it is
 GROUPS_AS_TAGS = ("teacher", "student", "corpus", "diversity", "train", "eval", "debug", "experiment")
 
 
@@ -224,16 +223,16 @@ def run_identity(cfg: DictConfig) -> dict:
     overrides, choices, sweep = [], {}, None
     try:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
         hc = HydraConfig.get()
         overrides = list(hc.overrides.task)
         choices = {g: c for g, c in hc.runtime.choices.items() if not g.startswith("hydra") and c is not None}
-        if str(hc.mode) == "RunMode.MULTIRUN":
+        if hc.mode == RunMode.MULTIRUN:
             sweep = str(hc.sweep.dir)
     except ValueError:  # composed outside a Hydra job (tests, notebooks): no job info
         pass
-    quiet = ("paths.", "logger", "hydra.")  # where a run is written, not what it is
-    shown = [o for o in overrides if not o.lstrip("+~").startswith(quiet)]
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(QUIET)]
     return {
         "group": cfg.logger.group or sweep,
         "name": ",".join(shown) or cfg.name,

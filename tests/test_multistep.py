@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from conftest import compose
 from ded.data import load_task, multistep, worked_examples
 from ded.data.answers import check_answer
 from ded.generation import Request
@@ -67,9 +68,7 @@ def test_solver_backend_never_guesses():
     assert unreadable.text == "" and unreadable.finish == "missing"
 
 
-def test_task_registered_and_bad_level_named(tmp_path):
-    from tests.conftest import compose
-
+def test_task_registered_and_bad_level_named():
     cfg = compose(["corpus=multistep", "corpus.pool_size=10", "eval.size=5"])
     pool, held_out = load_task(cfg.corpus, cfg.eval.size)
     assert len(pool) == 10 and pool[0].id == "multi-0" and held_out[0].id == "multi-eval-0"
@@ -81,7 +80,6 @@ def test_task_registered_and_bad_level_named(tmp_path):
 
 def test_teacher_lineup_composes():
     from ded.config import validate
-    from tests.conftest import compose
 
     styles = {}
     for t in ("smollm2_fewshot", "smollm2_stepwise", "smollm2_think", "solver", "solver_varied"):

@@ -105,7 +105,9 @@ def test_callback_writes_at_multirun_end_and_never_raises(tmp_path, monkeypatch,
     with caplog.at_level(logging.INFO, logger="ded.summary"):
         cb.on_multirun_end(cfg)
     assert (tmp_path / "summary.md").exists() and f"sweep summary: {tmp_path / 'summary.md'}" in caplog.text
+    written = (tmp_path / "summary.md").stat().st_mtime_ns
     cb._at_exit()  # after a normal end the exit hook does nothing more
+    assert (tmp_path / "summary.md").stat().st_mtime_ns == written
     assert cb._not_started() == [["diversity=levenshtein"]]
 
     def broken(*a, **k):

@@ -71,7 +71,7 @@ def _operands(kind: str, count: int, top: int, rng: random.Random) -> tuple[int,
     if kind in ("give", "lose"):
         return (rng.randint(2, count - 1), 0) if count > 2 else None  # never "1 apples", never none left
     if kind == "share":
-        ways = [d for d in range(2, 6) if count % d == 0 and count // d > 0]
+        ways = [d for d in range(2, 6) if count % d == 0]
         return (rng.choice(ways), 0) if ways else None
     if kind == "packs":
         return rng.randint(2, min(top, 5)), rng.randint(2, min(top, 6))
@@ -153,7 +153,8 @@ def solve_varied(text: str, rng: random.Random) -> str:
     phrasings, an opening line or none, one of four closings, lines or one paragraph. Always correct;
     two samples of one question differ in wording, length and layout (what diversity selection sees)."""
     count, steps = read(text)
-    name, items = re.match(r"(\w+) has \d+ (\w+)\.", text).groups()
+    start = _START.match(text[: text.index(".") + 1])  # read() has checked it
+    name, items = start["n"], start["i"]
     parts = [rng.choice(_OPEN).format(n=name, x=count, i=items)] if rng.random() < 0.7 else []
     for kind, a, b in steps:
         y = STEPS[kind].apply(count, a, b)

@@ -161,9 +161,9 @@ def generate_cached(
 
         def missing() -> Iterator[Request]:
             for qh, q in wanted.items():
-                got = have.get(qh, ())
+                done = have.get(qh, ())
                 for i in range(n):
-                    if i not in got:
+                    if i not in done:
                         yield Request(qh, i, build_messages(q, prefix), seed=int(short_hash(seed, qh, i), 16) % 2**31)
 
         todo = sum(1 for _ in missing())

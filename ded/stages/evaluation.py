@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from ded import plots
-from ded.artifacts import log_evaluation as log_eval_artifact
+from ded.artifacts import log_eval_artifact
 from ded.data.evalsets import scope_of
 from ded.evaluate import score
 from ded.generation import generate_cached

@@ -58,7 +58,7 @@ def test_each_check_returns_within_its_limit_and_never_raises(case, kind):
     text = CASES[case]()
     t = time.monotonic()
     if kind == "has_final_answer":
-        has_final_answer(text)
+        out = has_final_answer(text)
     else:
         out = check_answer(text, GOLD[kind], kind, timeout_s=TIMEOUT_S, n_choices=4)
         assert isinstance(out, Verdict) and out.reason in {"correct", "wrong", "no_answer", "unparsable", "timeout"}

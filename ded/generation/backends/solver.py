@@ -46,9 +46,8 @@ class SolverBackend(Backend):
     def __init__(self, task: str, style: str = "fixed"):
         import importlib
 
-        module = importlib.import_module(f"ded.data.{task}")
+        self.task = importlib.import_module(f"ded.data.{task}")
         self.style = style
-        self.solve = module.solve if style == "fixed" else module.solve_varied
         self.identity = {"solver": task, "style": style, "version": 1}  # a change to the solver's wording bumps the version
 
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:
@@ -57,9 +56,9 @@ class SolverBackend(Backend):
             question = r.messages[-1]["content"]
             try:
                 if self.style == "fixed":
-                    text, finish = self.solve(question), "stop"
+                    text, finish = self.task.solve(question), "stop"
                 else:  # one stream per (seed, question, sample): the same request always gets the same words
-                    text, finish = self.solve(question, random.Random(f"{r.seed}:{r.qhash}:{r.index}")), "stop"
+                    text, finish = self.task.solve_varied(question, random.Random(f"{r.seed}:{r.qhash}:{r.index}")), "stop"
             except ValueError:  # not a question of its task: no guess
                 text, finish = "", "missing"
             out.append(Completion(r, text, 0, finish))  # no tokenizer: 0 = unknown, as in replay
