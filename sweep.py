@@ -7,12 +7,16 @@
 
 A suite is a yaml in experiments/: `sweep` (the multirun axes) and `fixed` (every job) at CPU size,
 `also` (more multiruns into the same sweep folder, for an arm that is no point of the product:
-the unselected full corpus), `paper` (the same keys at the paper's size), the summary's
-`metrics` and `plot`, and `compare` (`by`: the column(s) naming the arms, the first one set wins;
-`baseline`: the arm the others are paired against), which
+the unselected full corpus; its overrides come after `fixed`, so they win), `paper` (the same
+keys at the paper's size), the summary's `metrics` and `plot`, and `compare` (`by`: the column(s)
+naming the arms, several joined by "/" with unset ones left out; `baseline`: the arm the others
+are paired against), which
 writes comparisons.md: each arm minus the baseline, paired over seeds and over (seed, question),
 with its 95% interval and the smallest difference the suite can detect (2.8 x the paired s.e.:
-80% power at the 5% level).
+80% power at the 5% level); and `predict` (`by`: the arm column, `target`: the trained score,
+`predictors`: metrics known before training), which writes predictors.md: each predictor's
+Spearman rank correlation with the target across the arms' means, with how many arms and seeds
+it rests on. The suite's wall time goes to wall_time.txt.
 
 The summary (summary.md, summary.csv, summary.png, runs.csv) is `ded.summary.summarize` over the
 sweep directory, with the suite's metrics, plotted metric and description; it is read from each
@@ -70,7 +74,8 @@ def compare(sweep_dir: Path, suite: dict) -> list[dict]:
     cols = [c for c in ([spec["by"]] if isinstance(spec["by"], str) else spec["by"]) if c in df]
     if df.empty or not cols:
         return []
-    df["arm"] = df[cols].bfill(axis=1).iloc[:, 0]  # the first of the `by` columns that is set
+    join = lambda r: "/".join(str(v) for v in r if pd.notna(v)) or None  # noqa: E731  e.g. selected/random
+    df["arm"] = df[cols[0]] if len(cols) == 1 else df[cols].apply(join, axis=1)  # one column keeps its values' type
     by, base, metric = "arm", spec["baseline"], suite.get("plot") or "eval/heldout/trained/avg@k"
     rows = []
     for arm in sorted(set(df[by].dropna()) - {base}, key=str):
@@ -87,6 +92,52 @@ def compare(sweep_dir: Path, suite: dict) -> list[dict]:
     return rows
 
 
+def predict(sweep_dir: Path, suite: dict) -> list[dict]:
+    """Spearman correlation across arms (their mean over seeds) between each predictor and the target: predictors.md/csv."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from ded.results import load_runs
+
+    spec = suite.get("predict")
+    if not spec:
+        return []
+    df = load_runs(sweep_dir, finished_only=True)
+    by, target = spec["by"], spec.get("target") or suite.get("plot") or "eval/heldout/trained/avg@k"
+    preds = [p for p in spec["predictors"] if p in df]
+    if df.empty or by not in df or target not in df or not preds:
+        return []
+    means = df.groupby(by)[[target, *preds]].mean(numeric_only=True)
+    seeds = df.groupby(by).size()
+    rows = []
+    for p in preds:
+        ok = means[[p, target]].dropna()
+        rho, pval = spearmanr(ok[p], ok[target]) if len(ok) > 2 else (float("nan"), float("nan"))
+        rows.append({"predictor": p, "spearman rho": float(rho), "p value": float(pval), "arms": len(ok),
+                     "seeds per arm": f"{seeds.min()}-{seeds.max()}" if seeds.min() != seeds.max() else str(seeds.min())})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.to_csv(sweep_dir / "predictors.csv", index=False)
+    per_arm = means.assign(seeds=seeds).reset_index()
+    per_arm.to_csv(sweep_dir / "predictors_per_arm.csv", index=False)
+    fmt = lambda v: f"{v:+.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = [f"# Predictors of {target} across {by} (Spearman over the arms' means)", "",
+             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]  # fmt: skip
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    lines += ["", "Per arm (mean over seeds):", "", "| " + " | ".join(per_arm.columns) + " |", "|" + "---|" * len(per_arm.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in per_arm.itertuples(index=False)]
+    (sweep_dir / "predictors.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows
+
+
+def report(sweep_dir: Path, suite: dict) -> int:
+    """Summary, comparisons and predictors of a sweep folder; the number of jobs holding a record."""
+    n = summarize(sweep_dir, suite)
+    compare(sweep_dir, suite)
+    predict(sweep_dir, suite)
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("suite", help="name of a file in experiments/ (without .yaml)")
@@ -98,24 +149,25 @@ def main() -> None:
     if args.summarize_only:
         if not Path(args.summarize_only).is_dir():
             sys.exit(f"sweep.py: {args.summarize_only}: no such folder")
-        if not summarize(Path(args.summarize_only), suite):
+        if not report(Path(args.summarize_only), suite):
             sys.exit(f"sweep.py: no job holds a record (metrics.json) under {args.summarize_only}")
-        compare(Path(args.summarize_only), suite)
         return
     if args.scale == "paper":
         if not suite.get("paper"):
             sys.exit(f"sweep.py: suite {args.suite!r} has no paper block")
         suite = {**suite, **suite["paper"]}
     sweep_dir = ROOT / "multirun" / f"{args.suite}{'_paper' if args.scale == 'paper' else ''}" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    rc = 0
+    rc, start = 0, time.monotonic()
     for i, axes in enumerate([suite["sweep"], *suite.get("also", [])]):  # one multirun each, one folder for all
-        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *axes, *suite.get("fixed", []), *args.overrides,
+        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *suite.get("fixed", []), *axes, *args.overrides,
                f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={chr(97 + i)}${{hydra.job.num}}"]  # a0, a1..., b0...
         print("+", " ".join(cmd), flush=True)
         rc = subprocess.call(cmd) or rc
     if sweep_dir.exists():  # a partly failed sweep is summarised too: its failed jobs say why
-        summarize(sweep_dir, suite)
-        compare(sweep_dir, suite)
+        wall = time.monotonic() - start
+        (sweep_dir / "wall_time.txt").write_text(f"{wall:.0f} s ({wall / 60:.1f} min) for {len(suite.get('also', [])) + 1} multirun(s)\n")
+        report(sweep_dir, suite)
+        print(f"sweep.py: {args.suite} took {wall / 60:.1f} min; folder {sweep_dir}")
     sys.exit(rc)
 
 

@@ -60,3 +60,28 @@ def test_comparisons_pair_each_arm_with_the_baseline_and_give_the_detectable_dif
     none = by_arm[("none", "seeds")]
     assert none["n pairs"] == 1 and none["difference"] == pytest.approx(0.2 - 0.4)  # one shared seed: no interval
     assert "detectable" in (tmp_path / "comparisons.md").read_text() and (tmp_path / "comparisons.csv").exists()
+
+
+def test_predictors_rank_correlate_arm_means_with_the_target(tmp_path):
+    """Spearman over the arms' means: a predictor that orders the arms as the target does gets +1,
+    a reversed one -1; arms and seeds per arm are reported."""
+    import importlib.util
+
+    from test_results import write_run
+
+    spec = importlib.util.spec_from_file_location("sweep", ROOT / "sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    scores = {"levenshtein": [0.5, 0.7], "random": [0.3, 0.35], "none": [0.1, 0.2]}  # means 0.6 > 0.325 > 0.15
+    for arm, values in scores.items():
+        for seed, v in enumerate(values):
+            mean = sum(values) / 2
+            write_run(tmp_path, f"{arm},{seed}", diversity=arm, seed=seed, value=v,
+                      extra={"up": mean * 10 + seed * 0.01, "down": -mean, "flat_then_noise": [3, 1, 2][list(scores).index(arm)]})  # fmt: skip
+    rows = {r["predictor"]: r for r in sweep.predict(tmp_path, {"predict": {"by": "choice.diversity", "predictors": ["up", "down", "flat_then_noise", "absent"]},
+                                                                  "plot": "eval/heldout/trained/avg@k"})}  # fmt: skip
+    assert rows["up"]["spearman rho"] == pytest.approx(1.0) and rows["down"]["spearman rho"] == pytest.approx(-1.0)
+    assert rows["flat_then_noise"]["spearman rho"] == pytest.approx(0.5)  # ranks 3,1,2 vs 3,2,1
+    assert "absent" not in rows and rows["up"]["arms"] == 3 and rows["up"]["seeds per arm"] == "2"
+    md = (tmp_path / "predictors.md").read_text()
+    assert "Spearman" in md and "levenshtein" in md and (tmp_path / "predictors_per_arm.csv").exists()

@@ -49,7 +49,12 @@ def keep_correct(ctx: Run, passrate: PassRateResult, trajectories: TeacherSample
     for q in passrate.kept:
         items, _ = run_filters([(q, s) for s in trajectories.samples[q.id]], filters, lambda it: {"id": it[0].id, "response": it[1]["text"]}, flog)
         candidates[q.id] = [s["text"] for _, s in items]
-    ctx.tracker.log({"filter/teacher/kept": flog.kept, **{f"filter/teacher/dropped_{r}": n for r, n in flog.dropped.items()}})
+    judged = flog.kept + sum(flog.dropped.values())
+    ctx.tracker.log({
+        "filter/teacher/kept": flog.kept,
+        "filter/teacher/kept_share": flog.kept / judged if judged else float("nan"),  # the teacher's accuracy on kept questions
+        **{f"filter/teacher/dropped_{r}": n for r, n in flog.dropped.items()},
+    })  # fmt: skip
     ctx.tracker.table("filter/rejects", flog.rejects + passrate.rejects)
     return candidates, flog
 

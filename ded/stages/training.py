@@ -40,6 +40,8 @@ def run(ctx: Run, corpus: Corpus) -> Trained:
         "train/steps": info["steps"],
         "train/seconds": info["seconds"],
         "train/loss_tokens_per_epoch": info.get("completion_tokens_per_epoch"),
+        # mean trajectory length in the student's tokens (a teacher-choice predictor)
+        "train/tokens_per_example": (info.get("completion_tokens_per_epoch") or 0) / max(1, len(corpus.examples)),
         "train/batch_layout": info.get("batch_layout"),
     })  # fmt: skip
     ctx.tracker.plot("train/curves", plots.training_curves(info["log_history"]))
