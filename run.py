@@ -7,10 +7,13 @@
     python run.py -m teacher=qwq,r1 corpus.size=400,800  # the paper's sweep, on GPUs
 
 A bad value, file or missing model stops the run in seconds with one line that names it
-(exit status 2), before any model is loaded.
+(exit status 2), before any model is loaded. A multirun checks every job first (ded/preflight.py)
+and starts none if one cannot run; a job that still stops on such an error is reported and the
+sweep goes on to the next job, then exits with status 2.
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from omegaconf import DictConfig
 from ded.config import register
 
 register()
+FAILED: list[str] = []  # the multirun jobs that stopped on a user error (the sweep goes on; exit status 2 at the end)
 
 
 def check_output_root(argv: list[str]) -> None:
@@ -53,6 +57,13 @@ def report(e: Exception) -> None:
             handler.handle(record)
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from ded.config import validate
@@ -60,16 +71,31 @@ def main(cfg: DictConfig) -> float | None:
 
     logging.getLogger("ded").setLevel(logging.INFO)
     try:
-        validate(cfg)  # before the pipeline's imports: a bad value answers in about a second
+        conf = validate(cfg)  # before the pipeline's imports: a bad value answers in about a second
+        if conf.train.num_machines > 1 and int(os.environ.get("SLURM_PROCID") or 0) > 0:
+            # one task per node (e.g. submitit with hydra.launcher.nodes=N): the pipeline runs on rank 0,
+            # which starts every node's training launch through srun
+            logging.getLogger("ded").info("SLURM task %s: the pipeline runs on task 0", os.environ["SLURM_PROCID"])
+            return None
+        from ded.preflight import problems
+
+        if found := problems(cfg):  # every missing model, GPU, package or file, before any model loads
+            raise UserError("\nerror: ".join(found))
         from ded.pipeline import run
 
         metrics = run(cfg)
     except UserError as e:
         report(e)
-        sys.exit(2)
+        if not in_multirun():
+            sys.exit(2)
+        FAILED.append(str(e))  # the other jobs still run; the summary lists this one as failed
+        return None
     return metrics.get(f"eval/heldout/trained/avg@{cfg.eval.k}")  # the value a Hydra sweeper optimises
 
 
 if __name__ == "__main__":
     check_output_root(sys.argv[1:])
     main()
+    if FAILED:
+        print(f"error: {len(FAILED)} job(s) of the sweep stopped on the errors above", file=sys.stderr)
+        sys.exit(2)

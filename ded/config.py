@@ -11,6 +11,7 @@ the dataclasses ``validate`` returns, never the ``DictConfig``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -193,9 +194,28 @@ class DiversityConfig:
         _check(self.workers >= 0, "diversity.workers", f"must be >= 0 (0 = every core), got {self.workers}")
 
 
+def parse_shard(value: Optional[str], key: str = "generation.shard") -> Optional[tuple[int, int]]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n; None stays None (the job generates every question)."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value), re.ASCII)
+    _check(m is not None, key, f"expected 'i/n' (shard i of n, counted from 0, e.g. 0/4), got {value!r}")
+    i, n = int(m.group(1)), int(m.group(2))
+    _check(0 <= i < n, key, f"shard index must be in [0, n), got {i}/{n}")
+    return i, n
+
+
 @dataclass
 class GenerationConfig:
     seed: int = 0
+    shard: Optional[str] = None  # "i/n": generate only shard i of n of each generation key's questions (ded/generation)
+
+    def __post_init__(self):
+        parse_shard(self.shard)
+
+    @property
+    def shard_pair(self) -> Optional[tuple[int, int]]:
+        return parse_shard(self.shard)
 
 
 @dataclass
@@ -221,6 +241,7 @@ class TrainConfig:
     logging_steps: int = 5
     attn_implementation: Optional[str] = None
     num_processes: int = 1
+    num_machines: int = 1
     launcher: str = "accelerate"
     accelerate_config: Optional[str] = None
     lora_r: int = 0
@@ -234,6 +255,8 @@ class TrainConfig:
         _check(self.per_device_train_batch_size > 0, "train.per_device_train_batch_size", f"must be > 0, got {self.per_device_train_batch_size}")
         _check(self.gradient_accumulation_steps > 0, "train.gradient_accumulation_steps", f"must be > 0, got {self.gradient_accumulation_steps}")
         _check(self.num_processes >= 1, "train.num_processes", f"must be >= 1, got {self.num_processes}")
+        _check(self.num_machines >= 1 and self.num_processes % self.num_machines == 0, "train.num_machines",
+               f"must be >= 1 and divide train.num_processes={self.num_processes} (processes over all machines), got {self.num_machines}")  # fmt: skip
         _check(self.max_length > 0, "train.max_length", f"must be > 0 (tokens per example), got {self.max_length}")
         _check(self.logging_steps > 0, "train.logging_steps", f"must be > 0 (optimizer steps between logs), got {self.logging_steps}")
         _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
@@ -251,7 +274,7 @@ class TrainConfig:
         # would make every config check wait for torch.
 
 
-HARNESS_TRAIN_FIELDS = ("attn_implementation", "num_processes", "launcher", "accelerate_config", "lora_r", "lora_alpha", "lora_dropout", "version")
+HARNESS_TRAIN_FIELDS = ("attn_implementation", "num_processes", "num_machines", "launcher", "accelerate_config", "lora_r", "lora_alpha", "lora_dropout", "version")
 LAUNCHERS = ("accelerate", "torchrun")
 
 
@@ -335,6 +358,11 @@ class Config:
         from ded.stages import STAGES
 
         one_of(self.stop_after, STAGES, "stop_after")
+        # a shard holds only part of the samples: curating or training on it would silently use a partial corpus
+        _check(self.generation.shard is None or STAGES.index(self.stop_after) <= STAGES.index("trajectories"), "generation.shard",
+               f"a sharded job ({self.generation.shard}) generates only part of the samples, so it must stop before curation: "
+               f"set stop_after=trajectories (or earlier), got stop_after={self.stop_after}; once every shard is done, "
+               "one unsharded run (generation.shard=null) finds all their samples and goes on")  # fmt: skip
         # the student's weights are trained and loaded: a backend that only replays a dataset cannot be one
         _check(isinstance(self.student, PromptedModelConfig), "student.backend", f"{self.student.backend!r} has no model weights to train; "
                "use a student config on a model backend (hf, vllm, openai)")  # fmt: skip

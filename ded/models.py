@@ -68,6 +68,13 @@ def resolve(ref: str) -> Resolved:
     return Resolved("hub", ref)
 
 
+def check_available(ref: str, revision: str | None = None) -> None:
+    """Raise ModelNotAvailable if `ref` cannot be loaded here; converts and loads nothing (a preflight)."""
+    r = resolve(ref)
+    if r.kind == "hub":
+        _check_hub_available(r.location, revision)
+
+
 def local_checkpoint(ref: str, cache_dir: str | os.PathLike, revision: str | None = None) -> str:
     """A directory (or hub id) that ``from_pretrained`` loads fast, converting a GGUF once."""
     r = resolve(ref)

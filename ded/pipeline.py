@@ -92,17 +92,22 @@ def claim_run_folder(path: str) -> None:
 
 def check_models(ctx: Run) -> None:
     """Open the backends the run's stages need and check each can run here (model files, an
-    endpoint, vLLM, a dataset), so a run on the wrong machine stops before any work."""
-    from ded.generation.factory import make_backend
-    from ded.train import check_environment
+    endpoint, vLLM, a dataset), so a run on the wrong machine stops before any work; run.py has
+    already asked the same of the whole config (ded.preflight), this keeps the opened backends."""
+    from ded.errors import UserError
+    from ded.preflight import check_backends
 
-    cfg = ctx.cfg
-    roles = [role for role, first_use in (("student", "passrate"), ("teacher", "trajectories")) if ctx.runs(first_use)]
-    for role in roles:
-        ctx.backends[role] = make_backend(getattr(cfg, role), ctx.cache_root, role=role)
-        ctx.backends[role].check()
+    backends, found = check_backends(ctx.cfg, ctx.cache_root)
     if ctx.runs("training"):
-        check_environment(cfg.train)  # liger-kernel / flash-attn where the config asks for them
+        from ded.train import check_environment
+
+        try:
+            check_environment(ctx.cfg.train)  # liger-kernel / flash-attn / GPUs / nodes where the config asks for them
+        except UserError as e:
+            found.append(str(e))
+    if found:
+        raise UserError("\nerror: ".join(found))
+    ctx.backends.update(backends)
 
 
 def report(ev: evaluation.Evaluation, tr: trajectories.TeacherSamples, corpus: curation.Corpus) -> None:

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 from ded.cache import StageCache, short_hash
 
@@ -127,8 +130,20 @@ def check_environment(train_cfg) -> None:
     attn = str(train_cfg.attn_implementation or "")
     if attn.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
         need.append(f"train.attn_implementation={attn} needs flash-attn (pip install flash-attn), or set it to sdpa")
+    n, m = train_cfg.num_processes or 1, train_cfg.num_machines or 1
+    if n > 1 and train_cfg.launcher == "accelerate":  # accelerate's multi-process path is for GPUs (CPU: torchrun)
+        import torch
+
+        if (have := torch.cuda.device_count()) < n // m:
+            need.append(f"train.num_processes={n} over train.num_machines={m} needs {n // m} GPU(s) per node for accelerate launch and this "
+                        f"machine has {have} (on CPU: train.launcher=torchrun)")  # fmt: skip
+    if m > 1:
+        try:
+            machine_settings(m, os.environ)
+        except ModelNotAvailable as e:
+            need.append(str(e))
     if need:
-        raise ModelNotAvailable("; ".join(need) + ". The CPU default trains without either: train=sft.")
+        raise ModelNotAvailable("; ".join(need) + ". The CPU default trains on one process with neither: train=sft.")
 
 
 def has_varlen_attention(model) -> bool:
@@ -284,12 +299,70 @@ def forward_entries(path: Path, offset: int, on_log) -> int:
     return offset + end
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: "gpu-[07-08,12],cpu1" -> "gpu-07" (what `scontrol show hostnames` lists first)."""
+    head = re.match(r"[^,\[]*(\[[^\]]*\])?[^,]*", nodelist.strip()).group(0)
+    return re.sub(r"\[([^],-]+)[^]]*\]", r"\1", head, count=1)
+
+
+def machine_settings(num_machines: int, env: Mapping[str, str]) -> dict:
+    """This node's place in a multi-node launch, from the SLURM environment (MASTER_ADDR /
+    MASTER_PORT, if set, win over the node list and the default port)."""
+    from ded.models import ModelNotAvailable
+
+    nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 0)
+    if nodes < num_machines or "SLURM_NODEID" not in env:
+        raise ModelNotAvailable(f"train.num_machines={num_machines} needs a SLURM allocation of {num_machines} nodes (sbatch --nodes={num_machines}, "
+                                f"or hydra/launcher=slurm_gpu hydra.launcher.nodes={num_machines}); this process sees "
+                                f"{'no allocation (SLURM_NNODES unset)' if not nodes else f'{nodes} node(s)'}")  # fmt: skip
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or ""
+    main = env.get("MASTER_ADDR") or (first_host(nodelist) if nodelist else "")
+    if not main:
+        raise ModelNotAvailable("train.num_machines > 1: neither MASTER_ADDR nor SLURM_JOB_NODELIST names the main node")
+    return {"num_machines": num_machines, "machine_rank": int(env["SLURM_NODEID"]), "main_process_ip": main,
+            "main_process_port": int(env.get("MASTER_PORT") or 29500)}  # fmt: skip
+
+
+def node_command(train_cfg, job: Path, env: Mapping[str, str]) -> list[str]:
+    """The launch command one node runs: accelerate or torchrun over its share of train.num_processes,
+    with the machine count, this node's rank and the main node's address when num_machines > 1."""
+    n, m = train_cfg.num_processes or 1, train_cfg.num_machines or 1
+    node = machine_settings(m, env) if m > 1 else None
+    if train_cfg.launcher == "torchrun":
+        # Plain torch.distributed (DDP; gloo on CPU): what accelerate's CPU path would need MPI for.
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n // m)]
+        cmd += ["--nnodes", str(m), "--node_rank", str(node["machine_rank"]), "--master_addr", node["main_process_ip"],
+                "--master_port", str(node["main_process_port"])] if node else ["--standalone"]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]  # accelerate counts every machine's
+        if train_cfg.accelerate_config:
+            from ded.config import project_path
+
+            cmd += ["--config_file", project_path(str(train_cfg.accelerate_config))]
+        if node:
+            cmd += [f"--{k}={v}" for k, v in node.items()] + ["--rdzv_backend", "static", "--same_network"]
+    return cmd + ["-m", "ded.train", str(job)]
+
+
+def launch_command(train_cfg, job: Path, env: Mapping[str, str]) -> list[str]:
+    """One node: its launch command. Several: `srun` starts `python -m ded.train --node` once per
+    node of the allocation, and each builds its own node_command from its SLURM_NODEID."""
+    if (train_cfg.num_machines or 1) == 1:
+        return node_command(train_cfg, job, env)
+    machine_settings(train_cfg.num_machines, env)  # fail here, on the batch host, if the allocation is short
+    m = str(train_cfg.num_machines)
+    # --overlap: also from inside a job step (submitit's srun), sharing the nodes that step holds
+    return ["srun", "--overlap", "--nodes", m, "--ntasks", m, "--ntasks-per-node", "1", "--kill-on-bad-exit=1",
+            sys.executable, "-m", "ded.train", "--node", str(job)]  # fmt: skip
+
+
 def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=None, poll_s: float = 0.5) -> dict:
-    """Run `fit` in train.num_processes processes: `accelerate launch` (DDP, ZeRO-3, FSDP) or torchrun.
+    """Run `fit` in train.num_processes processes: `accelerate launch` (DDP, ZeRO-3, FSDP) or torchrun,
+    on train.num_machines nodes (several: through srun, inside a SLURM allocation).
 
     Rank 0 appends its log entries to the job folder's telemetry file; while the launch runs,
     each new complete line goes to ``on_log(step, logs)`` (every `poll_s` seconds, and once more
-    after the launch exits).
+    after the launch exits). The job folder is in the run folder: on a cluster, a shared filesystem.
     """
     from dataclasses import asdict
 
@@ -299,17 +372,7 @@ def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=
     (job / "job.json").write_text(json.dumps({"student_path": student_path, "train": asdict(train_cfg), "out_dir": out_dir}))
     telemetry = job / TELEMETRY
     telemetry.unlink(missing_ok=True)
-    n = str(train_cfg.num_processes or 1)
-    if train_cfg.launcher == "torchrun":
-        # Plain torch.distributed (DDP; gloo on CPU): what accelerate's CPU path would need MPI for.
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n]
-    else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", n]
-        if train_cfg.accelerate_config:
-            from ded.config import project_path
-
-            cmd += ["--config_file", project_path(str(train_cfg.accelerate_config))]
-    cmd += ["-m", "ded.train", str(job)]
+    cmd = launch_command(train_cfg, job, os.environ)
     log.info("train: %s", " ".join(cmd))
     proc, offset, rc = subprocess.Popen(cmd), 0, None
     try:
@@ -362,9 +425,13 @@ def train(student_path: str, student_identity: dict, corpus: list[dict], prefix:
     return str(cache.path("train", key)), key, {"cached": False, **info}
 
 
-if __name__ == "__main__":  # the worker that `launch` starts in every process
+if __name__ == "__main__":  # the worker that `launch` starts in every process (--node: srun's per-node step)
     from ded.config import TrainConfig
 
+    if sys.argv[1] == "--node":  # one node of a multi-node launch: become its accelerate/torchrun command
+        job_dir = Path(sys.argv[2])
+        cmd = node_command(TrainConfig(**json.loads((job_dir / "job.json").read_text())["train"]), job_dir, os.environ)
+        os.execv(cmd[0], cmd)
     job_dir = Path(sys.argv[1])
     job = json.loads((job_dir / "job.json").read_text())
     rows = [json.loads(x) for x in (job_dir / "rows.jsonl").read_text().splitlines()]

@@ -106,6 +106,19 @@ def _rows(s: EvalSet, data_dir: str | None):
         yield row, f"{s.hub}[{i}]"
 
 
+def check_available(name: str, data_dir: str | None = None) -> str | None:
+    """Why benchmark `name` cannot be read here, or None: a local file, else the hub (offline: no)."""
+    s = EVAL_SETS[name]
+    data_dir = data_dir or os.environ.get("DED_DATA_DIR")
+    path = Path(data_dir, s.file) if data_dir else None
+    if path is not None and path.exists():
+        return None
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+        where = f"no {path}" if path else "eval.data_dir (DED_DATA_DIR) is not set"
+        return f"eval.benchmarks: {name!r} has no local file ({where}) and HF_HUB_OFFLINE is set, so the hub dataset {s.hub!r} cannot be fetched"
+    return None
+
+
 def load_eval_set(name: str, data_dir: str | None = None, limit: int | None = None) -> list[Question]:
     """The questions of the eval set `name` (the first `limit` of them), ids ``<name>-<row>``."""
     s = EVAL_SETS[name]

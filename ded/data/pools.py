@@ -14,11 +14,18 @@ row (``format``) and which row keys hold what (``fields``). Formats:
   (an index or a letter) becomes the letter.
 - ``fields``: nothing built in; ``fields`` names the question and answer keys.
 
-``fields`` maps our names (question, answer, id, domain, level, solution, choices) to row keys
-and overrides the format's defaults. Gold answers are read by the format's answer kind
-(ded/data/answers.py). A malformed row (bad JSON, a missing key, no answer, a
+``fields`` maps our names (question, answer, id, domain, level, solution, choices, model) to
+row keys and overrides the format's defaults. A source with a schema (.parquet, hub) is read
+only in the columns the pool uses, and a named column it lacks fails before any row. Gold
+answers are read by the format's answer kind (ded/data/answers.py). A malformed row (bad JSON, a missing key, no answer, a
 duplicate id) raises ``PoolError`` naming the file and line (or row), or, with
 ``on_error="skip"``, is skipped and counted by reason in the ``PoolReport``; never silently.
+
+Published teacher datasets (nvidia/OpenMathReasoning: a row per solution, the model in a
+column) give pools too: ``dedup`` makes the rows of one question text one question (its answer
+from the first row; a later row with another answer is an error), and ``models`` keeps only the
+questions that every listed model has a row (a solution) for, so two replayed teachers of one
+dataset are compared on the same questions (conf/corpus/omr_replay.yaml).
 
 ``mix_pools`` draws from several pools in given proportions with a seed.
 """
@@ -43,7 +50,7 @@ from ded.registry import ConfigError, Registry
 log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
-FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices")
+FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices", "model")
 
 
 class PoolError(UserError, ValueError):
@@ -153,10 +160,13 @@ class PoolSpec:
 
     source: str  # a local file path, or a hub dataset name ("openai/gsm8k")
     format: str = "fields"  # a FORMATS name: gsm8k | math | aime | amc | choice | fields
-    fields: dict[str, str] = field(default_factory=dict)  # our name -> row key (question, answer, id, domain, level, solution, choices)
+    fields: dict[str, str | None] = field(default_factory=dict)  # our name (FIELD_NAMES) -> row key; null: the format's default
     name: str | None = None  # pool name, the prefix of its question ids; default: the file stem / dataset name
     split: str = "train"  # hub datasets only
     subset: str | None = None  # hub dataset configuration ("main" for openai/gsm8k)
+    revision: str | None = None  # hub dataset revision (a teacher replaying it may pin one)
+    dedup: bool = False  # rows repeating a question text are one question (datasets with a row per solution)
+    models: list[str] = field(default_factory=list)  # keep questions that each of these models has a row for (fields.model); needs dedup
     on_error: str = "raise"  # raise | skip: what a malformed row does
     domain: str = "math"  # Question.domain (the subject) when the row has no domain field
     weight: float = 1.0  # share of this pool when several are mixed
@@ -170,8 +180,11 @@ class PoolSpec:
         check(self.format in FORMATS, "format", f"unknown format {self.format!r}; allowed: {FORMATS.names()}")
         check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
         check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        self.fields = {k: v for k, v in self.fields.items() if v is not None}  # null (an unset interpolation): the format's default key
         unknown = sorted(set(self.fields) - set(FIELD_NAMES))
         check(not unknown, "fields", f"unknown name(s) {unknown}; allowed: {list(FIELD_NAMES)}")
+        check(not self.models or "model" in self.fields, "models", "needs fields.model (the column naming the model of a row)")
+        check(not self.models or self.dedup, "models", "needs dedup=true (a question's models are read from all its rows)")
         if self.name is None:
             self.name = _default_name(self.source)
 
@@ -182,6 +195,8 @@ class PoolReport:
     source: str
     rows: int = 0  # rows read (blank lines are not rows)
     loaded: int = 0
+    merged: int = 0  # rows repeating a question text already read (dedup)
+    not_all_models: int = 0  # questions dropped: some model of spec.models has no row for them
     skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped (on_error=skip)
     errors: list[str] = field(default_factory=list)  # the first few skip messages, with their location
 
@@ -213,11 +228,15 @@ def _parse_level(value) -> int:
     return int(m.group()) if m else 0  # MATH has "Level ?" rows: unknown
 
 
+def _keys(spec: PoolSpec) -> dict[str, tuple[str, ...]]:
+    """Our name -> the row keys tried for it: the format's defaults, overridden by spec.fields."""
+    return dict(FORMATS[spec.format].fields) | {k: (v,) for k, v in spec.fields.items()}
+
+
 def row_to_question(row: dict, spec: PoolSpec) -> Question:
     """One row as a Question (id not yet prefixed); RowError or GoldError when it is malformed."""
     fmt = FORMATS[spec.format]
-    keys = dict(fmt.fields)
-    keys.update({k: (v,) for k, v in spec.fields.items()})
+    keys = _keys(spec)
     if not isinstance(row, dict):
         raise RowError(f"a row must be an object, got {type(row).__name__}", "not_an_object")
     text, answer = fmt.read(row, keys)
@@ -254,13 +273,27 @@ def _jsonl_rows(path: Path, spec: PoolSpec) -> Iterator[tuple[str, object]]:
         raise PoolError(f"pool {spec.name}: {path}: cannot read ({e})") from None
 
 
+def _columns(spec: PoolSpec, have: list[str], where: str) -> list[str]:
+    """The columns of a source with a schema that the pool reads (a trajectory column of a replay
+    dataset is gigabytes: never read it). A column the spec names, or a question column, that the
+    source lacks is an error now, naming its key, before any row is read."""
+    keys = _keys(spec)
+    missing = {name: col for name, col in spec.fields.items() if col not in have}
+    if not any(k in have for k in keys["question"]):
+        missing.setdefault("question", keys["question"][0])
+    if missing:
+        named = ", ".join(f"{col!r} (corpus.pools[].fields.{name})" for name, col in missing.items())
+        raise PoolError(f"pool {spec.name}: {where} has no column {named}; its columns: {have}")
+    return [c for c in dict.fromkeys(k for ks in keys.values() for k in ks) if c in have]
+
+
 def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
     """(location, row) pairs; a row that is not even JSON comes as a RowError in place of the row."""
     src = spec.source
     if _is_file_like(src):
         path = Path(src).expanduser()
         if not path.is_file():
-            raise PoolError(f"pool {spec.name}: {path}: no such file")
+            raise PoolError(f"pool {spec.name}: {path}: no such file (corpus.pools[].source)")
         if path.name.endswith((".jsonl", ".jsonl.gz")):
             yield from _jsonl_rows(path, spec)
         elif path.suffix == ".json":
@@ -277,8 +310,10 @@ def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
         elif path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
+            pf = pq.ParquetFile(path)
+            columns = _columns(spec, pf.schema_arrow.names, str(path))
             i = 0
-            for batch in pq.ParquetFile(path).iter_batches():
+            for batch in pf.iter_batches(columns=columns):
                 for row in batch.to_pylist():
                     yield f"{path}: row {i}", row
                     i += 1
@@ -288,12 +323,13 @@ def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(src, spec.subset, split=spec.split)
+        ds = datasets.load_dataset(src, spec.subset, split=spec.split, revision=spec.revision)
     except Exception as e:  # offline, unknown name, wrong split: say which pool and what to do
         raise PoolError(
             f"pool {spec.name}: cannot load hub dataset {src!r} (subset {spec.subset!r}, split {spec.split!r}): {e}. "
             "Give a local .jsonl/.parquet path instead, or go online once to cache it."
         ) from e
+    ds = ds.select_columns(_columns(spec, ds.column_names, f"hub dataset {src!r} [{spec.split}]"))
     for i, row in enumerate(ds):
         yield f"{src}[{spec.split}]: row {i}", row
 
@@ -304,6 +340,8 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
     report = PoolReport(spec.name, spec.source)
     out: list[Question] = []
     seen: dict[str, str] = {}
+    by_text: dict[str, Question] = {}  # dedup: the question each text became
+    models: dict[str, set[str]] = {}  # spec.models: question text -> the models with a row for it
     for where, row in _rows(spec):
         if spec.limit is not None and report.rows >= spec.limit:
             break
@@ -312,11 +350,22 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
             if isinstance(row, RowError):
                 raise row
             q = row_to_question(row, spec)
+            model = str(_get(row, (spec.fields["model"],), "model")) if spec.models else None
+            first = by_text.get(q.text) if spec.dedup else None
+            if first is not None and q.answer != first.answer:  # one text, two golds: which one to verify against?
+                msg = f"answer {q.answer!r} differs from {first.answer!r} of the same question at {first.source}"
+                raise RowError(msg, "conflicting_answer")
+            if model is not None:
+                models.setdefault(q.text, set()).add(model)
+            if first is not None:
+                report.merged += 1
+                continue
             q.id = f"{spec.name}-{q.id or report.rows - 1}"
             q.source = where
             if q.id in seen:
                 raise RowError(f"duplicate id {q.id!r} (first at {seen[q.id]})", "duplicate_id")
             seen[q.id] = where
+            by_text[q.text] = q
         except (RowError, GoldError) as e:
             msg = f"{where}: {e}"
             if spec.on_error == "raise":
@@ -326,7 +375,14 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
                 report.errors.append(msg)
             continue
         out.append(q)
+    if spec.models:  # only questions every model wrote a solution for: a comparison of them sees the same ones
+        kept = [q for q in out if models[q.text].issuperset(spec.models)]
+        report.not_all_models = len(out) - len(kept)
+        out = kept
     report.loaded = len(out)
+    if report.merged or report.not_all_models:
+        log.info("pool %s: %d questions from %d rows (%d rows repeated a question; %d questions lacked a row of one of %s)",
+                 spec.name, len(out), report.rows, report.merged, report.not_all_models, spec.models)  # fmt: skip
     if report.skipped:
         log.warning("pool %s: skipped %d of %d rows %s; first: %s", spec.name, sum(report.skipped.values()), report.rows, dict(report.skipped), report.errors[0])
     return out, report
@@ -345,6 +401,8 @@ def as_spec(spec: PoolSpec | dict | str) -> PoolSpec:
     entry = dict(spec)  # a dict, or a config node
     if entry.get("fields"):
         entry["fields"] = dict(entry["fields"])
+    if entry.get("models"):
+        entry["models"] = [str(m) for m in entry["models"]]
     try:
         return PoolSpec(**entry)
     except TypeError as e:

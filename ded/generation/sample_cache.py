@@ -16,6 +16,15 @@ Crash safety: samples are appended and flushed (fsync) in batches; a torn last l
 process died mid-write) is ignored on read and cut off before the next append, so nothing
 completed is lost and nothing is generated twice. Parallel jobs serialise on a file lock per
 key: the second job waits, then finds the first job's samples and generates none of them.
+
+Shards (``generation.shard=i/n``, see ``ded.generation``): a sharded job writes its own file,
+``<key>/shards/<i>of<n>.jsonl``, under its own lock (``<i>of<n>.lock``), so shards of one key
+generate at the same time; each shard file has the crash safety above. Its generation
+intervals (wall-clock start and end, samples generated, one entry per job that worked on it)
+are kept in ``<i>of<n>.json`` beside it. Readers (``read``, ``index``) see the union of
+samples.jsonl and every shard file, in that order (shards by n, then i); a (question, index)
+found in two files counts once, the first one read wins, so an unsharded job that ran beside
+shards never makes a sample appear twice.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ _HEAD = re.compile(rb'^\{"q": "([^"\\]*)", "i": (\d+),')
 # downstream index them directly (evaluate reads n_tokens and finish).
 _FIELDS = {"q": str, "i": int, "text": str, "n_tokens": int, "finish": str}
 
+_SHARD_FILE = re.compile(r"^(\d+)of(\d+)\.jsonl$")  # <key>/shards/<i>of<n>.jsonl
+
 
 def _invalid(rec) -> str | None:
     """Why a parsed JSON value is not a sample record, or None if it is one."""
@@ -59,27 +70,48 @@ def _invalid(rec) -> str | None:
 
 
 class SampleCache:
-    def __init__(self, root: str | os.PathLike, key: str, meta: dict | None = None):
+    def __init__(self, root: str | os.PathLike, key: str, meta: dict | None = None, shard: tuple[int, int] | None = None):
+        """``shard=(i, n)``: this cache appends to (and locks) shard i of n's own file, not samples.jsonl."""
         self.dir = Path(root) / "samples" / key
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.file = self.dir / "samples.jsonl"
-        self.lock = FileLock(str(self.dir / "lock"))
+        self.shard = shard
+        if shard is None:
+            self.file = self.dir / "samples.jsonl"
+            self.lock = FileLock(str(self.dir / "lock"))
+            self.intervals_file = None  # only shards note their generation intervals
+        else:
+            i, n = shard
+            (self.dir / "shards").mkdir(exist_ok=True)
+            self.file = self.dir / "shards" / f"{i}of{n}.jsonl"
+            self.lock = FileLock(str(self.file.with_suffix(".lock")))  # its own lock: shards never wait on each other
+            self.intervals_file = self.file.with_suffix(".json")
         if meta is not None and not (self.dir / "meta.json").exists():
             atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=1, default=str))
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
+    def files(self) -> list[Path]:
+        """Every file holding this key's samples, in reading order: samples.jsonl, then the shard
+        files by (n, i). Other jobs may be appending to them; a torn last line is skipped."""
+        shards = []
+        for f in (self.dir / "shards").glob("*.jsonl"):
+            if m := _SHARD_FILE.match(f.name):
+                shards.append(((int(m.group(2)), int(m.group(1))), f))
+        return [self.dir / "samples.jsonl"] + [f for _, f in sorted(shards)]
+
+    @staticmethod
+    def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         """(line number, complete line); the file may hold millions of long trajectories, so it
         is streamed, never read whole. A torn last line (no newline: a crash mid-append) is skipped."""
-        if not self.file.exists():
+        if not path.exists():
             return
-        with open(self.file, "rb") as f:
+        with open(path, "rb") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
-                    log.info("%s: ignoring torn last line %d", self.file, lineno)
+                    log.info("%s: ignoring torn last line %d", path, lineno)
                 elif line.strip():
                     yield lineno, line
 
-    def _parse(self, lineno: int, line: bytes) -> dict | None:
+    @staticmethod
+    def _parse(path: Path, lineno: int, line: bytes) -> dict | None:
         """The one line parser: the record on a line, or None (and a warning naming file:line)
         when the line is not one well-formed sample record."""
         try:
@@ -95,29 +127,32 @@ class SampleCache:
                 if m is None or (m.group(1).decode(), int(m.group(2))) == (rec["q"], rec["i"]):
                     return rec
                 why = "the record's head disagrees with its keys"
-        log.warning("%s:%d: unreadable sample line skipped (%s); its sample will be generated again", self.file, lineno, why)
+        log.warning("%s:%d: unreadable sample line skipped (%s); its sample will be generated again", path, lineno, why)
         return None
 
     def _records(self, qhashes: Container[str] | None = None) -> Iterator[dict]:
-        for lineno, line in self._lines():
-            if qhashes is not None and (m := _HEAD.match(line)) and m.group(1).decode(errors="replace") not in qhashes:
-                continue  # another question's line (see _HEAD): not parsed
-            rec = self._parse(lineno, line)
-            if rec is not None and (qhashes is None or rec["q"] in qhashes):
-                yield rec
+        """Every well-formed record of every file (files(): samples.jsonl first), duplicates included."""
+        for path in self.files():
+            for lineno, line in self._lines(path):
+                if qhashes is not None and (m := _HEAD.match(line)) and m.group(1).decode(errors="replace") not in qhashes:
+                    continue  # another question's line (see _HEAD): not parsed
+                rec = self._parse(path, lineno, line)
+                if rec is not None and (qhashes is None or rec["q"] in qhashes):
+                    yield rec
 
     def read(self, qhashes: Container[str] | None = None) -> dict[str, dict[int, dict]]:
-        """{question hash: {sample index: record}}, only for ``qhashes`` when given (other
-        questions' lines are not even parsed)."""
+        """{question hash: {sample index: record}} over every file, only for ``qhashes`` when
+        given (other questions' lines are not even parsed). A (question, index) held twice
+        (an unsharded job beside shards) is the first one read."""
         out: dict[str, dict[int, dict]] = {}
         for rec in self._records(qhashes):
-            out.setdefault(rec["q"], {})[rec["i"]] = rec
+            out.setdefault(rec["q"], {}).setdefault(rec["i"], rec)
         return out
 
     def index(self) -> dict[str, set[int]]:
-        """{question hash: sample indices present}: what is cached. Every line is parsed by the
-        same parser as read() (a line whose head and tail look right may be corrupt in between),
-        but no text is held."""
+        """{question hash: sample indices present} over every file: what is cached. Every line is
+        parsed by the same parser as read() (a line whose head and tail look right may be corrupt
+        in between), but no text is held."""
         out: dict[str, set[int]] = {}
         for rec in self._records():
             out.setdefault(rec["q"], set()).add(rec["i"])
@@ -161,6 +196,21 @@ class SampleCache:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+
+    def record_interval(self, entry: dict, new: bool = False) -> None:
+        """A shard's generation intervals, kept in ``<i>of<n>.json``: ``new`` adds an entry for this
+        job (a resumed shard keeps its earlier ones), else the last entry is replaced. Called under
+        the shard's lock, so this job is the file's only writer."""
+        runs = []
+        if self.intervals_file.exists():
+            try:
+                runs = json.loads(self.intervals_file.read_text())["intervals"]
+            except (ValueError, KeyError, TypeError) as e:  # progress notes only: never worth failing a run
+                log.warning("%s: unreadable, starting it again (%s)", self.intervals_file, e)
+                runs, new = [], True
+        runs = runs + [entry] if new or not runs else runs[:-1] + [entry]
+        i, n = self.shard
+        atomic_write_text(self.intervals_file, json.dumps({"shard": f"{i}/{n}", "file": self.file.name, "intervals": runs}, indent=1))
 
     def __enter__(self):
         self.lock.acquire()

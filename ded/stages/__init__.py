@@ -40,6 +40,11 @@ class Run:
     def seed(self) -> int:
         return self.cfg.generation.seed
 
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(i, n) when this job generates only shard i of n (``generation.shard``), else None."""
+        return self.cfg.generation.shard_pair
+
     def runs(self, stage: str) -> bool:
         """Whether `stage` is part of this run (at or before ``stop_after``)."""
         return STAGES.index(stage) <= STAGES.index(self.cfg.stop_after)

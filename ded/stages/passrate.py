@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ded import plots
 from ded.data import Question
 from ded.filters import FilterLog, PassRateFilter, pass_rates
-from ded.generation import generate_cached
+from ded.generation import generate_cached, shard_questions
 from ded.stages import Run, prompt_prefix_for, sampling_args, stage
 from ded.stages.questions import Questions
 
@@ -33,13 +33,17 @@ def run(ctx: Run, questions: Questions) -> PassRateResult:
                            "raise corpus.pool_size or check corpus.pools and eval.benchmarks")  # fmt: skip
     pr = cfg.corpus.pass_rate
     student = ctx.backends["student"]
+    if ctx.shard is not None:  # a sharded job: its share of the pool, so it asks the teacher only about its own kept questions
+        pool = shard_questions(pool, ctx.shard)
+        log.info("generation.shard=%d/%d: %d of %d pool questions", *ctx.shard, len(pool), len(questions.pool))
     samples, st = generate_cached(student, ctx.cache_root, pool, pr.k, prefix=prompt_prefix_for(cfg.student),
-                                  sampling=sampling_args(cfg.student.sampling), seed=ctx.seed, desc="student pass-rate")  # fmt: skip
+                                  sampling=sampling_args(cfg.student.sampling), seed=ctx.seed, desc="student pass-rate",
+                                  shard=ctx.shard)  # fmt: skip
     student.close()
     rates = pass_rates(pool, samples)
     flog = FilterLog()
     kept = flog.apply(pool, PassRateFilter(rates, pr.min_rate, pr.max_rate), lambda q: {"id": q.id, "question": q.text, "pass_rate": rates[q.id]})
-    mean = sum(rates.values()) / len(rates)
+    mean = sum(rates.values()) / len(rates) if rates else float("nan")  # a shard may hold none of a small pool
     ctx.tracker.log({
         "generation/student/new_samples": st.new_samples,
         "passrate/pool/mean": mean,

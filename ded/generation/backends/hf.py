@@ -29,7 +29,7 @@ from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
 from ded.generation.factory import label, labelled, model_identity
 from ded.generation.text import normalize_think
-from ded.models import load_model, local_checkpoint
+from ded.models import check_available, load_model, local_checkpoint
 
 ENGINES = ("generate", "continuous")
 
@@ -49,13 +49,14 @@ class HFModelConfig(PromptedModelConfig):
 @register_backend("hf", HFModelConfig)
 def build(mcfg: HFModelConfig, cache_root: str, role: str, path: str, identity: dict | None) -> "HFBackend":
     checkpoint = labelled(lambda: local_checkpoint(path, cache_root, mcfg.revision), label(role, mcfg, path))
+    available = labelled(lambda: check_available(path, mcfg.revision), label(role, mcfg, path))  # converts nothing
     engine = mcfg.engine
     if engine == "auto":  # paged continuous batching pays off on a GPU; on CPU it is slower
         import torch
 
         engine = "continuous" if torch.cuda.is_available() else "generate"
     return HFBackend(lambda: load_model(checkpoint(), cache_root, dtype=mcfg.dtype, revision=mcfg.revision),
-                     identity or model_identity(mcfg), mcfg.batch_size, check=checkpoint, engine=engine)  # fmt: skip
+                     identity or model_identity(mcfg), mcfg.batch_size, check=available, engine=engine)  # fmt: skip
 
 
 class HFBackend(Backend):

@@ -8,8 +8,9 @@ same 1k questions in separate columns, graded Yes/No). The ``replay`` section of
 maps their columns (``ReplayConfig`` below); conf/teacher/replay_*.yaml are the mappings.
 
 Semantics, so the rest of the pipeline needs no special case:
-  * a question is matched by its exact text (the asked user turn = the ``question`` column);
-    ``ReplayBackend.questions()`` lists the dataset's questions to build a pool from;
+  * a question is matched by its exact text (the asked user turn = the ``question`` column, less
+    surrounding whitespace, which pools strip); a pool built from the dataset itself
+    (ded/data/pools.py, conf/corpus/omr_replay.yaml) asks exactly its questions;
   * sample index i of a question is its i-th trajectory in dataset order (rows of one question,
     then positions inside a list column), after the model filter and, with ``only_correct``, the
     correctness filter;
@@ -209,7 +210,7 @@ class ReplayBackend(Backend):
                 continue
             traj = rec[c.trajectory]
             positions = range(len(traj)) if isinstance(traj, (list, tuple)) else [-1]
-            refs = index.setdefault(question_hash(rec[c.question]), [])
+            refs = index.setdefault(question_hash(str(rec[c.question]).strip()), [])  # pools strip their texts
             for j in positions:
                 if c.only_correct and self._correct(rec, j) is not True:
                     continue
