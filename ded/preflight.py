@@ -2,7 +2,8 @@
 
 ``problems(cfg)`` validates a composed config and asks each part the run needs whether it can
 run here: the student's and teacher's backends (model files, GPUs, vLLM, endpoint variables,
-replayed datasets), the benchmark files, the training launch (kernels, GPUs, nodes). It converts,
+replayed datasets), the question pools and benchmark files, the training launch (kernels, GPUs,
+nodes). It converts,
 loads and downloads nothing, and it lists every problem, not the first.
 
 ``Preflight`` is the Hydra callback (conf/hydra/default.yaml) that does this for a whole multirun
@@ -69,7 +70,11 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
         return []
     found = check_backends(conf, str(conf.paths.cache_dir), memo)[1]
     if STAGES.index(conf.stop_after) >= STAGES.index("questions"):
+        from ded.data.pools import check_available as pool_available
+
         found += [p for b in conf.eval.benchmarks if (p := check_available(b, conf.eval.data_dir))]
+        if conf.corpus.task == "pool":
+            found += [p for spec in conf.corpus.pools if (p := pool_available(spec))]
     if STAGES.index(conf.stop_after) >= STAGES.index("training"):
         from ded.train import check_environment
 

@@ -96,3 +96,18 @@ def test_jobs_sent_to_slurm_get_only_their_values_checked_here(capsys):
         with pytest.raises(SystemExit) as e:
             Preflight().on_multirun_start(sweep("teacher=qwq,r1", "corpus.size=-1"))
     assert e.value.code == 2 and "corpus.size" in capsys.readouterr().err
+
+
+def test_question_pools_are_checked_before_any_model_loads(tmp_path, monkeypatch):
+    """A pool file that is not there, or a hub pool offline with no local copy, is a preflight problem."""
+    from conftest import compose
+    from ded.preflight import problems
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = problems(compose(["corpus=gsm8k", f"corpus.pools.0.source={tmp_path / 'nope.jsonl'}", "paths.output_dir=x"]))
+    assert any("corpus.pools[].source" in p and "nope.jsonl: no such file" in p for p in missing)
+    hub = problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "paths.output_dir=x"]))
+    assert any("'openai/gsm8k' is not in the local cache" in p for p in hub)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+    assert not any("corpus.pools" in p for p in problems(compose(["corpus=gsm8k", f"corpus.pools.0.source={pool}", "paths.output_dir=x"])))

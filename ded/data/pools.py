@@ -253,6 +253,26 @@ def _is_file_like(source: str) -> bool:
     return source.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
 
 
+def check_available(spec: PoolSpec) -> str | None:
+    """Why pool `spec` cannot be read here, or None: a file that is not there, or a hub dataset
+    with HF_HUB_OFFLINE set and no copy in the datasets cache (a preflight: reads no row)."""
+    import os
+
+    if _is_file_like(spec.source):
+        path = Path(spec.source).expanduser()
+        return None if path.is_file() else f"corpus.pools[].source: {path}: no such file (pool {spec.name})"
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+        from datasets import config as ds_config
+        from huggingface_hub import constants
+
+        cached = Path(ds_config.HF_DATASETS_CACHE) / spec.source.replace("/", "___")  # a prepared copy
+        hub = Path(constants.HF_HUB_CACHE) / f"datasets--{spec.source.replace('/', '--')}"  # downloaded files
+        if not cached.exists() and not hub.exists():
+            return (f"corpus.pools[].source: hub dataset {spec.source!r} is not in the local cache and HF_HUB_OFFLINE is set "
+                    f"(pool {spec.name}); download it first or point the source at a local file")  # fmt: skip
+    return None
+
+
 def _jsonl_rows(path: Path, spec: PoolSpec) -> Iterator[tuple[str, object]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:  # bytes, decoded line by line: a binary or mis-encoded file is named with its line
