@@ -68,6 +68,11 @@ def resolve(ref: str) -> Resolved:
     return Resolved("hub", ref)
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set (read at call time: one reading for models, pools and benchmarks)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
 def check_available(ref: str, revision: str | None = None) -> None:
     """Raise ModelNotAvailable if `ref` cannot be loaded here; converts and loads nothing (a preflight)."""
     r = resolve(ref)
@@ -133,7 +138,7 @@ def _check_hub_available(repo_id: str, revision: str | None) -> None:
         return
     except Exception:
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if hub_offline():
         raise ModelNotAvailable(
             f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
             "Download it first (huggingface-cli download ...) or point the config at a local path."

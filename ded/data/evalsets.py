@@ -113,7 +113,9 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
     path = Path(data_dir, s.file) if data_dir else None
     if path is not None and path.exists():
         return None
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+    from ded.models import hub_offline
+
+    if hub_offline():
         where = f"no {path}" if path else "eval.data_dir (DED_DATA_DIR) is not set"
         return f"eval.benchmarks: {name!r} has no local file ({where}) and HF_HUB_OFFLINE is set, so the hub dataset {s.hub!r} cannot be fetched"
     return None

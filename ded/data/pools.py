@@ -256,12 +256,12 @@ def _is_file_like(source: str) -> bool:
 def check_available(spec: PoolSpec) -> str | None:
     """Why pool `spec` cannot be read here, or None: a file that is not there, or a hub dataset
     with HF_HUB_OFFLINE set and no copy in the datasets cache (a preflight: reads no row)."""
-    import os
-
     if _is_file_like(spec.source):
         path = Path(spec.source).expanduser()
         return None if path.is_file() else f"corpus.pools[].source: {path}: no such file (pool {spec.name})"
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+    from ded.models import hub_offline
+
+    if hub_offline():
         from datasets import config as ds_config
         from huggingface_hub import constants
 
