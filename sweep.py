@@ -61,7 +61,7 @@ def summarize(sweep_dir: Path, suite: dict) -> int:
 MDE_FACTOR = 2.8  # z(0.975) + z(0.80): the difference a two-sided 5% test finds 80% of the time
 
 
-def compare(sweep_dir: Path, suite: dict) -> list[dict]:
+def compare(sweep_dir: Path, suite: dict, df=None) -> list[dict]:
     """Each arm of suite['compare']['by'] minus the baseline arm, paired; written to comparisons.md/csv."""
     import pandas as pd
 
@@ -70,7 +70,7 @@ def compare(sweep_dir: Path, suite: dict) -> list[dict]:
     spec = suite.get("compare")
     if not spec:
         return []
-    df = load_runs(sweep_dir, finished_only=True)
+    df = load_runs(sweep_dir, finished_only=True) if df is None else df.copy()  # df: the finished runs, read once by report()
     cols = [c for c in ([spec["by"]] if isinstance(spec["by"], str) else spec["by"]) if c in df]
     if df.empty or not cols:
         return []
@@ -92,7 +92,7 @@ def compare(sweep_dir: Path, suite: dict) -> list[dict]:
     return rows
 
 
-def predict(sweep_dir: Path, suite: dict) -> list[dict]:
+def predict(sweep_dir: Path, suite: dict, df=None) -> list[dict]:
     """Spearman correlation across arms (their mean over seeds) between each predictor and the target: predictors.md/csv."""
     import pandas as pd
     from scipy.stats import spearmanr
@@ -102,7 +102,7 @@ def predict(sweep_dir: Path, suite: dict) -> list[dict]:
     spec = suite.get("predict")
     if not spec:
         return []
-    df = load_runs(sweep_dir, finished_only=True)
+    df = load_runs(sweep_dir, finished_only=True) if df is None else df.copy()  # df: the finished runs, read once by report()
     by, target = spec["by"], spec.get("target") or suite.get("plot") or "eval/heldout/trained/avg@k"
     preds = [p for p in spec["predictors"] if p in df]
     if df.empty or by not in df or target not in df or not preds:
@@ -133,8 +133,12 @@ def predict(sweep_dir: Path, suite: dict) -> list[dict]:
 def report(sweep_dir: Path, suite: dict) -> int:
     """Summary, comparisons and predictors of a sweep folder; the number of jobs holding a record."""
     n = summarize(sweep_dir, suite)
-    compare(sweep_dir, suite)
-    predict(sweep_dir, suite)
+    if suite.get("compare") or suite.get("predict"):
+        from ded.results import load_runs
+
+        runs = load_runs(sweep_dir, finished_only=True)
+        compare(sweep_dir, suite, runs)
+        predict(sweep_dir, suite, runs)
     return n
 
 
