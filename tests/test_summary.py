@@ -121,28 +121,42 @@ def test_callback_writes_at_multirun_end_and_never_raises(tmp_path, monkeypatch,
 
 
 def test_a_real_multirun_with_a_failing_job_ends_with_its_summary(tmp_path):
-    """run.py -m with one good arm and one arm that validate() rejects: run.py exits 2 from the bad
-    job (sys.exit), so Hydra stops the sweep there and never calls on_multirun_end; the callback's
-    exit hook still writes the summary, naming the failed job, its error line and the job that never started."""
+    """run.py -m with three arms that all pass the sweep's preflight, where job 1 still stops on a user
+    error when it runs (its folder holds another run's record): the sweep goes on to job 2, exits 2,
+    and the summary lists both finished jobs and names the failed one with its error line."""
     sweep = tmp_path / "sweep"
+    (sweep / "1").mkdir(parents=True)
+    (sweep / "1" / ".ded-run.json").write_text('{"pid": 1}')
     p = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "stop_after=questions", "logger=none",
-         f"paths.cache_dir={tmp_path / 'cache'}", "corpus.size=3,-3,4",
+         f"paths.cache_dir={tmp_path / 'cache'}", "corpus.size=3,5,4",
          f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"},
     )  # fmt: skip
-    assert p.returncode == 2, p.stderr[-3000:]  # the sweep's own exit status is kept
-    assert f"sweep summary: {sweep / 'summary.md'}" in p.stderr
+    assert p.returncode == 2, p.stderr[-3000:]  # the failed job sets the sweep's exit status
+    assert f"sweep summary: {sweep / 'summary.md'}" in p.stdout + p.stderr and "Traceback" not in p.stderr
+    assert "1 job(s) of the sweep stopped on the errors above" in p.stderr
     md = (sweep / "summary.md").read_text()
-    assert "The multirun stopped in job 1" in md
-    assert "| 0 | 3 | finished |" in md  # the good job's row
+    assert "| 0 | 3 | finished |" in md and "| 2 | 4 | finished |" in md  # job 2 ran after job 1 stopped
     failed = md.split("## Failed jobs")[1]
     assert "- `1` (debug=tiny stop_after=questions logger=none" in failed
-    assert "**no record**: corpus.size: must be > 0 (or null: no cap), got -3" in failed
-    assert "corpus.size=4): **not started**" in failed
+    assert "already holds the record of another run" in failed and "not started" not in failed
     with open(sweep / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["job"], r["corpus.size"], r["status"]) for r in rows] == [("0", "3", "finished")]
+    assert [(r["job"], r["corpus.size"], r["status"]) for r in rows] == [("0", "3", "finished"), ("2", "4", "finished")]
+
+
+def test_a_bad_arm_stops_the_sweep_before_any_job_starts(tmp_path):
+    """A value validate() rejects is found by the sweep's preflight: no job runs, no summary is written."""
+    sweep = tmp_path / "sweep"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "stop_after=questions", "logger=none",
+         f"paths.cache_dir={tmp_path / 'cache'}", "corpus.size=3,-3,4", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "corpus.size: must be > 0 (or null: no cap), got -3" in p.stderr and "#1" in p.stderr
+    assert "1 of 3 jobs cannot run here; nothing was started" in p.stderr and not sweep.exists()
 
 
 def test_a_job_that_raises_gets_its_traceback_in_its_own_log(tmp_path):
