@@ -287,6 +287,8 @@ class EvalConfig:
     per_benchmark: dict[str, Sampling] = field(default_factory=dict)
     limit: Optional[int] = None
     data_dir: Optional[str] = None
+    since: Optional[str] = None  # dated benchmarks (livecodebench): only problems released on or after this ISO date
+    until: Optional[str] = None  # ... and on or before this one
 
     def sampling_for(self, split: str) -> tuple[Sampling, str]:
         """The sampling a split is evaluated with, and the config key it comes from."""
@@ -304,6 +306,29 @@ class EvalConfig:
         bad = [b for b in self.per_benchmark if b not in EVAL_SETS and b != HELDOUT]
         _check(not bad, "eval.per_benchmark", f"unknown benchmark(s) {bad}; allowed: {sorted(EVAL_SETS) + [HELDOUT]}")
         _check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
+        for key in ("since", "until"):
+            v = getattr(self, key)
+            _check(v is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(v)) is not None, f"eval.{key}", f"an ISO date YYYY-MM-DD or null, got {v!r}")
+
+
+@dataclass
+class SandboxConfig:
+    """How generated code is run to grade it (ded/sandbox.py, ded/data/code.py): one sandbox per
+    response, every test inside it; limits per sandbox."""
+
+    wall_s: float = 20.0  # wall clock of one response's whole run (all its tests)
+    per_test_s: float = 4.0  # one test (a call, a stdin run)
+    cpu_s: int = 20  # CPU seconds (RLIMIT_CPU)
+    memory_mb: int = 1024  # address space (RLIMIT_AS)
+    nproc: int = 16  # processes of the sandbox's user (RLIMIT_NPROC): a fork bomb stops there
+    output_bytes: int = 1048576  # stdout + stderr kept; more ends the run
+    disk_mb: int = 64  # the private working directory (a tmpfs)
+    workers: int = 0  # sandboxes at once; 0 = every core
+
+    def __post_init__(self):
+        for key in ("wall_s", "per_test_s", "cpu_s", "memory_mb", "nproc", "output_bytes", "disk_mb"):
+            _check(getattr(self, key) > 0, f"sandbox.{key}", f"must be > 0, got {getattr(self, key)}")
+        _check(self.workers >= 0, "sandbox.workers", f"must be >= 0 (0 = every core), got {self.workers}")
 
 
 @dataclass
@@ -347,6 +372,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     name: str = "ded"  # run name shown in W&B and the run record

@@ -54,6 +54,9 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
     conf = validate(cfg)
     t0 = time.perf_counter()
     claim_run_folder(conf.paths.output_dir)
+    from ded.data.code import configure
+
+    configure(conf.sandbox, hide=(conf.paths.cache_dir, conf.paths.output_dir))  # how code answers are graded (code questions only)
     ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir))
     ok = False
     try:

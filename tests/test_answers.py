@@ -126,7 +126,7 @@ def test_each_check_is_time_limited():
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="allowed"):
-        check_answer("\\boxed{1}", "1", "code")
+        check_answer("\\boxed{1}", "1", "poetry")
 
 
 def test_each_kind_reads_a_source_rows_gold():

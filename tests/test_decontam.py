@@ -3,13 +3,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA, needs_data
+
 from ded.data import Question
 from ded.data.decontam import decontaminate, deduplicate
 from ded.data.pools import PoolSpec, load_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DED_DATA_DIR", ROOT.parent / "shared" / "data"))
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA} (set DED_DATA_DIR)")
 
 BENCH = [
     "Let $f(x) = 3x^2 - 5$. What is the value of $f(f(1))$ when you evaluate it carefully?",

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import DATA, needs_data, ROOT
 from ded.data.answers import check_answer
 from ded.data.evalsets import EVAL_SETS, EvalSetError, load_eval_set, scope_of
 from ded.registry import ConfigError
 
-DATA = os.environ.get("DED_DATA_DIR") or str(ROOT.parent / "shared" / "data")
-needs_data = pytest.mark.skipif(not Path(DATA, "benchmarks").is_dir(), reason=f"reference data not found at {DATA}")
 
 
 def _perturb(ans: str) -> str | None:
@@ -38,7 +36,9 @@ def test_gold_answers_verify_against_themselves_and_fail_perturbed(name, n):
 
 @needs_data
 def test_every_registered_benchmark_loads_with_gold_answers():
-    for name, b in EVAL_SETS.items():
+    local = {name: b for name, b in EVAL_SETS.items() if (Path(DATA) / b.file).exists()}  # mbpp, livecodebench: tests/test_code.py
+    assert {"aime24", "gsm8k", "mmlu_stem", "humaneval"} <= set(local)
+    for name, b in local.items():
         qs = load_eval_set(name, DATA, limit=20)
         assert len(qs) == 20 and all(q.answer and q.text for q in qs), name
         assert {q.domain for q in qs} == {b.domain}
@@ -64,11 +64,15 @@ def test_unknown_benchmark_lists_allowed():
         load_eval_set("aime99")
 
 
-def test_scope_is_the_eval_sets_not_the_questions():
-    assert {n: scope_of(n) for n in EVAL_SETS} == {
-        "aime24": "in", "aime25": "in", "math500": "in", "amc23": "in", "gsm8k": "in", "mmlu_stem": "out"}  # fmt: skip
-    assert scope_of("heldout") == "in"
-    assert {EVAL_SETS[n].domain for n in EVAL_SETS} == {"math", "stem"}  # Question.domain: the subject
+def test_scope_follows_what_the_student_was_trained_on():
+    math = {"aime24": "in", "aime25": "in", "math500": "in", "amc23": "in", "gsm8k": "in", "mmlu_stem": "out",
+            "humaneval": "out", "mbpp": "out", "livecodebench": "out"}  # fmt: skip
+    assert {n: scope_of(n, {"math"}) for n in EVAL_SETS} == math == {n: scope_of(n) for n in EVAL_SETS}
+    code = {n: "out" if v == "in" else ("in" if EVAL_SETS[n].domain == "code" else "out") for n, v in math.items()}
+    assert {n: scope_of(n, {"code"}) for n in EVAL_SETS} == code  # trained on code: math is out of domain
+    assert {n for n in EVAL_SETS if scope_of(n, {"math", "code"}) == "in"} == set(EVAL_SETS) - {"mmlu_stem"}
+    assert scope_of("heldout", {"code"}) == "in"
+    assert {EVAL_SETS[n].domain for n in EVAL_SETS} == {"math", "stem", "code"}  # Question.domain: the subject
 
 
 @needs_data

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA, needs_data
+
 from ded.data import Question
 from ded.filters import (
     Complete,
@@ -229,7 +231,6 @@ def test_repetition_on_real_small_model_outputs():
     assert len(caught) == len(loops) and len(kept) == len(clean)
 
 
-DATA = Path(os.environ.get("DED_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def _display_style(text: str) -> str:
@@ -239,7 +240,7 @@ def _display_style(text: str) -> str:
     return re.sub(r"(\\(?:begin|end)\{(?:align|eqnarray)\*?\})", r"\n\1\n", text)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA} (set DED_DATA_DIR)")
+@needs_data
 def test_repetition_keeps_real_worked_solutions():
     """Human-written MATH solutions (display equations, repeated figures, long derivations):
     none is a loop. Measured on all 5000 (as written and in display layout) and on MATH-500:

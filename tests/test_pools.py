@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA, needs_data
+
 from ded.data import Question
 from ded.data.answers import last_boxed
 from ded.data.pools import PoolError, PoolSpec, load_pool, load_pools, mix_pools, read_pool
 from ded.registry import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DED_DATA_DIR", ROOT.parent / "shared" / "data"))
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA} (set DED_DATA_DIR)")
 
 
 def _jsonl(path: Path, rows) -> Path:

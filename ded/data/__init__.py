@@ -69,6 +69,12 @@ def worked_examples(task: str | None, n: int, style: str = "terse") -> list[dict
         from ded.data.multistep import fewshot_messages
 
         return fewshot_messages(n, style)
+    if task == "code":
+        from ded.data.code import fewshot_messages
+
+        if style != "terse":
+            raise ConfigError(f"fewshot_style={style!r}: the code task has only terse worked examples")
+        return fewshot_messages(n)
     from ded.data.arithmetic import fewshot_messages
 
     if style != "terse":

@@ -402,6 +402,23 @@ class ChoiceAnswer(_FinalAnswerKind):
 ANSWER_KINDS.register("math", MathAnswer())
 ANSWER_KINDS.register("gsm8k", Gsm8kAnswer())
 ANSWER_KINDS.register("choice", ChoiceAnswer())
+import ded.data.code  # noqa: E402,F401 - registers the "code" kind (test specs run in the sandbox)
+
+
+def check_answers(items: list[tuple[str, str, str]], progress: bool = False) -> list[Verdict]:
+    """Verdicts for (response, gold, kind) triples, in order: code answers run in parallel
+    sandboxes (ded.data.code.check_many), the other kinds one by one (math-verify's time limits
+    use signals: main thread only)."""
+    from ded.data.code import check_many
+
+    out: list[Verdict | None] = [None] * len(items)
+    code = [i for i, it in enumerate(items) if it[2] == "code"]
+    for i, v in zip(code, check_many([(items[i][0], items[i][1]) for i in code], progress=progress) if code else []):
+        out[i] = v
+    for i, (response, gold, kind) in enumerate(items):
+        if out[i] is None:
+            out[i] = check_answer(response, gold, kind)
+    return out
 
 
 def check_answer(response: str, gold, kind: str = "math", timeout_s: int = 5, n_choices: int | None = None) -> Verdict:

@@ -3,10 +3,15 @@
 An evaluation set is read from ``<data_dir>/<file>`` when that file exists (``eval.data_dir`` or
 ``DED_DATA_DIR``: a folder of local copies), otherwise from the Hugging
 Face hub by name. Each entry says which field holds the question, which the gold answer, the
-answer kind that reads and checks it (ded/data/answers.py), the subject (``Question.domain``) and
-its ``scope``: whether it measures the skill DED trains for (``in``: math reasoning) or another
-one (``out``). A question is its text (a multiple-choice one laid out by
-``render_choice_question``, as a pool lays it out) plus its answer kind's instruction.
+answer kind that reads and checks it (ded/data/answers.py) and the subject (``Question.domain``).
+Whether a set is in or out of domain depends on what the student was trained on (``scope_of``):
+a set is in domain when its subject's area (math, code, stem) is one the training pool's
+questions come from, so math-only training reports code as out of domain and vice versa. A
+question is its text (a multiple-choice one laid out by ``render_choice_question``, as a pool
+lays it out) plus its answer kind's instruction. A code set (``format``: a code pool reader of
+ded/data/code.py) is read row by row as its pool format reads it: the task text with the code
+instruction, and its tests as the gold; a dated one (LiveCodeBench) takes ``eval.since`` /
+``eval.until``, so it can be limited to problems published after the student's training data.
 """
 
 from __future__ import annotations
@@ -34,25 +39,39 @@ class EvalSet:
     question: tuple[str, ...]  # candidate fields for the question text, first present wins
     answer: str  # field with the gold answer
     kind: str  # answer kind: an ANSWER_KINDS name
-    domain: str  # subject area (Question.domain)
-    scope: str  # "in" | "out": in or out of the domain DED trains for
+    domain: str  # subject (Question.domain); its area (AREAS) decides in or out of domain
+    format: str | None = None  # a code pool format (ded/data/code.py READERS) that reads the whole row
+    date: str | None = None  # field with the release date (a contamination window applies)
 
 
 EVAL_SETS: Registry[EvalSet] = Registry("eval.benchmarks")
 for _s in [
-    EvalSet("aime24", "benchmarks/aime24.jsonl", "HuggingFaceH4/aime_2024", "train", ("problem",), "answer", "math", "math", "in"),
-    EvalSet("aime25", "benchmarks/aime25.jsonl", "yentinglin/aime_2025", "train", ("problem",), "answer", "math", "math", "in"),
-    EvalSet("math500", "benchmarks/math500.jsonl", "HuggingFaceH4/MATH-500", "test", ("problem",), "answer", "math", "math", "in"),
-    EvalSet("amc23", "benchmarks/amc23.jsonl", "math-ai/amc23", "test", ("problem", "question"), "answer", "math", "math", "in"),
-    EvalSet("gsm8k", "benchmarks/gsm8k_test.jsonl", "openai/gsm8k", "test", ("question",), "answer", "gsm8k", "math", "in"),
-    EvalSet("mmlu_stem", "benchmarks/mmlu_stem.jsonl", "TIGER-Lab/MMLU-STEM", "test", ("question",), "answer", "choice", "stem", "out"),
+    EvalSet("aime24", "benchmarks/aime24.jsonl", "HuggingFaceH4/aime_2024", "train", ("problem",), "answer", "math", "math"),
+    EvalSet("aime25", "benchmarks/aime25.jsonl", "yentinglin/aime_2025", "train", ("problem",), "answer", "math", "math"),
+    EvalSet("math500", "benchmarks/math500.jsonl", "HuggingFaceH4/MATH-500", "test", ("problem",), "answer", "math", "math"),
+    EvalSet("amc23", "benchmarks/amc23.jsonl", "math-ai/amc23", "test", ("problem", "question"), "answer", "math", "math"),
+    EvalSet("gsm8k", "benchmarks/gsm8k_test.jsonl", "openai/gsm8k", "test", ("question",), "answer", "gsm8k", "math"),
+    EvalSet("mmlu_stem", "benchmarks/mmlu_stem.jsonl", "TIGER-Lab/MMLU-STEM", "test", ("question",), "answer", "choice", "stem"),
+    EvalSet("humaneval", "benchmarks/humaneval.jsonl.gz", "openai/openai_humaneval", "test", ("prompt",), "test", "code", "code", "humaneval"),
+    EvalSet("mbpp", "benchmarks/mbpp.jsonl", "google-research-datasets/mbpp", "test", ("text",), "test_list", "code", "code", "mbpp"),
+    EvalSet("livecodebench", "benchmarks/livecodebench.jsonl", "livecodebench/code_generation_lite", "test", ("question_content",),
+            "public_test_cases", "code", "code", "livecodebench", "contest_date"),
 ]:
     EVAL_SETS.register(_s.name, _s)
 
 
-def scope_of(split: str) -> str:
-    """"in" or "out" for an evaluation split: an eval set's scope; the held-out split is "in"."""
-    return "in" if split == HELDOUT else EVAL_SETS[split].scope
+AREAS = {"math": "math", "arithmetic": "math", "word_problems": "math", "code": "code", "stem": "stem"}  # subject -> area
+
+
+def area_of(domain: str) -> str:
+    """The area a subject belongs to (arithmetic and word problems are math); unknown: itself."""
+    return AREAS.get(domain, domain)
+
+
+def scope_of(split: str, trained: frozenset[str] | set[str] = frozenset({"math"})) -> str:
+    """"in" or "out" for an evaluation split, given the areas the training pool covers
+    (``area_of`` of its questions' domains): the held-out split is always "in"."""
+    return "in" if split == HELDOUT or area_of(EVAL_SETS[split].domain) in trained else "out"
 
 
 class EvalSetError(UserError, ValueError):
@@ -60,6 +79,16 @@ class EvalSetError(UserError, ValueError):
 
 
 def _question(s: EvalSet, row: dict, where: str) -> Question:
+    if s.format:  # a code set: the pool reader makes the question and its test spec from the whole row
+        from ded.data.code import read_row
+
+        try:
+            text, gold = read_row(s.format, row)
+        except GoldError as e:
+            raise EvalSetError(f"{where}: {e}") from None
+        except KeyError as e:
+            raise EvalSetError(f"{where}: no field {e.args[0]!r} (fields: {sorted(row)})") from None
+        return Question(id="", text=text, answer=gold, domain=s.domain, kind=s.kind)
     q = next((row[f] for f in s.question if row.get(f)), None)
     if q is None:
         raise EvalSetError(f"{where}: none of the question fields {list(s.question)} is present")
@@ -121,14 +150,20 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
     return None
 
 
-def load_eval_set(name: str, data_dir: str | None = None, limit: int | None = None) -> list[Question]:
-    """The questions of the eval set `name` (the first `limit` of them), ids ``<name>-<row>``."""
+def load_eval_set(name: str, data_dir: str | None = None, limit: int | None = None, since: str | None = None,
+                  until: str | None = None) -> list[Question]:  # fmt: skip
+    """The questions of the eval set `name` (the first `limit` of them), ids ``<name>-<row>``; a
+    dated set keeps only the rows released in [since, until] (ISO dates; None: no bound)."""
+    from ded.data.code import in_window
+
     s = EVAL_SETS[name]
     data_dir = data_dir or os.environ.get("DED_DATA_DIR")
     out = []
     for i, (row, where) in enumerate(_rows(s, data_dir)):
         if limit is not None and len(out) >= limit:
             break
+        if s.date and not in_window(row.get(s.date), since, until):
+            continue
         q = _question(s, row, where)
         q.id, q.source = f"{name}-{i}", where
         out.append(q)

@@ -50,7 +50,7 @@ from ded.registry import ConfigError, Registry
 log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
-FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices", "model")
+FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices", "model", "date")
 
 
 class PoolError(UserError, ValueError):
@@ -77,14 +77,15 @@ class PoolFormat:
     fields: dict[str, tuple[str, ...]]  # our name -> row keys; the first present one is used
     kind: str  # the answer kind of its questions (ded.data.answers.ANSWER_KINDS)
     read: Callable[[dict, dict], tuple[str, str]]  # (row, keys) -> (question text, gold answer)
+    domain: str = "math"  # Question.domain of its rows (a row's own domain field or the spec's wins)
 
 
 FORMATS: Registry[PoolFormat] = Registry("corpus.pools[].format")
 
 
-def _format(name: str, kind: str = "math", **fields: tuple[str, ...]):
+def _format(name: str, kind: str = "math", domain: str = "math", **fields: tuple[str, ...]):
     def register(read):
-        FORMATS.register(name, PoolFormat(fields, kind, read))
+        FORMATS.register(name, PoolFormat(fields, kind, read, domain))
         return read
 
     return register
@@ -154,6 +155,27 @@ def _fields(row, keys):
     return text, ANSWER_KINDS["math"].gold(_get(row, keys["answer"], "answer"))
 
 
+# Code (ded/data/code.py): the gold is a test spec; `columns` lists what the reader needs besides
+# the named fields, so a .parquet or hub source reads those columns too.
+def _code_format(name: str, **fields: tuple[str, ...]):
+    def read(row, keys):
+        from ded.data.code import read_row
+
+        _question(row, keys)  # a missing or empty question field is named as for every format
+        try:
+            return read_row(name, row)
+        except KeyError as e:
+            raise RowError(f"missing key {e.args[0]!r} ({name} row); the row has {sorted(row)}", "missing_key") from None
+
+    _format(name, "code", "code", **fields)(read)
+
+
+_code_format("humaneval", question=("prompt",), id=("task_id",), columns=("entry_point", "canonical_solution", "test"))
+_code_format("mbpp", question=("text", "prompt"), id=("task_id",), columns=("code", "test_list", "test_setup_code"))
+_code_format("livecodebench", question=("question_content",), id=("question_id",), date=("contest_date",),
+             columns=("starter_code", "public_test_cases", "private_test_cases", "metadata", "platform", "difficulty"))  # fmt: skip
+
+
 @dataclass
 class PoolSpec:
     """One question pool, as ``corpus.pools[]`` entries and ``load_pools`` take it."""
@@ -168,7 +190,9 @@ class PoolSpec:
     dedup: bool = False  # rows repeating a question text are one question (datasets with a row per solution)
     models: list[str] = field(default_factory=list)  # keep questions that each of these models has a row for (fields.model); needs dedup
     on_error: str = "raise"  # raise | skip: what a malformed row does
-    domain: str = "math"  # Question.domain (the subject) when the row has no domain field
+    domain: str | None = None  # Question.domain (the subject) when the row has no domain field; null: the format's (math, code)
+    since: str | None = None  # ISO date: keep rows dated on or after it (fields.date; LiveCodeBench: contest_date)
+    until: str | None = None  # ISO date: keep rows dated on or before it (a contamination window)
     weight: float = 1.0  # share of this pool when several are mixed
     limit: int | None = None  # read at most this many rows
 
@@ -197,6 +221,7 @@ class PoolReport:
     loaded: int = 0
     merged: int = 0  # rows repeating a question text already read (dedup)
     not_all_models: int = 0  # questions dropped: some model of spec.models has no row for them
+    outside_window: int = 0  # rows dated outside [since, until]
     skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped (on_error=skip)
     errors: list[str] = field(default_factory=list)  # the first few skip messages, with their location
 
@@ -221,6 +246,15 @@ def _get(row: dict, keys: tuple[str, ...], what: str, required: bool = True):
     return None
 
 
+def _in_window(row, spec: PoolSpec) -> bool:
+    from ded.data.code import in_window
+
+    keys = _keys(spec).get("date")
+    if not keys:
+        raise PoolSpecError(f"corpus.pools[].since/until: format {spec.format!r} has no date field; name it in fields.date (pool {spec.source})")
+    return in_window(_get(row, keys, "date", required=False), spec.since, spec.until)
+
+
 def _parse_level(value) -> int:
     if value is None:
         return 0
@@ -243,7 +277,7 @@ def row_to_question(row: dict, spec: PoolSpec) -> Question:
     rid = _get(row, keys["id"], "id", required=False) if keys.get("id") else None
     level = _parse_level(_get(row, keys["level"], "level", required=False)) if "level" in keys else 0
     domain = _get(row, keys["domain"], "domain", required=False) if "domain" in keys else None
-    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain), kind=fmt.kind)
+    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain or fmt.domain), kind=fmt.kind)
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -369,6 +403,9 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
         try:
             if isinstance(row, RowError):
                 raise row
+            if (spec.since or spec.until) and not _in_window(row, spec):
+                report.outside_window += 1
+                continue
             q = row_to_question(row, spec)
             model = str(_get(row, (spec.fields["model"],), "model")) if spec.models else None
             first = by_text.get(q.text) if spec.dedup else None
@@ -400,6 +437,8 @@ def read_pool(spec: PoolSpec | dict | str) -> tuple[list[Question], PoolReport]:
         report.not_all_models = len(out) - len(kept)
         out = kept
     report.loaded = len(out)
+    if report.outside_window:
+        log.info("pool %s: %d of %d rows dated outside [%s, %s] left out", spec.name, report.outside_window, report.rows, spec.since, spec.until)
     if report.merged or report.not_all_models:
         log.info("pool %s: %d questions from %d rows (%d rows repeated a question; %d questions lacked a row of one of %s)",
                  spec.name, len(out), report.rows, report.merged, report.not_all_models, spec.models)  # fmt: skip

@@ -46,6 +46,11 @@ def keep_correct(ctx: Run, passrate: PassRateResult, trajectories: TeacherSample
     flog = FilterLog()
     filters = build_trajectory_filters(ctx.cfg.corpus.filters)
     candidates = {}
+    code = [(s["text"], q.answer, q.kind) for q in passrate.kept if q.kind == "code" for s in trajectories.samples[q.id]]
+    if code:  # graded in parallel sandboxes now; the chain's `correct` filter then finds each verdict remembered
+        from ded.data.answers import check_answers
+
+        check_answers(code, progress=True)
     for q in passrate.kept:
         items, _ = run_filters([(q, s) for s in trajectories.samples[q.id]], filters, lambda it: {"id": it[0].id, "response": it[1]["text"]}, flog)
         candidates[q.id] = [s["text"] for _, s in items]

@@ -51,7 +51,7 @@ def run(ctx: Run, questions: Questions, trained: Trained) -> Evaluation:
         backend.close()
     k = cfg.eval.k
     ev = Evaluation(results, {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k)
-    log_evaluation(ctx, ev, trained)
+    log_evaluation(ctx, ev, trained, questions.trained_areas)
     return ev
 
 
@@ -67,14 +67,15 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
     return res
 
 
-def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained) -> None:
+def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained, areas: frozenset[str] = frozenset({"math"})) -> None:
+    """`areas`: what the train pool covers; a benchmark of another area is out of domain."""
     k, t = ev.k, ctx.tracker
     t.log({f"eval/{split}/delta_avg@{k}": d for split, d in ev.deltas.items()})
     for scope, label in (("in", "in_domain"), ("out", "out_of_domain")):  # DED's claim: a small curated corpus keeps out-of-domain skill
-        if ds := [d for split, d in ev.deltas.items() if scope_of(split) == scope]:
+        if ds := [d for split, d in ev.deltas.items() if scope_of(split, areas) == scope]:
             t.log({f"eval/{label}/delta_avg@{k}": sum(ds) / len(ds)})
     table = t.table("eval/summary", [
-        {"split": split, "domain": scope_of(split), **{f"{m}_avg@{k}": r[m][f"avg@{k}"] for m in r},
+        {"split": split, "domain": scope_of(split, areas), **{f"{m}_avg@{k}": r[m][f"avg@{k}"] for m in r},
          **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": ev.deltas[split]}
         for split, r in ev.results.items()
     ])  # fmt: skip
@@ -86,6 +87,7 @@ def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained) -> None:
 def provenance(ctx: Run, trained: Trained) -> dict:
     """Everything that changes an evaluation number, stored beside it."""
     import importlib.metadata as md
+    from dataclasses import asdict
 
     cfg = ctx.cfg
     return {
@@ -96,5 +98,7 @@ def provenance(ctx: Run, trained: Trained) -> dict:
         "sampling": {split: split_sampling(ctx, split) for split in ["heldout", *cfg.eval.benchmarks]},
         "seed": ctx.seed,
         "k": cfg.eval.k,
+        "eval_window": {"since": cfg.eval.since, "until": cfg.eval.until},
+        "sandbox": asdict(cfg.sandbox),
         "prompt_prefix": prompt_prefix_for(cfg.student),
     }

@@ -25,12 +25,19 @@ class Questions:
     def held_out(self) -> list[Question]:
         return self.splits["heldout"]
 
+    @property
+    def trained_areas(self) -> frozenset[str]:
+        """The areas (math, code, ...) the train pool covers: what counts as in domain."""
+        from ded.data.evalsets import area_of
+
+        return frozenset(area_of(q.domain) for q in self.pool)
+
 
 @stage("questions")
 def run(ctx: Run) -> Questions:
     cfg = ctx.cfg
     pool, held_out = load_task(cfg.corpus, cfg.eval.size)
-    splits = {"heldout": held_out} | {b: load_eval_set(b, cfg.eval.data_dir, cfg.eval.limit) for b in cfg.eval.benchmarks}
+    splits = {"heldout": held_out} | {b: load_eval_set(b, cfg.eval.data_dir, cfg.eval.limit, cfg.eval.since, cfg.eval.until) for b in cfg.eval.benchmarks}
     if cfg.corpus.decontam.enabled:
         pool = decontaminate(ctx, pool, splits)
     ctx.tracker.log({f"data/{name}/questions": len(qs) for name, qs in [("pool", pool), *splits.items()]})

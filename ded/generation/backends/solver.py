@@ -21,7 +21,7 @@ from ded.config import ModelConfig, one_of
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
 
-SOLVERS = ("multistep",)  # tasks whose module has solve(question text) -> worked solution
+SOLVERS = ("multistep", "code")  # ded.data modules with solve(question text) -> worked solution (code: the pool's reference solutions)
 
 
 @dataclass

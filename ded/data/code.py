@@ -1,0 +1,511 @@
+"""The code domain: code questions, the final code block of a response, and grading by running tests.
+
+A code question's gold answer (``Question.answer``, kind ``code``) is a JSON *test spec*: how the
+tests run and what they are. Three styles cover the benchmarks:
+
+- ``assert`` (HumanEval, MBPP): the solution is a module; ``test_code`` runs after it in the same
+  namespace (HumanEval's ``check`` is then called on ``entry_point``; MBPP's asserts run as is).
+- ``stdin`` (LiveCodeBench, Codeforces-style): the program runs as ``__main__`` once per test
+  with the test's ``input`` on stdin; its stdout must match ``output`` line by line (whitespace
+  at line ends ignored, numbers within 1e-6).
+- ``functional`` (LiveCodeBench, LeetCode-style): ``Solution().<fn_name>(*args)`` (or a top-level
+  ``fn_name``) on each test's JSON arguments, one per line, must equal the JSON ``output``.
+
+Grading writes one *driver* program (the solution and the spec inside it) and runs it in the
+sandbox (ded/sandbox.py: an unprivileged process in its own namespaces, limits on time, memory,
+processes and output). The driver reports on the real stdout one line tagged with a per-run nonce;
+no such line (a crash, a kill, a timeout) is a failure. As in every execution-based grader, a
+program could lie about its own tests (it runs in the driver's process); it cannot get out of
+the sandbox. Verdict reasons: correct, wrong (a test failed), no_answer (no code block),
+unparsable (a syntax error), runtime_error, timeout, bad_gold.
+
+``configure`` sets the sandbox limits and workers (the ``sandbox`` config section);
+``check_many`` grades many (response, spec) pairs in parallel across cores, and ``check`` one.
+
+Readers (pool formats ``humaneval``, ``mbpp``, ``livecodebench``, also used by the evaluation
+sets of the same names) turn a source row into (question text, spec). A question is the task
+text plus ``CODE_INSTRUCTION``; HumanEval's is its function header and docstring to complete.
+LiveCodeBench rows carry their release date (``contest_date``): pools and evaluation take a
+date window, so a student is scored only on problems published after what it was trained on.
+Its private tests come as JSON or, in the later releases, as base64(zlib(pickle(JSON string))):
+they are unpickled with a loader that admits no class at all (a string needs none).
+
+Reference solutions (HumanEval's canonical solution, MBPP's code) are kept by question text for
+the ``solver`` teacher (``solver.task=code``): an always-correct code teacher for CPU runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import pickle
+import random
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from ded.data.answers import ANSWER_KINDS, AnswerKind, GoldError, Verdict
+
+CODE_INSTRUCTION = (
+    "\n\nThink it through, then give your complete solution in Python as one ```python code block at the end."
+)
+STYLES = ("assert", "stdin", "functional")
+REFERENCES: dict[str, str] = {}  # question text -> a correct solution (for the code solver teacher)
+
+
+# --- the final code block of a response ------------------------------------------------------
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[ \t]*$", re.MULTILINE)
+_PY = {"", "python", "py", "python3", "py3"}
+
+
+def extract_code(response: str) -> str | None:
+    """The last complete fenced Python block of `response` (after any reasoning), or None.
+
+    One pass over the fence lines (linear in the response): fences pair up in order, opening
+    ones may name a language, and a block in another language (```bash) does not count.
+    """
+    from ded.generation.text import split_reasoning
+
+    _, answer = split_reasoning(response)
+    blocks, start, lang = [], None, ""
+    for m in _FENCE.finditer(answer):
+        if start is None:
+            start, lang = m.end(), m.group(1).lower()
+        else:
+            if lang in _PY:
+                blocks.append(answer[start : m.start()].strip("\n"))
+            start = None
+    code = blocks[-1] if blocks else None
+    return code if code and code.strip() else None
+
+
+# --- test specs ----------------------------------------------------------------------------------
+
+
+def make_spec(style: str, *, tests: list[dict] | None = None, test_code: str = "", entry_point: str | None = None,
+              fn_name: str | None = None, prelude: str = "") -> str:  # fmt: skip
+    """A test spec as the gold string of a code question; GoldError if it cannot grade anything."""
+    if style not in STYLES:
+        raise GoldError(f"unknown test style {style!r}; allowed: {list(STYLES)}", "bad_tests")
+    tests = list(tests or [])
+    if style == "assert" and not test_code.strip():
+        raise GoldError("no test code", "no_tests")
+    if style in ("stdin", "functional"):
+        if not tests:
+            raise GoldError("no test cases", "no_tests")
+        for i, t in enumerate(tests):
+            if not isinstance(t, dict) or "input" not in t or "output" not in t:
+                raise GoldError(f"test {i} needs 'input' and 'output', got {str(t):.80}", "bad_tests")
+    if style == "functional" and not fn_name:
+        raise GoldError("a functional test needs the function name (metadata func_name)", "bad_tests")
+    spec = {"style": style, "tests": [{"input": str(t["input"]), "output": str(t["output"])} for t in tests],
+            "test_code": test_code, "entry_point": entry_point, "fn_name": fn_name, "prelude": prelude}  # fmt: skip
+    return json.dumps(spec, sort_keys=True)
+
+
+def read_spec(gold: str) -> dict:
+    spec = json.loads(gold)
+    if not isinstance(spec, dict) or spec.get("style") not in STYLES:
+        raise ValueError("not a test spec")
+    return spec
+
+
+def imports_of(source: str) -> str:
+    """The import lines of a prompt (HumanEval's ``from typing import List``), put before a
+    solution that restates the function without them."""
+    return "\n".join(line for line in source.splitlines() if re.match(r"^(from\s+\S+\s+)?import\s", line))
+
+
+# --- the driver: one program that runs a solution against its spec ------------------------------
+
+_DRIVER = r'''
+import io, json, math, os, signal, sys, traceback
+SPEC = json.loads(__SPEC__)
+CODE = __CODE__
+NONCE = __NONCE__
+PER_TEST_S = __PER_TEST_S__
+_out = os.dup(1)  # the real stdout, kept for the verdict line
+
+def verdict(ok, reason, detail=""):
+    os.write(_out, ("\n" + NONCE + " " + json.dumps({"ok": ok, "reason": reason, "detail": str(detail)[-400:]}) + "\n").encode())
+    os._exit(0)
+
+class _Timeout(BaseException):
+    pass
+
+def _alarm(*_):
+    raise _Timeout()
+
+signal.signal(signal.SIGALRM, _alarm)
+
+def limited(fn, *args):
+    signal.setitimer(signal.ITIMER_REAL, PER_TEST_S)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+try:
+    code = compile(SPEC["prelude"] + "\n" + CODE if SPEC["prelude"] else CODE, "solution.py", "exec")
+except (SyntaxError, ValueError) as e:
+    verdict(False, "unparsable", repr(e))
+
+def failed(e):
+    if isinstance(e, _Timeout):
+        verdict(False, "timeout", "a test ran past %ss" % PER_TEST_S)
+    if isinstance(e, AssertionError):
+        verdict(False, "wrong", traceback.format_exc(limit=-2))
+    verdict(False, "runtime_error", "".join(traceback.format_exception_only(type(e), e)).strip())
+
+def same_text(got, want):
+    g = [l.rstrip() for l in got.strip().splitlines()]
+    w = [l.rstrip() for l in want.strip().splitlines()]
+    if g == w:
+        return True
+    if len(g) != len(w):
+        return False
+    for a, b in zip(g, w):
+        ta, tb = a.split(), b.split()
+        if len(ta) != len(tb):
+            return False
+        for x, y in zip(ta, tb):
+            if x == y:
+                continue
+            try:
+                if not math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-6):
+                    return False
+            except ValueError:
+                return False
+    return True
+
+def onto(fd, target):
+    if fd != target:  # a solution that closed fd 0 (open(0) does) gets the new file on that number already
+        os.dup2(fd, target)
+        os.close(fd)
+
+def plain(x):
+    if isinstance(x, (tuple, list)):
+        return [plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    return x
+
+style = SPEC["style"]
+if style == "assert":
+    ns = {"__name__": "solution"}
+    try:
+        def run_all():
+            exec(code, ns)
+            exec(compile(SPEC["test_code"], "tests.py", "exec"), ns)
+            if SPEC["entry_point"]:
+                if SPEC["entry_point"] not in ns:
+                    raise NameError("the solution defines no %r" % SPEC["entry_point"])
+                ns["check"](ns[SPEC["entry_point"]])
+        signal.setitimer(signal.ITIMER_REAL, PER_TEST_S * 3)
+        run_all()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except BaseException as e:
+        failed(e)
+elif style == "stdin":
+    for i, t in enumerate(SPEC["tests"]):
+        with open("stdin.txt", "w") as f:
+            f.write(t["input"])
+        onto(os.open("stdin.txt", os.O_RDONLY), 0)  # fd 0 itself, so open(0) and sys.stdin.buffer read it too
+        onto(os.open("stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+        try:
+            limited(exec, code, {"__name__": "__main__"})
+        except SystemExit as e:
+            if e.code not in (None, 0):
+                verdict(False, "runtime_error", "test %d: exit status %r" % (i, e.code))
+        except BaseException as e:
+            failed(e)
+        finally:
+            try:
+                sys.stdout.flush()
+            except BaseException:
+                pass
+        with open("stdout.txt") as f:
+            got = f.read()
+        if not same_text(got, t["output"]):
+            verdict(False, "wrong", "test %d: expected %r, got %r" % (i, t["output"][:100], got[:100]))
+elif style == "functional":
+    ns = {"__name__": "solution"}
+    try:
+        limited(exec, code, ns)
+    except BaseException as e:
+        failed(e)
+    name = SPEC["fn_name"]
+    for i, t in enumerate(SPEC["tests"]):
+        try:
+            args = [json.loads(line) for line in t["input"].split("\n") if line.strip()]
+            want = json.loads(t["output"])
+        except ValueError as e:
+            verdict(False, "bad_gold", "test %d: %r" % (i, e))
+        try:
+            if "Solution" in ns and hasattr(ns["Solution"], name):
+                fn = getattr(ns["Solution"](), name)
+            elif name in ns:
+                fn = ns[name]
+            else:
+                raise NameError("the solution defines no Solution.%s or %s" % (name, name))
+            got = limited(fn, *args)
+        except BaseException as e:
+            failed(e)
+        if plain(got) != plain(want):
+            verdict(False, "wrong", "test %d: expected %r, got %r" % (i, want, got))
+verdict(True, "correct")
+'''
+
+
+def driver(code: str, spec: dict, per_test_s: float, nonce: str) -> str:
+    """The program that grades `code` against `spec` and reports on one line tagged `nonce`."""
+    return (_DRIVER.replace("__SPEC__", repr(json.dumps(spec))).replace("__CODE__", repr(code))
+            .replace("__NONCE__", repr(nonce)).replace("__PER_TEST_S__", repr(float(per_test_s))))  # fmt: skip
+
+
+# --- running: limits, one check, many checks in parallel ----------------------------------------
+
+
+@dataclass
+class Settings:
+    per_test_s: float = 4.0  # each test (a call, a stdin run); the whole run also has the sandbox's wall_s
+    workers: int = 0  # sandboxes at once; 0 = every core
+    limits: object = None  # ded.sandbox.Limits; None = its defaults
+    hide: tuple[str, ...] = ()  # more paths the programs must not see (the run's cache and output folders)
+
+
+SETTINGS = Settings()
+
+
+def configure(cfg, hide: tuple[str, ...] = ()) -> None:
+    """Take the ``sandbox`` config section (ded.config.SandboxConfig) for every later check;
+    `hide`: folders the programs must not see besides the repository, home and data folder."""
+    from ded.sandbox import Limits
+
+    SETTINGS.per_test_s, SETTINGS.workers, SETTINGS.hide = float(cfg.per_test_s), int(cfg.workers), tuple(str(h) for h in hide)
+    SETTINGS.limits = Limits(wall_s=float(cfg.wall_s), cpu_s=int(cfg.cpu_s), memory_mb=int(cfg.memory_mb), nproc=int(cfg.nproc),
+                             output_bytes=int(cfg.output_bytes), disk_mb=int(cfg.disk_mb))  # fmt: skip
+
+
+def _job(response: str, gold: str) -> tuple[Verdict | None, str | None, str | None]:
+    """(a verdict already known, or None; the program to run; its nonce)."""
+    try:
+        spec = read_spec(gold)
+    except (ValueError, TypeError):
+        return Verdict(False, "bad_gold"), None, None
+    code = extract_code(response)
+    if code is None:
+        return Verdict(False, "no_answer"), None, None
+    nonce = "DED-" + secrets.token_hex(8)
+    return None, driver(code, spec, SETTINGS.per_test_s, nonce), nonce
+
+
+def _verdict(result, nonce: str) -> Verdict:
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith(nonce + " "):
+            try:
+                v = json.loads(line[len(nonce) + 1 :])
+            except ValueError:
+                break
+            return Verdict(bool(v["ok"]), v["reason"], v.get("detail") or None)
+    # no verdict line: the sandbox stopped the program (time, output) or it ended itself early
+    reason = {"timeout": "timeout", "output_limit": "output_limit", "memory": "runtime_error"}.get(result.status, "runtime_error")
+    return Verdict(False, reason, (result.stderr or result.status)[-400:])
+
+
+def _limits():
+    from ded.sandbox import Limits
+
+    return SETTINGS.limits or Limits()
+
+
+_MEMO: dict[str, Verdict] = {}  # verdicts of check_many, so a later check of the same pair (a filter chain) runs nothing
+
+
+def _memo_key(response: str, gold: str) -> str:
+    import hashlib
+
+    from ded.generation.text import split_reasoning
+
+    return hashlib.sha256(f"{split_reasoning(response)[1]}\0{gold}".encode()).hexdigest()
+
+
+def check_many(pairs: list[tuple[str, str]], progress: bool = False) -> list[Verdict]:
+    """Verdicts for (response, gold spec) pairs, the programs run in parallel sandboxes
+    (``sandbox.workers`` at once); each verdict is remembered for later checks of the same pair."""
+    from ded.sandbox import run_many
+
+    keys = [_memo_key(r, g) for r, g in pairs]
+    jobs = [(_MEMO[k], None, None) if k in _MEMO else _job(r, g) for k, (r, g) in zip(keys, pairs)]
+    todo = [i for i, (v, _, _) in enumerate(jobs) if v is None]
+    results = run_many([(jobs[i][1], "") for i in todo], _limits(), workers=SETTINGS.workers or None, progress=progress,
+                       hide=SETTINGS.hide) if todo else []  # fmt: skip
+    out = [v for v, _, _ in jobs]
+    for i, res in zip(todo, results):
+        out[i] = _verdict(res, jobs[i][2])
+    if len(_MEMO) > 200_000:
+        _MEMO.clear()
+    _MEMO.update(zip(keys, out))
+    return out
+
+
+class CodeAnswer(AnswerKind):
+    """Answer kind ``code``: the gold is a test spec (``make_spec``), the answer the final
+    ```python block, the verdict whether every test passes in the sandbox."""
+
+    instruction = CODE_INSTRUCTION
+
+    def gold(self, value, n_choices=None) -> str:
+        try:
+            read_spec(str(value))
+        except (ValueError, TypeError):
+            raise GoldError(f"not a code test spec: {str(value):.80}", "bad_tests") from None
+        return str(value)
+
+    def extract(self, response, n_choices=None):
+        return extract_code(response)
+
+    def check(self, response, gold, timeout_s=5, n_choices=None) -> Verdict:
+        return check_many([(response, str(gold))])[0]  # remembered: a pair checked in a batch before runs nothing
+
+
+ANSWER_KINDS.register("code", CodeAnswer())
+
+
+# --- readers: a source row -> (question text, test spec) ---------------------------------------
+
+
+def humaneval_row(row: dict) -> tuple[str, str, str]:
+    """(question, spec, reference solution) of a HumanEval row: complete the given function."""
+    prompt, entry = str(row["prompt"]), str(row["entry_point"])
+    text = f"Complete the following Python function.\n\n```python\n{prompt.strip()}\n```" + CODE_INSTRUCTION
+    spec = make_spec("assert", test_code=str(row["test"]), entry_point=entry, prelude=imports_of(prompt))
+    reference = prompt + str(row.get("canonical_solution") or "")
+    return text, spec, reference
+
+
+def mbpp_row(row: dict) -> tuple[str, str, str]:
+    """(question, spec, reference) of an MBPP row: its task text, asserts and code."""
+    tests = list(row.get("test_list") or [])
+    if not tests:
+        raise GoldError("no test_list", "no_tests")
+    text = f"{str(row.get('text') or row.get('prompt')).strip()}\nYour code should pass this test:\n```python\n{tests[0]}\n```" + CODE_INSTRUCTION
+    setup = str(row.get("test_setup_code") or "")
+    spec = make_spec("assert", test_code="\n".join([setup, *tests]))
+    return text, spec, str(row.get("code") or "")
+
+
+class _NoClasses(pickle.Unpickler):
+    def find_class(self, module, name):  # a pickled string needs no class; anything else is refused
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a test-case field")
+
+
+def lcb_tests(value) -> list[dict]:
+    """LiveCodeBench test cases from a JSON list, or base64(zlib(pickle(JSON string)))."""
+    if isinstance(value, list):
+        return value
+    text = str(value or "").strip()
+    if not text:
+        return []
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        inner = _NoClasses(io.BytesIO(zlib.decompress(base64.b64decode(text)))).load()
+        return json.loads(inner)
+    except Exception as e:  # noqa: BLE001 - any undecodable field is a bad row, named by its caller
+        raise GoldError(f"test cases are neither JSON nor base64(zlib(pickle(JSON))) ({type(e).__name__})", "bad_tests") from None
+
+
+def lcb_row(row: dict) -> tuple[str, str, str]:
+    """(question, spec, no reference) of a LiveCodeBench code_generation_lite row."""
+    tests = lcb_tests(row.get("public_test_cases")) + lcb_tests(row.get("private_test_cases"))
+    if not tests:
+        raise GoldError("no test cases", "no_tests")
+    meta = row.get("metadata") or {}
+    meta = json.loads(meta) if isinstance(meta, str) and meta.strip() else (meta if isinstance(meta, dict) else {})
+    styles = {t.get("testtype", "stdin") for t in tests}
+    if len(styles) > 1:
+        raise GoldError(f"mixed test types {sorted(styles)}", "bad_tests")
+    style = styles.pop()
+    starter = str(row.get("starter_code") or "").strip()
+    text = str(row["question_content"]).strip()
+    if style == "functional":
+        text += f"\n\nComplete this starter code:\n```python\n{starter}\n```"
+        spec = make_spec("functional", tests=tests, fn_name=meta.get("func_name"))
+    else:
+        text += "\n\nRead the input from standard input and write the answer to standard output."
+        spec = make_spec("stdin", tests=tests)
+    return text + CODE_INSTRUCTION, spec, ""
+
+
+READERS = {"humaneval": humaneval_row, "mbpp": mbpp_row, "livecodebench": lcb_row}
+
+
+def read_row(fmt: str, row: dict) -> tuple[str, str]:
+    """(question, spec) of a row in format `fmt`; keeps its reference solution for the solver."""
+    text, spec, reference = READERS[fmt](row)
+    if reference:
+        REFERENCES[text] = reference
+    return text, spec
+
+
+def in_window(date: str | None, since: str | None, until: str | None) -> bool:
+    """Whether an ISO date (LiveCodeBench's contest_date) lies in [since, until]; no window: yes."""
+    if not since and not until:
+        return True
+    if not date:
+        return False
+    day = str(date)[:10]
+    return (not since or day >= str(since)[:10]) and (not until or day <= str(until)[:10])
+
+
+# --- worked examples and the code solver teacher -------------------------------------------------
+
+_EXAMPLES = [
+    ("Write a Python function `add(a, b)` that returns the sum of two numbers.",
+     "The sum is a + b.\n\n```python\ndef add(a, b):\n    return a + b\n```"),
+    ("Write a Python function `is_even(n)` that returns True when n is even.",
+     "n is even when n % 2 is 0.\n\n```python\ndef is_even(n):\n    return n % 2 == 0\n```"),
+    ("Write a Python function `largest(xs)` that returns the largest number of a non-empty list.",
+     "Keep the best value seen so far.\n\n```python\ndef largest(xs):\n    best = xs[0]\n    for x in xs[1:]:\n        if x > best:\n            best = x\n    return best\n```"),
+]  # fmt: skip
+
+
+def fewshot_messages(n: int) -> list[dict]:
+    """`n` worked code examples as chat turns (what they teach: reason briefly, end with a block)."""
+    out = []
+    for q, a in _EXAMPLES[:n]:
+        out += [{"role": "user", "content": q + CODE_INSTRUCTION}, {"role": "assistant", "content": a}]
+    return out
+
+
+_OPENERS = ["Let me work through this.", "I'll plan the function first.", "We need to implement this carefully.",
+            "First, what is asked?", "Let's reason about the cases."]  # fmt: skip
+_MIDDLES = ["The reference approach handles every case the docstring lists.", "Edge cases: empty inputs and single items.",
+            "A direct implementation is fast enough here.", "I'll check the examples against the plan.",
+            "Iterating once over the input is enough."]  # fmt: skip
+_CLOSERS = ["Here is the complete solution.", "Final code:", "Putting it together:", "The solution:"]
+
+
+def solve(question: str) -> str:
+    """The reference solution of a code question read from a pool, as one fixed response."""
+    ref = REFERENCES.get(question)
+    if not ref:
+        raise ValueError("no reference solution for this question")
+    return f"{_OPENERS[0]}\n\n{_CLOSERS[0]}\n\n```python\n{ref.strip()}\n```"
+
+
+def solve_varied(question: str, rng: random.Random) -> str:
+    """The reference solution with its reasoning worded anew from `rng`: correct, yet each sample differs."""
+    ref = REFERENCES.get(question)
+    if not ref:
+        raise ValueError("no reference solution for this question")
+    lines = [rng.choice(_OPENERS), *rng.sample(_MIDDLES, rng.randint(1, 3)), rng.choice(_CLOSERS)]
+    return "\n\n".join(lines) + f"\n\n```python\n{ref.strip()}\n```"

@@ -1,0 +1,370 @@
+"""The inside half of ded.sandbox: turns one process into a sealed, throw-away run of one program.
+
+Standalone on purpose (stdlib only, no ``ded`` imports, nothing slow to import): the harness
+starts it fresh for every run as
+
+    python -I -S sandbox_init.py SPEC_FD STATUS_FD      # one sandboxed run
+    python -I -S sandbox_init.py --sweep UID            # kill every process of UID (harness clean-up)
+
+SPEC_FD is a memfd holding the run's spec (a ``marshal``-ed dict written by ded.sandbox: mode,
+uid, program, files, limits, interpreter, paths to hide and paths to keep). STATUS_FD is a pipe
+that only the harness reads; the program never holds it (it is close-on-exec). Lines on it:
+
+    error <text>             the sandbox could not be set up (the harness raises SandboxError)
+    refused <text>           the program or its files could not be written (too big): a failed run
+    exit <code> <cpu_s>      the program exited            (written by the reaper)
+    signal <num> <cpu_s>     the program died of a signal  (written by the reaper)
+    done                     everything of the run is gone; the outer process is exiting
+
+Process tree (mode "root"; mode "userns" is the same inside an unprivileged user namespace,
+without the uid change and the uid sweep, since there the program runs as the harness's uid):
+
+    harness
+     └─ outer    this script: new network, mount, IPC, UTS, cgroup namespaces and a PID namespace
+        │        for its children; waits, then kills whatever the run's uid still has, says "done"
+        └─ reaper  PID 1 of the new PID namespace, root: seals the file system, starts the program,
+           │       reaps orphans; when it exits the kernel kills everything left in the namespace
+           └─ program  rlimits, a fresh uid, no groups, no capabilities, no_new_privs;
+                       execs the interpreter on /tmp/work/main.py with a minimal environment
+
+The harness stops a run by sending SIGUSR1 to the outer process, which kills the reaper (and so
+the whole namespace), sweeps and reports as usual; SIGKILL of the process group is its fallback.
+"""
+
+import _signal  # not `signal`: that module imports enum, ~10 ms on every run
+import ctypes
+import marshal
+import os
+import resource
+import sys
+
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x02000000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 256, 1024, 2048, 4096, 16384
+MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+# Per-mount flags as /proc/self/mountinfo spells them: kept on remount (a user namespace may not drop them).
+MOUNT_OPTION_FLAGS = {
+    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "nosymfollow": MS_NOSYMFOLLOW,
+}
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable places, each replaced by a private tmpfs
+WORKDIR = "/tmp/work"
+PROGRAM = "main.py"
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SetupError(Exception):
+    """The sandbox could not be built; the message names the step and the reason."""
+
+
+def _call(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise SetupError(f"{what}: {os.strerror(err)}", err)
+
+
+def _b(s):
+    return None if s is None else os.fsencode(s)
+
+
+def unshare(flags):
+    _call(libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source, target, fstype, flags, data=None):
+    what = f"mount {fstype or 'flags ' + hex(flags)} on {target}"
+    _call(libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), what)
+
+
+def prctl(option, arg):
+    _call(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), f"prctl({option})")
+
+
+def report(fd, line):
+    """One status line; a single write below PIPE_BUF is atomic, so lines never interleave."""
+    try:
+        os.write(fd, (line.replace("\n", " ")[:3000] + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def hint(err, mode):
+    """What the operator can do about a failed unshare."""
+    import errno
+
+    if err not in (errno.EPERM, errno.EACCES, errno.ENOSPC, errno.EINVAL, errno.EUSERS):
+        return ""
+    if mode == "userns":
+        return (" (not root, and unprivileged user namespaces are not allowed here: run as root, or enable them"
+                " with sysctl user.max_user_namespaces=10000, kernel.unprivileged_userns_clone=1,"
+                " kernel.apparmor_restrict_unprivileged_userns=0)")
+    return " (root without CAP_SYS_ADMIN, e.g. an unprivileged container: run it with --cap-add SYS_ADMIN or --privileged)"
+
+
+# ---------------------------------------------------------------------------------------------
+# outer: namespaces, then wait for the reaper, sweep the uid, report
+
+
+def outer(spec_fd, status_fd):
+    prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)  # the harness died: so do we (and the reaper after us)
+    with os.fdopen(spec_fd, "rb") as f:
+        spec = marshal.loads(f.read())
+    if os.getppid() != spec["harness_pid"]:
+        os._exit(1)  # the harness died before our death signal was armed
+    os.set_inheritable(status_fd, False)
+    mode = spec["mode"]
+    flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+    try:
+        if mode == "userns":
+            uid, gid = os.getuid(), os.getgid()
+            unshare(flags | CLONE_NEWUSER)
+            # Map only ourselves (all an unprivileged user may map): the program keeps our uid and loses
+            # every capability at execve because it is not uid 0 in the namespace.
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        else:
+            unshare(flags)
+    except SetupError as e:
+        report(status_fd, f"error {e.args[0]}{hint(e.args[1], mode) if len(e.args) > 1 else ''}")
+        os._exit(1)
+    except OSError as e:
+        report(status_fd, f"error user namespace mapping: {e}")
+        os._exit(1)
+
+    me, reaper = os.getpid(), 0
+
+    def stop(signum, frame):
+        if reaper > 0 and os.getpid() == me:  # the reaper inherits this handler until it resets it
+            os.kill(reaper, _signal.SIGKILL)  # PID 1 dies: the kernel kills the whole namespace
+
+    _signal.signal(_signal.SIGUSR1, stop)
+    reaper = os.fork()
+    if reaper == 0:
+        reaper_main(spec, status_fd)  # never returns
+    os.waitpid(reaper, 0)
+    if mode == "root":
+        sweep(spec["uid"])  # belt and braces: nothing of the uid can live outside the dead namespace
+    report(status_fd, "done")
+    os._exit(0)
+
+
+def sweep(uid):
+    """Kill every process of `uid` by becoming it: kill(-1) spares only ourselves (and init)."""
+    try:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        os.kill(-1, _signal.SIGKILL)
+    except OSError:
+        pass  # ESRCH: nothing left
+
+
+# ---------------------------------------------------------------------------------------------
+# reaper: PID 1 of the new PID namespace
+
+
+def reaper_main(spec, status_fd):
+    try:
+        _signal.signal(_signal.SIGUSR1, _signal.SIG_DFL)
+        prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)  # the outer died (killed by the harness): the namespace goes
+        libc.sethostname(b"sandbox", 7)
+        seal_filesystem(spec)
+        try:
+            write_workdir(spec)
+        except OSError as e:  # the program's own fault (bigger than disk_mb): a failed run, not a broken sandbox
+            report(status_fd, f"refused cannot write the program and its files into {WORKDIR}: {e}")
+            os._exit(1)
+        child = os.fork()
+        if child == 0:
+            program_main(spec, status_fd)  # never returns
+        while True:  # reap orphans until the program itself ends
+            pid, status, usage = os.wait4(-1, 0)
+            if pid == child:
+                break
+        cpu = usage.ru_utime + usage.ru_stime
+        if os.WIFSIGNALED(status):
+            report(status_fd, f"signal {os.WTERMSIG(status)} {cpu:.3f}")
+        else:
+            report(status_fd, f"exit {os.WEXITSTATUS(status)} {cpu:.3f}")
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 (anything here is a setup failure, reported as such)
+        report(status_fd, f"error {e.args[0] if isinstance(e, SetupError) else repr(e)}")
+        os._exit(1)
+
+
+def seal_filesystem(spec):
+    """Private mounts; hidden paths covered; everything read-only; fresh scratch tmpfs and /proc."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # first: nothing below may propagate to the host
+    keep = spec["keep"]
+    for path in spec["hide"]:
+        hide(path, keep)
+    readonly_everything()
+    disk = spec["limits"]["disk_mb"]
+    for path in SCRATCH:
+        if os.path.isdir(path) and not os.path.islink(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk}m,nr_inodes=16384,mode=1777")
+    if os.path.isdir("/run") and not os.path.islink("/run"):  # host unix sockets (dbus, ...) live here
+        mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,nr_inodes=64,mode=755")
+    mount_proc()
+
+
+def hide(path, keep):
+    """Cover `path` with something empty, except the branches that lead to a path in `keep`."""
+    if not os.path.lexists(path) or os.path.islink(path):
+        return  # a symlink's target is hidden, or not, in its own right
+    inside = [k for k in keep if k == path or k.startswith(path + "/")]
+    if not inside:
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=2,mode=555")
+        else:
+            mount("/dev/null", path, None, MS_BIND)  # files, sockets, fifos: now an empty device
+    elif path not in keep:  # the interpreter lives below: hide its siblings, one level down
+        for name in sorted(os.listdir(path)):
+            hide(os.path.join(path, name), keep)
+
+
+def readonly_everything():
+    """Remount every visible mount read-only in this (private) namespace; the host keeps its flags."""
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        fields = line.split()
+        target = unescape(fields[4])
+        options = fields[5].split(",")
+        if "ro" in options or target == "/proc" or target.startswith("/proc/"):
+            continue  # already read-only, or replaced by a fresh proc below
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in options:
+            flags |= MOUNT_OPTION_FLAGS.get(option, 0)
+        try:
+            mount(None, target, None, flags)
+        except SetupError as e:
+            if not os.path.exists(target):  # under a hidden path, or shadowed: unreachable anyway
+                continue
+            raise SetupError(f"{e.args[0]} (making the host's mounts read-only)") from e
+
+
+def unescape(path):
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    if "\\" not in path:
+        return path
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "\\" and path[i + 1:i + 4].isdigit():
+            out.append(chr(int(path[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_proc():
+    """A proc of the new PID namespace: the program sees only its own processes (hidepid)."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for data in ("hidepid=invisible", "hidepid=2", None):
+        try:
+            mount("proc", "/proc", "proc", flags, data)
+            return
+        except SetupError:
+            continue
+    # A user namespace may not mount proc where the host masks parts of it: show none of it.
+    mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | flags, "size=4k,nr_inodes=2,mode=555")
+
+
+def write_workdir(spec):
+    """/tmp/work: the program and its files, owned by the run's uid."""
+    uid = spec["uid"]
+    os.mkdir(WORKDIR, 0o700)
+    os.chown(WORKDIR, uid, uid)
+    for name, text in [(PROGRAM, spec["program"]), *spec["files"].items()]:
+        path = os.path.join(WORKDIR, name)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+            for d in _parents_below(parent, WORKDIR):
+                os.chown(d, uid, uid)
+        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:  # bad text: Python's own error later
+            f.write(text)
+        os.chown(path, uid, uid)
+
+
+def _parents_below(path, top):
+    while path != top:
+        yield path
+        path = os.path.dirname(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# program: limits, privileges dropped, exec
+
+
+def program_main(spec, status_fd):
+    try:
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT):  # ignored dispositions survive execve
+            _signal.signal(sig, _signal.SIG_DFL)
+        os.closerange(3, status_fd)  # only stdin/stdout/stderr (and the status pipe, until execve) stay open
+        os.closerange(status_fd + 1, 1 << 16)
+        os.chdir(WORKDIR)
+        set_limits(spec["limits"])
+        drop_bounding_set()
+        if spec["mode"] == "root":
+            uid = spec["uid"]
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)  # after this the rlimits bind, and the root-owned reaper is out of reach
+        prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binaries, no file capabilities
+        prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)  # setuid cleared it; the reaper is our parent
+        interpreter = spec["interpreter"]
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+            # numeric libraries would start a thread per core and run into the process limit
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        }
+        # -E -s: no PYTHON* variables, no user site; not -I, so files next to main.py stay importable.
+        # -B: no __pycache__ in the working directory.
+        os.execve(interpreter, [interpreter, "-B", "-E", "-s", PROGRAM], env)
+    except BaseException as e:  # noqa: BLE001
+        report(status_fd, f"error starting the program: {e.args[0] if isinstance(e, SetupError) else repr(e)}")
+    os._exit(127)
+
+
+def set_limits(limits):
+    mb = 1 << 20
+    cpu = limits["cpu_s"]
+    wanted = {
+        resource.RLIMIT_CPU: (cpu, cpu + 1),  # SIGXCPU at the soft limit, SIGKILL a second later
+        resource.RLIMIT_AS: (limits["memory_mb"] * mb,) * 2,
+        resource.RLIMIT_NPROC: (limits["nproc"],) * 2,
+        resource.RLIMIT_FSIZE: (limits["disk_mb"] * mb,) * 2,
+        resource.RLIMIT_NOFILE: (256, 256),
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    for which, (soft, hard) in wanted.items():
+        _, current = resource.getrlimit(which)
+        if current != resource.RLIM_INFINITY:  # a user namespace cannot raise a hard limit
+            soft, hard = min(soft, current), min(hard, current)
+        resource.setrlimit(which, (soft, hard))
+
+
+def drop_bounding_set():
+    """Empty the capability bounding set, so nothing the program execs can ever hold a capability."""
+    cap = 0
+    while libc.prctl(ctypes.c_int(PR_CAPBSET_DROP), ctypes.c_ulong(cap), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0:
+        cap += 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--sweep":
+        sweep(int(sys.argv[2]))
+        os._exit(0)
+    spec_fd, status_fd = int(sys.argv[1]), int(sys.argv[2])
+    try:
+        outer(spec_fd, status_fd)
+    except BaseException as e:  # noqa: BLE001
+        report(status_fd, f"error {e.args[0] if isinstance(e, SetupError) else repr(e)}")
+        os._exit(1)
