@@ -124,6 +124,71 @@ def test_livecodebench_eval_set_takes_a_release_window(tmp_path):
     assert [q.id for q in later] == ["livecodebench-1"] and json.loads(later[0].answer)["fn_name"] == "doubled"
 
 
+FAST_IO = """import os, sys
+from io import BytesIO, IOBase
+class FastIO(IOBase):
+    def __init__(self, file):
+        self._fd, self.buffer, self.writable = file.fileno(), BytesIO(), "x" in file.mode or "r" not in file.mode
+    def read(self):
+        return os.read(self._fd, 1 << 20)
+    def flush(self):
+        if self.writable:
+            os.write(self._fd, self.buffer.getvalue())
+            self.buffer.truncate(0), self.buffer.seek(0)
+sys.stdout = FastIO(sys.stdout)
+a, b = map(int, FastIO(sys.stdin).read().split())
+sys.stdout.buffer.write(str(a + b).encode() + b"\\n")
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@needs_sandbox
+def test_how_real_solutions_read_write_and_exit_is_graded_as_the_judges_do(tmp_path):
+    """Each test runs in its own process: reading fd 0 in any way, replacing sys.stdout, os._exit
+    after flushing, a bare except around a slow loop, LeetCode code that uses List without importing
+    it, prints in a functional solution; integers compared exactly, floats within 1e-6."""
+    (q_in, q_fn), _ = read_pool({"source": str(lcb_file(tmp_path / "lcb.jsonl")), "format": "livecodebench"})
+    sums = [
+        "a, b = map(int, input().split())\nprint(a + b)",
+        "import sys\na, b = map(int, sys.stdin.buffer.read().split())\nsys.stdout.write(str(a + b))",
+        "f = open(0)\ndef g(): pass\nprint(sum(map(int, f.read().split())))",  # fd 0 closed later by the collector
+        "import sys\nsys.stdout = open(1, 'w')\nprint(sum(map(int, input().split())))",
+        "a, b = map(int, input().split())\nprint(a + b)\nexit()",
+        "if __name__ == '__main__':\n    print(sum(map(int, input().split())))",
+        FAST_IO,
+    ]
+    wrong = [
+        "import time\nfor _ in range(100):\n    try:\n        time.sleep(1)\n    except BaseException:\n        break\nprint(sum(map(int, input().split())))",
+        "print(sum(map(int, input().split())) + 1000000000000)",
+    ]
+    doubled = [
+        "class Solution:\n    def doubled(self, nums: List[int]) -> List[int]:\n        return [2 * x for x in nums]",  # List: no import
+        "class Solution:\n    def doubled(self, nums):\n        for i in range(100000): print('debug', i)\n        return tuple(2 * x for x in nums)",
+    ]
+    v = check_answers([(block(c), q_in.answer, "code") for c in sums + wrong] + [(block(c), q_fn.answer, "code") for c in doubled])
+    assert [x.reason for x in v] == ["correct"] * len(sums) + ["timeout", "wrong"] + ["correct"] * len(doubled), [x.extracted for x in v]
+    near = make_spec("stdin", tests=[{"input": "", "output": "998244352 0.30000000\n"}])
+    v = check_answers([(block(c), near, "code") for c in ["print(998244352, 0.1 + 0.2)", "print(998244000, 0.3)", "print(998244352, 0.31)"]])
+    assert [x.reason for x in v] == ["correct", "wrong", "wrong"]
+
+
+@needs_data
+@needs_sandbox
+def test_humaneval_answers_that_give_only_the_function_or_only_its_body_pass():
+    """The prompt's helpers (encode_cyclic for HumanEval/38) and imports are there for a solution
+    that restates only its function, and a bare body completes the prompt's header."""
+    rows = {json.loads(x)["task_id"]: json.loads(x) for x in gzip.open(DATA / "benchmarks" / "humaneval.jsonl.gz", "rt")}
+    qs = {q.source.rsplit(":", 1)[-1]: q for q in load_eval_set("humaneval", DATA)}
+    pairs = []
+    for tid in ("HumanEval/38", "HumanEval/10", "HumanEval/0"):
+        r, q = rows[tid], qs[str(int(tid.split("/")[1]) + 1)]
+        only = r["prompt"][r["prompt"].index("def " + r["entry_point"]) :] + r["canonical_solution"]
+        pairs += [(block(only), q.answer, "code"), (block(r["canonical_solution"]), q.answer, "code")]
+    pairs.append((block("from __future__ import annotations\n" + rows["HumanEval/0"]["prompt"] + rows["HumanEval/0"]["canonical_solution"]), qs["1"].answer, "code"))
+    assert [v.reason for v in check_answers(pairs)] == ["correct"] * 7
+
+
 def test_a_pickled_test_field_may_hold_a_string_and_nothing_else():
     assert lcb_tests(_compressed([{"input": "1", "output": "2"}])) == [{"input": "1", "output": "2"}]
 
@@ -233,3 +298,43 @@ def test_every_stage_runs_on_a_code_pool(cache_dir, tmp_path):
     assert "eval/in_domain/delta_avg@1" in m and "eval/out_of_domain/delta_avg@1" in m
     ev = json.loads((out / "eval.json").read_text())
     assert ev["provenance"]["sandbox"]["per_test_s"] == 4.0
+
+
+def test_code_questions_are_not_contaminated_by_their_shared_instruction(tmp_path):
+    """Every code question ends with the same instruction sentence: decontamination must not count it."""
+    from ded.data.decontam import decontaminate
+
+    src = lcb_file(tmp_path / "lcb.jsonl")
+    pool, _ = read_pool({"source": str(src), "format": "livecodebench"})
+    bench = ["Print the number of vowels in the given string s." + pool[0].text[pool[0].text.index("\n\nThink it through") :]]
+    assert len(decontaminate(pool, {"lcb_later": bench}, n=8, min_overlap=0.0).kept) == 2
+    assert len(decontaminate(pool, {"same": [pool[0].text]}, n=8, min_overlap=0.5).kept) == 1  # a real overlap still counts
+
+
+def test_in_domain_follows_the_answer_kind_for_subjects_outside_the_list():
+    from ded.data.evalsets import area_of, scope_of
+
+    assert area_of("Algebra", "math") == "math" and area_of("code", "code") == "code" and area_of("arithmetic") == "math"
+    assert scope_of("math500", {area_of("Algebra", "math")}) == "in" and scope_of("humaneval", {"math"}) == "out"
+
+
+def test_livecodebench_is_read_from_a_local_file_and_says_how_to_get_one(tmp_path):
+    from ded.data.evalsets import EvalSetError, check_available
+
+    assert "test*.jsonl" in check_available("livecodebench", str(tmp_path))
+    with pytest.raises(EvalSetError, match="local file only"):
+        load_eval_set("livecodebench", str(tmp_path))
+    with pytest.raises(PoolError, match=r"corpus.pools\[\].until: an ISO date"):
+        read_pool({"source": str(lcb_file(tmp_path / "l.jsonl")), "format": "livecodebench", "until": "2024-7-31"})
+
+
+def test_grading_code_is_known_before_the_run():
+    from conftest import compose
+    from ded.config import validate
+    from ded.preflight import grades_code
+
+    def grades(*o):
+        return grades_code(validate(compose([*o, "paths.output_dir=/tmp/unused"])))
+
+    assert grades("experiment=code_cpu") and grades("eval.benchmarks=[humaneval]") and grades("corpus=math_code")
+    assert not grades() and not grades("corpus=gsm8k", "eval.benchmarks=[gsm8k]")

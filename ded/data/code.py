@@ -43,6 +43,7 @@ import pickle
 import random
 import re
 import secrets
+import textwrap
 import zlib
 from dataclasses import dataclass
 
@@ -78,7 +79,7 @@ def extract_code(response: str) -> str | None:
             if lang in _PY:
                 blocks.append(answer[start : m.start()].strip("\n"))
             start = None
-    code = blocks[-1] if blocks else None
+    code = textwrap.dedent(blocks[-1]) if blocks else None  # a block indented under a list item is still the program
     return code if code and code.strip() else None
 
 
@@ -113,52 +114,46 @@ def read_spec(gold: str) -> dict:
     return spec
 
 
-def imports_of(source: str) -> str:
-    """The import lines of a prompt (HumanEval's ``from typing import List``), put before a
-    solution that restates the function without them."""
-    return "\n".join(line for line in source.splitlines() if re.match(r"^(from\s+\S+\s+)?import\s", line))
+# What LeetCode and contest judges provide without an import (LeetCode's typing names, the usual
+# modules): a solution that copies `List[int]` from the starter code is not failed for its import.
+COMMON_IMPORTS = "\n".join([
+    "import bisect, collections, functools, heapq, itertools, math, operator, random, re, string, sys",
+    "from bisect import bisect_left, bisect_right, insort",
+    "from collections import Counter, defaultdict, deque, OrderedDict",
+    "from functools import cache, lru_cache, reduce",
+    "from heapq import heapify, heappop, heappush",
+    "from itertools import accumulate, combinations, permutations, product",
+    "from math import ceil, floor, gcd, inf, isqrt, log2, sqrt",
+    "from typing import *",
+])  # fmt: skip
 
 
 # --- the driver: one program that runs a solution against its spec ------------------------------
 
 _DRIVER = r'''
-import io, json, math, os, signal, sys, traceback
+import json, math, os, re, signal, sys, time, traceback
 SPEC = json.loads(__SPEC__)
 CODE = __CODE__
 NONCE = __NONCE__
 PER_TEST_S = __PER_TEST_S__
-_out = os.dup(1)  # the real stdout, kept for the verdict line
+_out = os.dup(1)  # the real stdout, kept for the verdict line; each test runs in a child with its own fds
 
 def verdict(ok, reason, detail=""):
     os.write(_out, ("\n" + NONCE + " " + json.dumps({"ok": ok, "reason": reason, "detail": str(detail)[-400:]}) + "\n").encode())
     os._exit(0)
 
-class _Timeout(BaseException):
-    pass
-
-def _alarm(*_):
-    raise _Timeout()
-
-signal.signal(signal.SIGALRM, _alarm)
-
-def limited(fn, *args):
-    signal.setitimer(signal.ITIMER_REAL, PER_TEST_S)
-    try:
-        return fn(*args)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
 try:
-    code = compile(SPEC["prelude"] + "\n" + CODE if SPEC["prelude"] else CODE, "solution.py", "exec")
+    compiled = compile(CODE, "solution.py", "exec")  # alone: a solution may start with "from __future__ import ..."
+    prelude = compile(SPEC["prelude"], "prelude.py", "exec") if SPEC["prelude"] else None
 except (SyntaxError, ValueError) as e:
     verdict(False, "unparsable", repr(e))
 
-def failed(e):
-    if isinstance(e, _Timeout):
-        verdict(False, "timeout", "a test ran past %ss" % PER_TEST_S)
-    if isinstance(e, AssertionError):
-        verdict(False, "wrong", traceback.format_exc(limit=-2))
-    verdict(False, "runtime_error", "".join(traceback.format_exception_only(type(e), e)).strip())
+def solution_namespace(name):
+    ns = {"__name__": name}
+    if prelude is not None:
+        exec(prelude, ns)  # the prompt's imports and helpers, or the usual competitive-programming imports
+    exec(compiled, ns)
+    return ns
 
 def same_text(got, want):
     g = [l.rstrip() for l in got.strip().splitlines()]
@@ -174,6 +169,10 @@ def same_text(got, want):
         for x, y in zip(ta, tb):
             if x == y:
                 continue
+            if re.fullmatch(r"[-+]?\d+", x) and re.fullmatch(r"[-+]?\d+", y):
+                if int(x) != int(y):  # integers exactly (answers mod 998244353 differ in the last digits)
+                    return False
+                continue
             try:
                 if not math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-6):
                     return False
@@ -181,64 +180,106 @@ def same_text(got, want):
                 return False
     return True
 
-def onto(fd, target):
-    if fd != target:  # a solution that closed fd 0 (open(0) does) gets the new file on that number already
-        os.dup2(fd, target)
-        os.close(fd)
-
-def plain(x):
-    if isinstance(x, (tuple, list)):
-        return [plain(v) for v in x]
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    return x
-
-style = SPEC["style"]
-if style == "assert":
-    ns = {"__name__": "solution"}
-    try:
-        def run_all():
-            exec(code, ns)
-            exec(compile(SPEC["test_code"], "tests.py", "exec"), ns)
-            if SPEC["entry_point"]:
-                if SPEC["entry_point"] not in ns:
-                    raise NameError("the solution defines no %r" % SPEC["entry_point"])
-                ns["check"](ns[SPEC["entry_point"]])
-        signal.setitimer(signal.ITIMER_REAL, PER_TEST_S * 3)
-        run_all()
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    except BaseException as e:
-        failed(e)
-elif style == "stdin":
-    for i, t in enumerate(SPEC["tests"]):
-        with open("stdin.txt", "w") as f:
-            f.write(t["input"])
-        onto(os.open("stdin.txt", os.O_RDONLY), 0)  # fd 0 itself, so open(0) and sys.stdin.buffer read it too
-        onto(os.open("stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+def same_value(got, want):
+    """JSON-equal, tuples as lists, floats within 1e-6 (0.1 + 0.2 is 0.3)."""
+    if isinstance(got, bool) or isinstance(want, bool):
+        return got == want
+    if isinstance(got, float) or isinstance(want, float):
         try:
-            limited(exec, code, {"__name__": "__main__"})
-        except SystemExit as e:
-            if e.code not in (None, 0):
-                verdict(False, "runtime_error", "test %d: exit status %r" % (i, e.code))
-        except BaseException as e:
-            failed(e)
-        finally:
+            return math.isclose(float(got), float(want), rel_tol=1e-6, abs_tol=1e-6)
+        except (TypeError, ValueError, OverflowError):
+            return False
+    if isinstance(got, (list, tuple)) and isinstance(want, (list, tuple)):
+        return len(got) == len(want) and all(same_value(a, b) for a, b in zip(got, want))
+    if isinstance(got, dict) and isinstance(want, dict):
+        return got.keys() == want.keys() and all(same_value(got[k], want[k]) for k in got)
+    return got == want
+
+def in_child(i, body, stdin_text, limit_s, exit_ok=False):
+    """Run body() in a forked child with the test's stdin on fd 0 and fd 1 in out<i>.txt; the
+    child's verdict is the file res<i>.txt ("PASS" or a reason line), so an early os._exit(0) is
+    no pass. Returns (reason or None, detail, stdout text). The parent enforces the time limit:
+    a solution cannot catch it."""
+    with open("in.txt", "w") as f:
+        f.write(stdin_text)
+    for name in ("out.txt", "res.txt", "err.txt"):
+        if os.path.exists(name):
+            os.remove(name)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)
+            fd = os.open("in.txt", os.O_RDONLY); os.dup2(fd, 0); os.close(fd)
+            fd = os.open("out.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC); os.dup2(fd, 1); os.close(fd)
+            fd = os.open(os.devnull, os.O_WRONLY); os.dup2(fd, 2); os.close(fd)
+            res = os.open("res.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                outcome = body()
+            except SystemExit as e:
+                outcome = "PASS" if e.code in (None, 0) else "runtime_error exit status %r" % (e.code,)
+            except AssertionError:
+                outcome = "wrong " + traceback.format_exc(limit=-2)
+            except BaseException as e:
+                outcome = "runtime_error " + "".join(traceback.format_exception_only(type(e), e)).strip()
             try:
                 sys.stdout.flush()
             except BaseException:
                 pass
-        with open("stdout.txt") as f:
-            got = f.read()
+            os.write(res, str(outcome).encode(errors="replace")[:2000])
+        finally:
+            os._exit(0)
+    t0 = time.monotonic()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() - t0 > limit_s:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout", "test %d ran past %ss" % (i, limit_s), ""
+        time.sleep(0.002)
+    got = open("out.txt", errors="replace").read() if os.path.exists("out.txt") else ""
+    res = open("res.txt", errors="replace").read() if os.path.exists("res.txt") else ""
+    if res == "PASS":
+        return None, "", got
+    if not res and exit_ok and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None, "", got  # stdin style: flushed and os._exit(0) (fast-IO templates); its output decides
+    if not res:
+        how = "signal %d" % -os.WTERMSIG(status) if os.WIFSIGNALED(status) else "status %d" % os.WEXITSTATUS(status)
+        return "runtime_error", "test %d: the program ended itself (%s) before its result" % (i, how), got
+    reason, _, detail = res.partition(" ")
+    return reason, "test %d: %s" % (i, detail), got
+
+style = SPEC["style"]
+if style == "assert":
+    def body():
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # prints of the solution do not count against the output limit
+        ns = solution_namespace("solution")
+        exec(compile(SPEC["test_code"], "tests.py", "exec"), ns)
+        if SPEC["entry_point"]:
+            if SPEC["entry_point"] not in ns:
+                raise NameError("the solution defines no %r" % SPEC["entry_point"])
+            ns["check"](ns[SPEC["entry_point"]])
+        return "PASS"
+    reason, detail, _ = in_child(0, body, "", PER_TEST_S * 3)
+    if reason:
+        verdict(False, reason, detail)
+elif style == "stdin":
+    def run_main():
+        solution_namespace("__main__")
+        return "PASS"
+    for i, t in enumerate(SPEC["tests"]):
+        reason, detail, got = in_child(i, run_main, t["input"], PER_TEST_S, exit_ok=True)
+        if reason:
+            verdict(False, reason, detail)
         if not same_text(got, t["output"]):
             verdict(False, "wrong", "test %d: expected %r, got %r" % (i, t["output"][:100], got[:100]))
 elif style == "functional":
-    ns = {"__name__": "solution"}
-    try:
-        limited(exec, code, ns)
-    except BaseException as e:
-        failed(e)
     name = SPEC["fn_name"]
     for i, t in enumerate(SPEC["tests"]):
         try:
@@ -246,18 +287,22 @@ elif style == "functional":
             want = json.loads(t["output"])
         except ValueError as e:
             verdict(False, "bad_gold", "test %d: %r" % (i, e))
-        try:
+        def call():
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            ns = solution_namespace("solution")
             if "Solution" in ns and hasattr(ns["Solution"], name):
                 fn = getattr(ns["Solution"](), name)
             elif name in ns:
                 fn = ns[name]
             else:
                 raise NameError("the solution defines no Solution.%s or %s" % (name, name))
-            got = limited(fn, *args)
-        except BaseException as e:
-            failed(e)
-        if plain(got) != plain(want):
-            verdict(False, "wrong", "test %d: expected %r, got %r" % (i, want, got))
+            got = fn(*args)
+            if not same_value(got, want):
+                return "wrong expected %r, got %r" % (want, got)
+            return "PASS"
+        reason, detail, _ = in_child(i, call, "", PER_TEST_S)
+        if reason:
+            verdict(False, reason, detail)
 verdict(True, "correct")
 '''
 
@@ -301,6 +346,9 @@ def _job(response: str, gold: str) -> tuple[Verdict | None, str | None, str | No
     code = extract_code(response)
     if code is None:
         return Verdict(False, "no_answer"), None, None
+    entry = spec.get("entry_point")
+    if entry and spec.get("prelude") and not re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry)}\b", code, re.MULTILINE):
+        code = spec["prelude"].rstrip("\n") + "\n" + textwrap.indent(code, "    ")  # only the body: it completes the prompt
     nonce = "DED-" + secrets.token_hex(8)
     return None, driver(code, spec, SETTINGS.per_test_s, nonce), nonce
 
@@ -384,7 +432,7 @@ def humaneval_row(row: dict) -> tuple[str, str, str]:
     """(question, spec, reference solution) of a HumanEval row: complete the given function."""
     prompt, entry = str(row["prompt"]), str(row["entry_point"])
     text = f"Complete the following Python function.\n\n```python\n{prompt.strip()}\n```" + CODE_INSTRUCTION
-    spec = make_spec("assert", test_code=str(row["test"]), entry_point=entry, prelude=imports_of(prompt))
+    spec = make_spec("assert", test_code=str(row["test"]), entry_point=entry, prelude=prompt)  # its imports and helpers (encode_cyclic...)
     reference = prompt + str(row.get("canonical_solution") or "")
     return text, spec, reference
 
@@ -396,7 +444,8 @@ def mbpp_row(row: dict) -> tuple[str, str, str]:
         raise GoldError("no test_list", "no_tests")
     text = f"{str(row.get('text') or row.get('prompt')).strip()}\nYour code should pass this test:\n```python\n{tests[0]}\n```" + CODE_INSTRUCTION
     setup = str(row.get("test_setup_code") or "")
-    spec = make_spec("assert", test_code="\n".join([setup, *tests]))
+    imports = "\n".join(str(x) for x in row.get("test_imports") or [])  # sanitized MBPP: what its asserts import
+    spec = make_spec("assert", test_code="\n".join([setup, *tests]), prelude=imports)
     return text, spec, str(row.get("code") or "")
 
 
@@ -438,10 +487,10 @@ def lcb_row(row: dict) -> tuple[str, str, str]:
     text = str(row["question_content"]).strip()
     if style == "functional":
         text += f"\n\nComplete this starter code:\n```python\n{starter}\n```"
-        spec = make_spec("functional", tests=tests, fn_name=meta.get("func_name"))
+        spec = make_spec("functional", tests=tests, fn_name=meta.get("func_name"), prelude=COMMON_IMPORTS)
     else:
         text += "\n\nRead the input from standard input and write the answer to standard output."
-        spec = make_spec("stdin", tests=tests)
+        spec = make_spec("stdin", tests=tests, prelude=COMMON_IMPORTS)
     return text + CODE_INSTRUCTION, spec, ""
 
 

@@ -36,13 +36,25 @@ _NUM = re.compile(r"\d+(?:\.\d+)?")
 DEDUP_MODES = ("none", "exact", "fuzzy")  # corpus.decontam.dedup
 
 
+def content(text: str) -> str:
+    """`text` without the answer kinds' instructions: every code question ends with the same
+    sentence, which is no evidence that two questions are the same."""
+    from ded.data.answers import ANSWER_KINDS
+
+    for _, kind in ANSWER_KINDS.items():
+        if kind.instruction:
+            text = text.replace(kind.instruction.strip(), " ")
+    return text
+
+
 def normalize(text: str) -> str:
-    return " ".join(text.lower().split())
+    return " ".join(content(text).lower().split())
 
 
 def word_ngrams(text: str, n: int) -> set[int]:
-    """Hashes of the lowercased whitespace-word n-grams of `text` (the whole text if shorter)."""
-    words = text.lower().split()
+    """Hashes of the lowercased whitespace-word n-grams of `text` without the answer kinds'
+    instructions (the whole text if shorter)."""
+    words = content(text).lower().split()
     if len(words) < n:
         return {hash(tuple(words))} if words else set()
     return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}

@@ -34,7 +34,7 @@ HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval 
 class EvalSet:
     name: str
     file: str  # file name under data_dir
-    hub: str  # hub dataset id used when no local file exists
+    hub: str  # hub dataset id used when no local file exists ("": a local file only)
     hub_split: str
     question: tuple[str, ...]  # candidate fields for the question text, first present wins
     answer: str  # field with the gold answer
@@ -54,24 +54,26 @@ for _s in [
     EvalSet("mmlu_stem", "benchmarks/mmlu_stem.jsonl", "TIGER-Lab/MMLU-STEM", "test", ("question",), "answer", "choice", "stem"),
     EvalSet("humaneval", "benchmarks/humaneval.jsonl.gz", "openai/openai_humaneval", "test", ("prompt",), "test", "code", "code", "humaneval"),
     EvalSet("mbpp", "benchmarks/mbpp.jsonl", "google-research-datasets/mbpp", "test", ("text",), "test_list", "code", "code", "mbpp"),
-    EvalSet("livecodebench", "benchmarks/livecodebench.jsonl", "livecodebench/code_generation_lite", "test", ("question_content",),
+    EvalSet("livecodebench", "benchmarks/livecodebench.jsonl", "", "test", ("question_content",),
             "public_test_cases", "code", "code", "livecodebench", "contest_date"),
 ]:
     EVAL_SETS.register(_s.name, _s)
 
 
 AREAS = {"math": "math", "arithmetic": "math", "word_problems": "math", "code": "code", "stem": "stem"}  # subject -> area
+KIND_AREAS = {"math": "math", "gsm8k": "math", "code": "code", "choice": "stem"}  # answer kind -> area, for other subjects
 
 
-def area_of(domain: str) -> str:
-    """The area a subject belongs to (arithmetic and word problems are math); unknown: itself."""
-    return AREAS.get(domain, domain)
+def area_of(domain: str, kind: str | None = None) -> str:
+    """The area of a subject (arithmetic and word problems are math); a subject not listed (a MATH
+    row's "Algebra") takes its answer kind's area, so a math pool stays math."""
+    return AREAS.get(domain) or KIND_AREAS.get(kind or "", domain)
 
 
 def scope_of(split: str, trained: frozenset[str] | set[str] = frozenset({"math"})) -> str:
     """"in" or "out" for an evaluation split, given the areas the training pool covers
     (``area_of`` of its questions' domains): the held-out split is always "in"."""
-    return "in" if split == HELDOUT or area_of(EVAL_SETS[split].domain) in trained else "out"
+    return "in" if split == HELDOUT or area_of(EVAL_SETS[split].domain, EVAL_SETS[split].kind) in trained else "out"
 
 
 class EvalSetError(UserError, ValueError):
@@ -121,6 +123,8 @@ def _rows(s: EvalSet, data_dir: str | None):
                 except json.JSONDecodeError as e:
                     raise EvalSetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
         return
+    if not s.hub:
+        raise EvalSetError(_local_only(s, path))
     try:
         from datasets import load_dataset
 
@@ -135,6 +139,17 @@ def _rows(s: EvalSet, data_dir: str | None):
         yield row, f"{s.hub}[{i}]"
 
 
+LOCAL_ONLY_HINT = {  # how to get a local copy of a set the hub cannot serve to `datasets` (a loading-script repo)
+    "livecodebench": "concatenate the test*.jsonl files of the release you want from the hub repo "
+    "livecodebench/code_generation_lite into benchmarks/livecodebench.jsonl (each row keeps its contest_date)",
+}
+
+
+def _local_only(s: EvalSet, path) -> str:
+    where = f"no {path}" if path else "eval.data_dir (DED_DATA_DIR) is not set"
+    return f"eval.benchmarks: {s.name!r} is read from a local file only ({where}): {LOCAL_ONLY_HINT.get(s.name, 'put its rows there')}"
+
+
 def check_available(name: str, data_dir: str | None = None) -> str | None:
     """Why benchmark `name` cannot be read here, or None: a local file, else the hub (offline: no)."""
     s = EVAL_SETS[name]
@@ -142,6 +157,8 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
     path = Path(data_dir, s.file) if data_dir else None
     if path is not None and path.exists():
         return None
+    if not s.hub:
+        return _local_only(s, path)
     from ded.models import hub_offline
 
     if hub_offline():

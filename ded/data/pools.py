@@ -171,7 +171,7 @@ def _code_format(name: str, **fields: tuple[str, ...]):
 
 
 _code_format("humaneval", question=("prompt",), id=("task_id",), columns=("entry_point", "canonical_solution", "test"))
-_code_format("mbpp", question=("text", "prompt"), id=("task_id",), columns=("code", "test_list", "test_setup_code"))
+_code_format("mbpp", question=("text", "prompt"), id=("task_id",), columns=("code", "test_list", "test_setup_code", "test_imports"))
 _code_format("livecodebench", question=("question_content",), id=("question_id",), date=("contest_date",),
              columns=("starter_code", "public_test_cases", "private_test_cases", "metadata", "platform", "difficulty"))  # fmt: skip
 
@@ -204,6 +204,9 @@ class PoolSpec:
         check(self.format in FORMATS, "format", f"unknown format {self.format!r}; allowed: {FORMATS.names()}")
         check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
         check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        for key in ("since", "until"):
+            value = getattr(self, key)
+            check(value is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) is not None, key, f"an ISO date YYYY-MM-DD or null, got {value!r}")
         self.fields = {k: v for k, v in self.fields.items() if v is not None}  # null (an unset interpolation): the format's default key
         unknown = sorted(set(self.fields) - set(FIELD_NAMES))
         check(not unknown, "fields", f"unknown name(s) {unknown}; allowed: {list(FIELD_NAMES)}")

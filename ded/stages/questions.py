@@ -30,7 +30,7 @@ class Questions:
         """The areas (math, code, ...) the train pool covers: what counts as in domain."""
         from ded.data.evalsets import area_of
 
-        return frozenset(area_of(q.domain) for q in self.pool)
+        return frozenset(area_of(q.domain, q.kind) for q in self.pool)
 
 
 @stage("questions")
