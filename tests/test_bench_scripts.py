@@ -37,3 +37,15 @@ def test_generation_engines_script_on_cpu(smollm_path):
     assert all(40 <= c <= 48 for c in counts), counts  # 6 requests x 8 tokens, EOS aside
     assert s["prompt_tokens_mean"] > 40
     assert s["tiny/continuous_over_plain"] > 0
+
+
+def test_sandbox_benchmark_runs_every_mode_on_the_same_programs():
+    import os
+
+    import pytest
+
+    if not os.environ.get("DED_DATA_DIR"):
+        pytest.skip("reference data not found: set DED_DATA_DIR")
+    s = _run("sandbox.py", "--limit", "4")
+    assert s["n"] == 4 and s["passed"] == {"sandbox_1": 4, "sandbox_2": 4, "plain": 4}  # every mode ran and passed the same four
+    assert all(v > 0 for v in s["execs_per_s"].values()) and s["workers_2_vs_1"] > 0

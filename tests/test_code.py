@@ -338,3 +338,14 @@ def test_grading_code_is_known_before_the_run():
 
     assert grades("experiment=code_cpu") and grades("eval.benchmarks=[humaneval]") and grades("corpus=math_code")
     assert not grades() and not grades("corpus=gsm8k", "eval.benchmarks=[gsm8k]")
+
+
+def test_the_paper_scale_code_configuration_trains_before_and_scores_after_one_day():
+    from conftest import compose
+    from ded.config import validate
+
+    c = validate(compose(["experiment=paper_32b_code", "paths.output_dir=/tmp/unused"]))
+    assert c.name == "paper_32b_code" and c.teacher.name == "qwq-32b" and c.train.num_machines == 2
+    (pool,) = c.corpus.pools
+    assert pool.format == "livecodebench" and pool.until == "2024-07-31" and c.eval.since == "2024-08-01"
+    assert c.eval.benchmarks[0] == "livecodebench" and c.sandbox.per_test_s == 6 and not c.corpus.filters.repetition
