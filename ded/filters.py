@@ -91,14 +91,15 @@ def pass_rates(questions, samples: dict[str, list[dict]]) -> dict[str, float]:
 
 
 class PassRateFilter:
-    """Drop questions the student already solves (rate >= max_rate) or never approaches (< min_rate)."""
+    """Drop questions the student already solves (rate >= max_rate) or never approaches (< min_rate).
+    max_rate 1.0 is no upper cut: compression off keeps even the questions solved k out of k times."""
 
     def __init__(self, rates: dict[str, float], min_rate: float, max_rate: float):
         self.rates, self.min_rate, self.max_rate = rates, min_rate, max_rate
 
     def __call__(self, q):
         r = self.rates[q.id]
-        if r >= self.max_rate:
+        if self.max_rate < 1.0 and r >= self.max_rate:
             return False, "too_easy"
         if r < self.min_rate:
             return False, "too_hard"

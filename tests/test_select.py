@@ -69,6 +69,8 @@ def test_pass_rate_filter_counts_and_keeps_rejects():
     assert [q.id for q in kept] == ["1", "2"]
     assert log.dropped == {"too_easy": 2, "too_hard": 1}
     assert sorted(r["id"] for r in log.rejects) == ["0", "3", "4"]
+    off = FilterLog().apply(qs, PassRateFilter(rates, min_rate=0.0, max_rate=1.0), lambda q: {"id": q.id})
+    assert len(off) == 5  # max_rate 1.0: compression off, the questions solved k of k times included
 
 
 def test_complete_then_correct_reasons():

@@ -13,11 +13,15 @@ tests run and what they are. Three styles cover the benchmarks:
 
 Grading writes one *driver* program (the solution and the spec inside it) and runs it in the
 sandbox (ded/sandbox.py: an unprivileged process in its own namespaces, limits on time, memory,
-processes and output). The driver reports on the real stdout one line tagged with a per-run nonce;
-no such line (a crash, a kill, a timeout) is a failure. As in every execution-based grader, a
-program could lie about its own tests (it runs in the driver's process); it cannot get out of
-the sandbox. Verdict reasons: correct, wrong (a test failed), no_answer (no code block),
-unparsable (a syntax error), runtime_error, timeout, bad_gold.
+processes and output). The driver runs each test in a forked child with fresh fds 0 and 1 (stdin
+from the test, stdout to a file) and kills it past ``per_test_s``, so a solution that closes or
+replaces its streams, exits with os._exit after flushing, or catches everything around a slow loop
+is graded as a judge would; the child reports through a result file, so an early exit is no
+pass. The driver reports on the real stdout one line tagged with a per-run nonce; no such line (a
+crash, a kill, a timeout) is a failure. As in every execution-based grader, a program could lie
+about its own tests (it runs in the driver's process tree); it cannot get out of the sandbox.
+Verdict reasons: correct, wrong (a test failed), no_answer (no code block), unparsable (a syntax
+error), runtime_error, timeout, output_limit, bad_gold.
 
 ``configure`` sets the sandbox limits and workers (the ``sandbox`` config section);
 ``check_many`` grades many (response, spec) pairs in parallel across cores, and ``check`` one.
