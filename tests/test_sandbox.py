@@ -52,8 +52,14 @@ def rss_kb() -> int:
 
 
 def tracked_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    return [REPO / os.fsdecode(name) for name in out.split(b"\0") if name]
+    """The repository's tracked files; without git (a copied tree), its source folders' files."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+        return [REPO / os.fsdecode(name) for name in out.split(b"\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        dirs = ("ded", "tests", "conf", "benchmarks", "recipes", "experiments", "docs", "analysis")
+        files = [p for d in dirs for p in sorted((REPO / d).rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+        return files + sorted(p for p in REPO.iterdir() if p.is_file())
 
 
 def tracked_hash() -> str:
