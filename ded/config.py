@@ -306,9 +306,10 @@ class EvalConfig:
         bad = [b for b in self.per_benchmark if b not in EVAL_SETS and b != HELDOUT]
         _check(not bad, "eval.per_benchmark", f"unknown benchmark(s) {bad}; allowed: {sorted(EVAL_SETS) + [HELDOUT]}")
         _check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
+        from ded.data.pools import is_iso_date
+
         for key in ("since", "until"):
-            v = getattr(self, key)
-            _check(v is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(v)) is not None, f"eval.{key}", f"an ISO date YYYY-MM-DD or null, got {v!r}")
+            _check(is_iso_date(getattr(self, key)), f"eval.{key}", f"an ISO date YYYY-MM-DD or null, got {getattr(self, key)!r}")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ded.data.answers import check_answers
+from ded.data.answers import check_samples
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -36,10 +36,7 @@ def score(questions, samples: dict[str, list[dict]]) -> dict:
     levels = defaultdict(list)
     reasons = Counter()
     lengths, truncated = [], 0
-    every = check_answers([(s["text"], q.answer, q.kind) for q in questions for s in samples[q.id]])  # code: in parallel sandboxes
-    at = 0
-    for q in questions:
-        verdicts, at = every[at : at + len(samples[q.id])], at + len(samples[q.id])
+    for q, verdicts in zip(questions, check_samples(questions, samples)):  # code: in parallel sandboxes
         acc = float(np.mean([v.correct for v in verdicts]))
         per_q.append(acc)
         per_question[q.id] = acc

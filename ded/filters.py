@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from ded.data.answers import check_answer, check_answers
+from ded.data.answers import check_answer, check_samples
 from ded.registry import Registry
 
 if TYPE_CHECKING:
@@ -86,8 +86,7 @@ def _text(item) -> str:
 
 def pass_rates(questions, samples: dict[str, list[dict]]) -> dict[str, float]:
     """Each question's share of correct samples: {question id: rate}."""
-    verdicts = iter(check_answers([(s["text"], q.answer, q.kind) for q in questions for s in samples[q.id]]))  # code: in parallel
-    return {q.id: float(np.mean([next(verdicts).correct for _ in samples[q.id]])) for q in questions}
+    return {q.id: float(np.mean([v.correct for v in vs])) for q, vs in zip(questions, check_samples(questions, samples))}
 
 
 class PassRateFilter:

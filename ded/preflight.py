@@ -92,7 +92,6 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
 
 def grades_code(conf) -> bool:
     """Whether a run asks for code answers to be run: a code pool or a code benchmark."""
-    from ded.data.answers import ANSWER_KINDS  # noqa: F401 - registers the code kind's formats' readers
     from ded.data.evalsets import EVAL_SETS
     from ded.data.pools import FORMATS
 

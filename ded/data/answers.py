@@ -421,6 +421,13 @@ def check_answers(items: list[tuple[str, str, str]], progress: bool = False) -> 
     return out
 
 
+def check_samples(questions, samples: dict[str, list[dict]]) -> list[list[Verdict]]:
+    """Each question's verdicts on its samples (``samples[q.id]``, the cache's dicts), checked in
+    one batch (``check_answers``)."""
+    flat = iter(check_answers([(s["text"], q.answer, q.kind) for q in questions for s in samples[q.id]]))
+    return [[next(flat) for _ in samples[q.id]] for q in questions]
+
+
 def check_answer(response: str, gold, kind: str = "math", timeout_s: int = 5, n_choices: int | None = None) -> Verdict:
     """Verdict for `response` against `gold` under the answer `kind` (an ``ANSWER_KINDS`` name).
 

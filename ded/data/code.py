@@ -366,7 +366,7 @@ def _verdict(result, nonce: str) -> Verdict:
                 break
             return Verdict(bool(v["ok"]), v["reason"], v.get("detail") or None)
     # no verdict line: the sandbox stopped the program (time, output) or it ended itself early
-    reason = {"timeout": "timeout", "output_limit": "output_limit", "memory": "runtime_error"}.get(result.status, "runtime_error")
+    reason = result.status if result.status in ("timeout", "output_limit") else "runtime_error"
     return Verdict(False, reason, (result.stderr or result.status)[-400:])
 
 

@@ -145,9 +145,12 @@ LOCAL_ONLY_HINT = {  # how to get a local copy of a set the hub cannot serve to 
 }
 
 
+def _where(path) -> str:
+    return f"no {path}" if path else "eval.data_dir (DED_DATA_DIR) is not set"
+
+
 def _local_only(s: EvalSet, path) -> str:
-    where = f"no {path}" if path else "eval.data_dir (DED_DATA_DIR) is not set"
-    return f"eval.benchmarks: {s.name!r} is read from a local file only ({where}): {LOCAL_ONLY_HINT.get(s.name, 'put its rows there')}"
+    return f"eval.benchmarks: {s.name!r} is read from a local file only ({_where(path)}): {LOCAL_ONLY_HINT.get(s.name, 'put its rows there')}"
 
 
 def check_available(name: str, data_dir: str | None = None) -> str | None:
@@ -162,8 +165,7 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
     from ded.models import hub_offline
 
     if hub_offline():
-        where = f"no {path}" if path else "eval.data_dir (DED_DATA_DIR) is not set"
-        return f"eval.benchmarks: {name!r} has no local file ({where}) and HF_HUB_OFFLINE is set, so the hub dataset {s.hub!r} cannot be fetched"
+        return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and HF_HUB_OFFLINE is set, so the hub dataset {s.hub!r} cannot be fetched"
     return None
 
 

@@ -83,6 +83,11 @@ class PoolFormat:
 FORMATS: Registry[PoolFormat] = Registry("corpus.pools[].format")
 
 
+def is_iso_date(value) -> bool:
+    """A YYYY-MM-DD date (or None): the form date windows take (corpus.pools[].since/until, eval.since/until)."""
+    return value is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) is not None
+
+
 def _format(name: str, kind: str = "math", domain: str = "math", **fields: tuple[str, ...]):
     def register(read):
         FORMATS.register(name, PoolFormat(fields, kind, read, domain))
@@ -205,8 +210,9 @@ class PoolSpec:
         check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
         check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
         for key in ("since", "until"):
-            value = getattr(self, key)
-            check(value is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) is not None, key, f"an ISO date YYYY-MM-DD or null, got {value!r}")
+            check(is_iso_date(getattr(self, key)), key, f"an ISO date YYYY-MM-DD or null, got {getattr(self, key)!r}")
+        check(not (self.since or self.until) or "date" in {**FORMATS[self.format].fields, **self.fields}, "since/until",
+              f"format {self.format!r} has no date field; name it in fields.date")  # fmt: skip
         self.fields = {k: v for k, v in self.fields.items() if v is not None}  # null (an unset interpolation): the format's default key
         unknown = sorted(set(self.fields) - set(FIELD_NAMES))
         check(not unknown, "fields", f"unknown name(s) {unknown}; allowed: {list(FIELD_NAMES)}")
@@ -252,10 +258,7 @@ def _get(row: dict, keys: tuple[str, ...], what: str, required: bool = True):
 def _in_window(row, spec: PoolSpec) -> bool:
     from ded.data.code import in_window
 
-    keys = _keys(spec).get("date")
-    if not keys:
-        raise PoolSpecError(f"corpus.pools[].since/until: format {spec.format!r} has no date field; name it in fields.date (pool {spec.source})")
-    return in_window(_get(row, keys, "date", required=False), spec.since, spec.until)
+    return in_window(_get(row, _keys(spec)["date"], "date", required=False), spec.since, spec.until)
 
 
 def _parse_level(value) -> int:
