@@ -4,7 +4,7 @@
     python run.py debug=tiny                             # a minute or two
     python run.py stop_after=trajectories                # generation only: fill the sample cache
     python run.py -m diversity=levenshtein,random corpus.size=32,64   # an ablation; data generated once
-    python run.py -m teacher=qwq,r1 corpus.size=400,800  # the paper's sweep, on GPUs
+    python run.py -m experiment=paper_32b teacher=qwq,r1 corpus.size=400,800  # the paper's sweep (GPU cluster)
 
 A bad value, file or missing model stops the run in seconds with one line that names it
 (exit status 2), before any model is loaded. A multirun checks every job first (ded/preflight.py)

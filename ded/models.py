@@ -17,6 +17,7 @@ parallel jobs never see half a checkpoint.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.resources
 import importlib.util
 import json
@@ -71,6 +72,20 @@ def resolve(ref: str) -> Resolved:
 def hub_offline() -> bool:
     """Whether HF_HUB_OFFLINE is set (read at call time: one reading for models, pools and benchmarks)."""
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+@functools.lru_cache(maxsize=None)  # a sweep's jobs share their datasets: one probe each
+def hub_dataset_unreachable(repo_id: str) -> str | None:
+    """Why hub dataset `repo_id` cannot be fetched (no network, a typo, a gated repo), or None; one
+    metadata request with a short timeout, so a preflight stays fast on a machine without network."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(repo_id, timeout=10)
+        return None
+    except Exception as e:
+        why = next((line.strip() for line in str(e).splitlines() if line.strip()), "")[:200]
+        return f"the Hugging Face hub does not serve it here ({type(e).__name__}: {why}); check the id and your network, or set HF_HUB_OFFLINE=1 to read the local cache"
 
 
 def check_available(ref: str, revision: str | None = None) -> None:
@@ -146,8 +161,9 @@ def _check_hub_available(repo_id: str, revision: str | None) -> None:
     try:
         snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"])
     except Exception as e:  # no network, gated repo, typo
+        why = next((line.strip() for line in str(e).splitlines() if line.strip()), "")[:200]  # hub errors run to several lines
         raise ModelNotAvailable(
-            f"model {repo_id!r} could not be fetched from the Hugging Face hub ({type(e).__name__}: {e}). "
+            f"model {repo_id!r} could not be fetched from the Hugging Face hub ({type(e).__name__}: {why}). "
             "Check the id and your network, or point the config at a local path."
         ) from None
 

@@ -49,3 +49,8 @@ def test_sandbox_benchmark_runs_every_mode_on_the_same_programs():
     s = _run("sandbox.py", "--limit", "4")
     assert s["n"] == 4 and s["passed"] == {"sandbox_1": 4, "sandbox_2": 4, "plain": 4}  # every mode ran and passed the same four
     assert all(v > 0 for v in s["execs_per_s"].values()) and s["workers_2_vs_1"] > 0
+
+
+def test_preflight_benchmark_times_a_refusal_that_names_its_errors():
+    s = _run("preflight.py", "--repeats", "1", "--only", "headline")  # exits 1 unless the sweep is refused with error lines, no traceback
+    assert set(s["seconds"]) == {"headline sweep"} and s["seconds"]["headline sweep"] > 0 and s["baseline_s"] > 0

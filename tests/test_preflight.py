@@ -111,3 +111,31 @@ def test_question_pools_are_checked_before_any_model_loads(tmp_path, monkeypatch
     pool = tmp_path / "pool.jsonl"
     pool.write_text('{"question": "1+1?", "answer": "#### 2"}\n')
     assert not any("corpus.pools" in p for p in problems(compose(["corpus=gsm8k", f"corpus.pools.0.source={pool}", "paths.output_dir=x"])))
+
+
+def test_hub_datasets_the_hub_does_not_serve_are_named_online_too(tmp_path, monkeypatch):
+    """Online (HF_HUB_OFFLINE unset), a hub pool or benchmark is probed with one metadata request:
+    a hub that refuses the connection is named, per dataset, with the key it came from."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from conftest import compose
+    from ded.models import hub_dataset_unreachable
+    from ded.preflight import problems
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("DED_DATA_DIR", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    hub_dataset_unreachable.cache_clear()
+    try:
+        found = problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "eval.benchmarks=[math500]", "paths.output_dir=x"]))
+    finally:
+        hub_dataset_unreachable.cache_clear()
+    pool = [p for p in found if p.startswith("corpus.pools[].source: hub dataset 'openai/gsm8k'")]
+    bench = [p for p in found if p.startswith("eval.benchmarks: 'math500'") and "HuggingFaceH4/MATH-500" in p]
+    assert len(pool) == 1 and len(bench) == 1, found
+    assert all("cannot be fetched" in p and "\n" not in p for p in pool + bench)

@@ -173,6 +173,11 @@ def test_kernel_options_reach_sft_config_and_missing_kernels_stop_early():
     check_environment(TrainConfig())  # the CPU default needs nothing extra
     with pytest.raises(ConfigError, match=r"train\.optim: unknown value 'adamw_wobble'"):
         check_environment(TrainConfig(optim="adamw_wobble"))
+    from transformers.training_args import OptimizerNames
+
+    from ded.train import SHIPPED_OPTIMS
+
+    assert set(SHIPPED_OPTIMS) <= {o.value for o in OptimizerNames}  # the names the check takes on trust are real
     if importlib.util.find_spec("liger_kernel") is None:
         with pytest.raises(ModelNotAvailable, match=r"train\.use_liger_kernel=true needs liger-kernel"):
             check_environment(TrainConfig(use_liger_kernel=True))

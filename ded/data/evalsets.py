@@ -166,6 +166,10 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
 
     if hub_offline():
         return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and HF_HUB_OFFLINE is set, so the hub dataset {s.hub!r} cannot be fetched"
+    from ded.models import hub_dataset_unreachable
+
+    if why := hub_dataset_unreachable(s.hub):
+        return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and the hub dataset {s.hub!r} cannot be fetched: {why}"
     return None
 
 
