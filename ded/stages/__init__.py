@@ -50,8 +50,37 @@ class Run:
         return STAGES.index(stage) <= STAGES.index(self.cfg.stop_after)
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux >= 4.0: ``clear_refs`` 5); False where it can't."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gb() -> float | None:
+    """This process's peak resident set size since the last reset (``VmHWM``), in GB."""
+    try:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return kb * 1024 / 1e9  # kB of 1024 bytes
+
+
+def children_peak_rss_gb() -> float:
+    """The largest peak RSS of any child process waited for so far, in GB (it only grows)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # kB of 1024 bytes on Linux
+
+
 def stage(name: str) -> Callable:
-    """Mark ``run`` as the stage `name`: skipped past ``stop_after``, timed into ``time/<name>_s``."""
+    """Mark ``run`` as the stage `name`: skipped past ``stop_after``, timed into ``time/<name>_s``,
+    its peak memory into ``memory/<name>_peak_rss_gb`` (and ``_child_peak_rss_gb`` for a new high
+    of a process it started)."""
     assert name in STAGES, name
 
     def wrap(fn):
@@ -59,9 +88,14 @@ def stage(name: str) -> Callable:
         def inner(ctx: Run, *args, **kwargs):
             if not ctx.runs(name):
                 raise StopPipeline(name)
-            t0 = time.perf_counter()
+            t0, reset, children = time.perf_counter(), reset_peak_rss(), children_peak_rss_gb()
             out = fn(ctx, *args, **kwargs)
-            ctx.tracker.log({f"time/{name}_s": time.perf_counter() - t0})
+            metrics = {f"time/{name}_s": time.perf_counter() - t0}
+            if reset and (peak := peak_rss_gb()) is not None:  # this process's peak during the stage alone
+                metrics[f"memory/{name}_peak_rss_gb"] = peak
+            if (after := children_peak_rss_gb()) > children:  # a launched process (torchrun, a server) set a new high
+                metrics[f"memory/{name}_child_peak_rss_gb"] = after
+            ctx.tracker.log(metrics)
             return out
 
         inner.stage = name
