@@ -70,17 +70,10 @@ def peak_rss_gb() -> float | None:
     return kb * 1024 / 1e9  # kB of 1024 bytes
 
 
-def children_peak_rss_gb() -> float:
-    """The largest peak RSS of any child process waited for so far, in GB (it only grows)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # kB of 1024 bytes on Linux
-
-
 def stage(name: str) -> Callable:
     """Mark ``run`` as the stage `name`: skipped past ``stop_after``, timed into ``time/<name>_s``,
-    its peak memory into ``memory/<name>_peak_rss_gb`` (and ``_child_peak_rss_gb`` for a new high
-    of a process it started)."""
+    this process's peak resident memory during it into ``memory/<name>_peak_rss_gb`` (processes it
+    starts are not counted: a child's peak as Linux reports it includes the parent's pages at fork)."""
     assert name in STAGES, name
 
     def wrap(fn):
@@ -88,13 +81,11 @@ def stage(name: str) -> Callable:
         def inner(ctx: Run, *args, **kwargs):
             if not ctx.runs(name):
                 raise StopPipeline(name)
-            t0, reset, children = time.perf_counter(), reset_peak_rss(), children_peak_rss_gb()
+            t0, reset = time.perf_counter(), reset_peak_rss()
             out = fn(ctx, *args, **kwargs)
             metrics = {f"time/{name}_s": time.perf_counter() - t0}
             if reset and (peak := peak_rss_gb()) is not None:  # this process's peak during the stage alone
                 metrics[f"memory/{name}_peak_rss_gb"] = peak
-            if (after := children_peak_rss_gb()) > children:  # a launched process (torchrun, a server) set a new high
-                metrics[f"memory/{name}_child_peak_rss_gb"] = after
             ctx.tracker.log(metrics)
             return out
 
