@@ -173,7 +173,7 @@ def test_a_question_longer_than_the_context_stops_before_any_model_loads(tmp_pat
 
 
 PEAK_SCRIPT = """
-import json, sys
+import json, sys, time
 from test_stages import make_run
 from ded.stages import stage
 
@@ -183,6 +183,7 @@ ctx = make_run(*map(__import__('pathlib').Path, sys.argv[1:3]))
 def big(ctx):
     block = bytearray(400_000_000)
     block[::4096] = b"\\1" * len(block[::4096])  # touch every page: resident, not just reserved
+    time.sleep(0.3)  # held long enough for the sampler too
     return len(block)
 
 @stage("passrate")
@@ -191,13 +192,14 @@ def small(ctx):
 
 big(ctx)
 small(ctx)
-print(json.dumps({k: v for k, v in ctx.tracker.metrics.items() if k.startswith("memory/")}))
+peak_gb = int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM:")).split()[1]) * 1024 / 1e9
+print(json.dumps({"peak_gb": peak_gb, **{k: v for k, v in ctx.tracker.metrics.items() if k.startswith("memory/")}}))
 """
 
 
 def test_each_stage_logs_its_own_peak_memory(tmp_path):
-    """The peak is reset at each stage's start: a 400 MB stage then a small one report 0.4+ GB more
-    and less. In a fresh process, so that no earlier test's memory blurs the figures."""
+    """Each stage reports its own peak: a 400 MB stage then a small one report 0.4+ GB more and
+    less. In a fresh process, so that no earlier test's memory blurs the figures."""
     import os
     import subprocess
     import sys
@@ -210,3 +212,23 @@ def test_each_stage_logs_its_own_peak_memory(tmp_path):
     m = json.loads(p.stdout.strip().splitlines()[-1])
     assert m["memory/passrate_peak_rss_gb"] < 0.4  # the process without the first stage's block
     assert m["memory/questions_peak_rss_gb"] >= m["memory/passrate_peak_rss_gb"] + 0.35  # the block, counted in its own stage only
+    assert m["peak_gb"] >= m["memory/questions_peak_rss_gb"] - 0.01  # the kernel's own high-water mark is left alone
+
+
+def test_peak_memory_of_a_block_that_is_not_the_process_high():
+    """After a 600 MB high, a 300 MB block still reads as its own peak (sampled), not the old high."""
+    import time
+
+    from ded.stages import PeakMemory
+
+    def hold(n):
+        block = bytearray(n)
+        block[::4096] = b"\1" * len(block[::4096])
+        time.sleep(0.3)
+
+    with PeakMemory() as base:
+        pass
+    hold(600_000_000)
+    with PeakMemory() as mem:
+        hold(300_000_000)
+    assert base.gb is not None and 0.25 <= mem.gb - base.gb <= 0.45

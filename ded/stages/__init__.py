@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -50,30 +51,53 @@ class Run:
         return STAGES.index(stage) <= STAGES.index(self.cfg.stop_after)
 
 
-def reset_peak_rss() -> bool:
-    """Reset this process's peak resident set size (Linux >= 4.0: ``clear_refs`` 5); False where it can't."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_gb() -> float | None:
-    """This process's peak resident set size since the last reset (``VmHWM``), in GB."""
+def _rss_kb(field: str) -> int | None:
+    """A ``/proc/self/status`` memory line in kB (VmRSS: now, VmHWM: the process's peak); None off Linux."""
     try:
         with open("/proc/self/status") as f:
-            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
     except (OSError, StopIteration, ValueError):
         return None
-    return kb * 1024 / 1e9  # kB of 1024 bytes
+
+
+class PeakMemory:
+    """This process's peak resident memory while the block runs, in GB (``.gb``; None off Linux).
+
+    A thread samples VmRSS every `every` seconds; when the block sets a new high for the whole
+    process (VmHWM grew), that exact high is taken instead. The kernel's own high-water mark is
+    never reset, so ``/usr/bin/time`` and ``getrusage`` still report the run's true peak."""
+
+    def __init__(self, every: float = 0.05):
+        self.every, self.gb, self._max = every, None, 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while True:
+            self._max = max(self._max, _rss_kb("VmRSS") or 0)
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self):
+        self._hwm = _rss_kb("VmHWM")
+        self._thread = threading.Thread(target=self._sample, name="ded-peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        hwm = _rss_kb("VmHWM")
+        if self._hwm is not None and hwm is not None:
+            peak = max(self._max, hwm if hwm > self._hwm else 0)  # a new process-wide high happened in this block
+            self.gb = peak * 1024 / 1e9  # kB of 1024 bytes
+        return False
 
 
 def stage(name: str) -> Callable:
     """Mark ``run`` as the stage `name`: skipped past ``stop_after``, timed into ``time/<name>_s``,
-    this process's peak resident memory during it into ``memory/<name>_peak_rss_gb`` (processes it
-    starts are not counted: a child's peak as Linux reports it includes the parent's pages at fork)."""
+    this process's peak resident memory during it into ``memory/<name>_peak_rss_gb`` (`PeakMemory`;
+    processes it starts are not counted: a child's peak as Linux reports it includes the parent's
+    pages at fork)."""
     assert name in STAGES, name
 
     def wrap(fn):
@@ -81,11 +105,12 @@ def stage(name: str) -> Callable:
         def inner(ctx: Run, *args, **kwargs):
             if not ctx.runs(name):
                 raise StopPipeline(name)
-            t0, reset = time.perf_counter(), reset_peak_rss()
-            out = fn(ctx, *args, **kwargs)
+            t0 = time.perf_counter()
+            with PeakMemory() as mem:
+                out = fn(ctx, *args, **kwargs)
             metrics = {f"time/{name}_s": time.perf_counter() - t0}
-            if reset and (peak := peak_rss_gb()) is not None:  # this process's peak during the stage alone
-                metrics[f"memory/{name}_peak_rss_gb"] = peak
+            if mem.gb is not None:
+                metrics[f"memory/{name}_peak_rss_gb"] = mem.gb
             ctx.tracker.log(metrics)
             return out
 
