@@ -69,11 +69,12 @@ def example_stats(model, tok, rows: list[dict], batch_size: int = 8) -> ExampleS
     for start in range(0, len(rows), batch_size):
         ids, attn, spans = _encode(tok, rows[start : start + batch_size])
         out = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
-        logp = torch.log_softmax(out.logits.float(), dim=-1)
-        ent = -(logp.exp() * logp).sum(-1)  # [b, t]: entropy of the distribution predicting token t+1
         hidden = out.hidden_states[-1].float()
         for i, (a, b) in enumerate(spans):
-            e = ent[i, a - 1 : b - 1]  # the distribution over response token j comes from position j-1
+            # the distribution over response token j comes from position j-1; only those rows go to
+            # float32 (a whole batch's [b, t, vocab] in float32 took GBs at 1k tokens x 49k vocab)
+            logp = torch.log_softmax(out.logits[i, a - 1 : b - 1].float(), dim=-1)
+            e = -(logp.exp() * logp).sum(-1)
             ents.append(float(e.mean()) if e.numel() else float("nan"))
             counts.append(e.numel())
             feats.append(hidden[i, a:b].mean(0).cpu().numpy())
