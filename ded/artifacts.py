@@ -184,6 +184,11 @@ def write_model_card(ctx, trained, f: dict, record: dict) -> Path:
     cfg = ctx.cfg
     train = json.dumps(_plain(cfg.train), indent=1)
     run_dir = Path(ctx.tracker.dir)
+    if ctx.runs("evaluation"):
+        evaluation = (f"`{run_dir / 'eval.json'}` (`results[split][\"base\" or \"trained\"]`, per-question accuracies under "
+                      f"`per_question`); W&B artifact `{eval_artifact_name(trained.key)}`")  # fmt: skip
+    else:
+        evaluation = f"not run by this run (`stop_after={cfg.stop_after}`): a later run with the same config evaluates this checkpoint"
     text = f"""---
 library_name: transformers
 pipeline_tag: text-generation
@@ -200,7 +205,7 @@ tags: [ded, reasoning-distillation, sft, trl]
 | selection | N={f['N']} trajectories, P={f['P']} kept per question by `{f['diversity']['metric']}`; pass-rate band {f['pass_rate']['band']} |
 | corpus size | {f['examples']} examples from {f['questions']} questions |
 | training | {trained.info.get('steps')} steps, train loss {trained.info.get('train_loss')} |
-| evaluation | `{run_dir / 'eval.json'}` (`results[split]["base" or "trained"]`, per-question accuracies under `per_question`); W&B artifact `{eval_artifact_name(trained.key)}` |
+| evaluation | {evaluation} |
 
 Supervised fine-tuning (TRL SFTTrainer, loss on the completion only) of the base model on the
 corpus: each example's prompt is the student's own prompt for the question, the completion the

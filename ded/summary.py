@@ -134,6 +134,12 @@ def _fmt(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def _job_number(name: str) -> str:
+    """Hydra's default job folder, ``<num>_<override_dirname>``, as its number (the table's key columns say the rest)."""
+    num, sep, _ = str(name).partition("_")
+    return num if sep and num.isdigit() else str(name)
+
+
 def _md_table(df) -> list[str]:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -195,7 +201,8 @@ def summarize(sweep_dir, metrics=None, plot=None, description: str = "", *, note
     md += [f"`{sweep_dir}`: {len(jobs)} job folders, {sum(j.status == 'finished' for j in jobs)} finished, "
            f"{len(failed)} failed or without a record. Metric names ending in `@k` use each run's own "
            f"`eval.k` ({_k_values(runs)}). All columns of every run: `runs.csv`.", ""]  # fmt: skip
-    md += _md_table(table.drop(columns=["overrides"])) if len(table) else ["(no job holds a record: no metrics.json below this folder)"]
+    shown = table.drop(columns=["overrides"]).assign(job=[_job_number(n) for n in table["job"]])  # the swept keys have their columns
+    md += _md_table(shown) if len(table) else ["(no job holds a record: no metrics.json below this folder)"]
     if seed and len(table):
         md += ["", f"## Per configuration, over `{seed}`", ""]
         md += _md_table(per_configuration(runs, jobs, keys, seed, [m for m in table.columns if m in chosen], main))

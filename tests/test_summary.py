@@ -71,6 +71,16 @@ def test_summary_of_hand_made_jobs_lists_failed_ones_with_their_reason(tmp_path)
     assert "![eval/heldout/trained/avg@k](summary.png)" in md and "each run" in md  # no seed axis: the runs' own s.e.
 
 
+def test_summary_md_shows_hydra_job_folders_by_number_and_the_csv_keeps_the_folder(tmp_path):
+    job(tmp_path, "0_corpus.size=32,diversity=levenshtein", ["diversity=levenshtein", "corpus.size=32"], record(0.5, 0.1))
+    job(tmp_path, "1_corpus.size=32,diversity=random", ["diversity=random", "corpus.size=32"], record(0.25, 0.05))
+    summarize(tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| 0 | levenshtein | finished |" in md and "| 1 | random | finished |" in md and "diversity=levenshtein |" not in md
+    with open(tmp_path / "summary.csv") as f:
+        assert [r["job"] for r in csv.DictReader(f)] == ["0_corpus.size=32,diversity=levenshtein", "1_corpus.size=32,diversity=random"]
+
+
 def test_a_seed_axis_is_aggregated_per_configuration(tmp_path):
     # levenshtein seeds 0, 1, 2 -> 0.5, 0.6, 0.7: mean 0.6, se 0.1 / sqrt(3) = 0.0577, t(0.975, 2) = 4.303 -> [0.352, 0.848]
     # random seeds 0, 1, 2 -> 0.4, 0.4, 0.4: mean 0.4, se 0

@@ -141,24 +141,6 @@ def test_checkpoint_key_tracks_corpus_and_config_not_logging():
     assert k == checkpoint_key({"model": "m"}, CORPUS, [], replace(tc, launcher="torchrun"))
 
 
-def test_two_process_launch_trains_and_saves(smollm_path, tmp_path):
-    """train.num_processes=2 launches two real processes (torchrun, DDP over gloo on CPU) and publishes a checkpoint."""
-    from transformers import AutoModelForCausalLM
-
-    from ded.cache import StageCache
-    from ded.train import train
-
-    cfg = TrainConfig(per_device_train_batch_size=1, num_train_epochs=1, num_processes=2, launcher="torchrun")
-    corpus = CORPUS + [{"question": "What is $1 + 1$?", "response": "$\\boxed{2}$"}]
-    ckpt, key, info = train(smollm_path, {"model": "smollm2"}, corpus, [], cfg, StageCache(tmp_path))
-    assert info["processes"] == 2 and info["steps"] == 2  # 4 examples over 2 ranks at batch 1
-    assert not info["cached"] and (tmp_path / "stages" / "train" / key / "manifest.json").exists()
-    model = AutoModelForCausalLM.from_pretrained(ckpt)
-    base = AutoModelForCausalLM.from_pretrained(smollm_path)
-    changed = any(not (p1 == p2).all() for p1, p2 in zip(model.parameters(), base.parameters()))
-    assert changed, "the launched training did not change the weights"
-
-
 def test_kernel_options_reach_sft_config_and_missing_kernels_stop_early():
     import importlib.util
 

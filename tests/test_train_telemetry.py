@@ -132,7 +132,7 @@ def test_single_process_entries_reach_history_and_wandb_during_training(tmp_path
     assert history(ctx2.tracker.dir) == rows
 
 
-def test_two_process_launch_forwards_rank_zero_entries_while_running(tmp_path, cache_dir, monkeypatch):
+def test_two_process_launch_forwards_rank_zero_entries_while_running(tmp_path, cache_dir, smollm_path, monkeypatch):
     from ded.stages import training
 
     overrides = ["logger=none", "train.num_processes=2", "train.launcher=torchrun", "train.per_device_train_batch_size=1"]
@@ -152,6 +152,12 @@ def test_two_process_launch_forwards_rank_zero_entries_while_running(tmp_path, c
     saved = (Path(trained.path) / "model.safetensors").stat().st_mtime
     assert seen[0][1] < saved, (seen[0][1], saved)
     assert not (Path(trained.path) / "launch").exists()
+    # the launch published a checkpoint (manifest written last) whose weights moved off the base model's
+    from transformers import AutoModelForCausalLM
+
+    assert not trained.info["cached"] and (Path(trained.path) / "manifest.json").exists()
+    model, base = (AutoModelForCausalLM.from_pretrained(p) for p in (trained.path, smollm_path))
+    assert any(not (a == b).all() for a, b in zip(model.parameters(), base.parameters())), "the launched training did not change the weights"
 
 
 def test_forward_entries_reads_only_complete_lines(tmp_path):
