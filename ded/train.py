@@ -231,6 +231,13 @@ def log_callback(sink):
     return ForwardLogs()
 
 
+def torch_cuda():
+    """``torch.cuda`` when a GPU is in use here, else None."""
+    import torch
+
+    return torch.cuda if torch.cuda.is_available() else None
+
+
 def tracker_metrics(logs: dict) -> dict:
     """A TRL log entry under the run record's names: ``train/<TRL key>`` (train/loss, train/grad_norm...)."""
     return {f"train/{k}": v for k, v in logs.items() if k != "step"}
@@ -251,8 +258,14 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=Non
     trainer = make_trainer(model, tok, rows, train_cfg, str(Path(out_dir) / "trainer"))
     if on_log is not None:
         trainer.add_callback(log_callback(on_log))
+    from ded.stages import PeakMemory
+
+    cuda = torch_cuda()
+    if cuda:
+        cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = trainer.train()
+    with PeakMemory() as mem:  # this rank's host memory while it trains (rank 0's is recorded)
+        result = trainer.train()
     seconds = time.perf_counter() - t0
     if train_cfg.lora_r:  # evaluation and later stages load a plain checkpoint
         trainer.model = trainer.model.merge_and_unload()
@@ -264,6 +277,8 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=Non
         "log_history": trainer.state.log_history,  # every TRL log entry with its "step" (replayed on a cache hit)
         "completion_tokens_per_epoch": count_loss_tokens(trainer.train_dataset),
         "processes": trainer.args.world_size,
+        "peak_rss_gb": mem.gb,  # host memory of this rank while training
+        "peak_gpu_gb": cuda.max_memory_allocated() / 1e9 if cuda else None,  # tensors on this rank's GPU at their peak
         # How batches reached the model: padded rows, packed rows (sdpa/eager), one varlen row (flash).
         "batch_layout": "packed_rows" if isinstance(trainer.data_collator, RowPackedCollator) else "varlen" if trainer.padding_free else "padded",
     }

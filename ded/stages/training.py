@@ -43,6 +43,8 @@ def run(ctx: Run, corpus: Corpus) -> Trained:
         # mean trajectory length in the student's tokens (a teacher-choice predictor)
         "train/tokens_per_example": (info.get("completion_tokens_per_epoch") or 0) / max(1, len(corpus.examples)),
         "train/batch_layout": info.get("batch_layout"),
+        # rank 0's peaks while it trained (recorded with the checkpoint: a cached one reports its training's)
+        **{f"train/{k}": info[k] for k in ("peak_rss_gb", "peak_gpu_gb") if info.get(k) is not None},
     })  # fmt: skip
     ctx.tracker.plot("train/curves", plots.training_curves(info["log_history"]))
     trained = Trained(path, key, info)
