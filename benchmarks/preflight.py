@@ -49,6 +49,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=["headline"], help="the headline sweep alone (and the baseline)")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error("--repeats: must be >= 1")
     results, ok = {}, True
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DED_CACHE_DIR": str(Path(tmp) / "cache")}

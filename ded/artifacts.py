@@ -188,7 +188,7 @@ def write_model_card(ctx, trained, f: dict, record: dict) -> Path:
         evaluation = (f"`{run_dir / 'eval.json'}` (`results[split][\"base\" or \"trained\"]`, per-question accuracies under "
                       f"`per_question`); W&B artifact `{eval_artifact_name(trained.key)}`")  # fmt: skip
     else:
-        evaluation = f"not run by this run (`stop_after={cfg.stop_after}`): a later run with the same config evaluates this checkpoint"
+        evaluation = f"not run by this run (`stop_after={cfg.stop_after}`): the same config without `stop_after` evaluates this checkpoint (it is cached)"
     text = f"""---
 library_name: transformers
 pipeline_tag: text-generation

@@ -69,23 +69,73 @@ def resolve(ref: str) -> Resolved:
     return Resolved("hub", ref)
 
 
+OFF = ("0", "", "false", "False")
+
+
 def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE is set (read at call time: one reading for models, pools and benchmarks)."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    """Whether the hub is off for models and datasets alike: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE,
+    as huggingface_hub reads them (read at call time: one reading for models, pools and benchmarks)."""
+    return any(os.environ.get(v, "0") not in OFF for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-@functools.lru_cache(maxsize=None)  # a sweep's jobs share their datasets: one probe each
-def hub_dataset_unreachable(repo_id: str) -> str | None:
-    """Why hub dataset `repo_id` cannot be fetched (no network, a typo, a gated repo), or None; one
-    metadata request with a short timeout, so a preflight stays fast on a machine without network."""
+def hub_dataset_cached(repo_id: str) -> bool:
+    """Whether the local caches hold hub dataset `repo_id` (prepared by `datasets`, or its downloaded files)."""
+    from datasets import config as ds_config
+    from huggingface_hub import constants
+
+    prepared = Path(ds_config.HF_DATASETS_CACHE) / repo_id.replace("/", "___")
+    files = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}"
+    return prepared.exists() or files.exists()
+
+
+_HUB_DOWN: list[str] = []  # the first failure to reach the hub: later probes of this process skip the wait
+
+
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: " + next((line.strip() for line in str(e).splitlines() if line.strip()), "")[:200]
+
+
+@functools.lru_cache(maxsize=None)  # a sweep's jobs share their datasets: one request each
+def _ask_hub(repo_id: str) -> bool | str | None:
+    """True: the hub serves `repo_id`; a string: it answered that it does not (why); None: it could
+    not be asked (recorded in _HUB_DOWN, so no later request waits for it again)."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     try:
-        HfApi().dataset_info(repo_id, timeout=10)
+        HfApi().dataset_info(repo_id, timeout=5)
+        return True
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:  # gated and private repos included
+        return f"is not served by the Hugging Face hub ({_first_line(e)}); check the id and your access"
+    except Exception as e:  # no network, a timeout, offline mode set inside huggingface_hub: the local cache decides
+        _HUB_DOWN.append(_first_line(e))
         return None
-    except Exception as e:
-        why = next((line.strip() for line in str(e).splitlines() if line.strip()), "")[:200]
-        return f"the Hugging Face hub does not serve it here ({type(e).__name__}: {why}); check the id and your network, or set HF_HUB_OFFLINE=1 to read the local cache"
+
+
+def hub_dataset_problem(repo_id: str) -> str | None:
+    """Why hub dataset `repo_id` cannot be read here, worded to follow "hub dataset 'x' ", or None.
+
+    Offline (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE, HF_DATASETS_OFFLINE), or with the hub out of
+    reach, it must be in the local cache (``datasets`` then reads it from there). Online, one
+    metadata request (5 s timeout; after one failure to connect no other is made) tells an id the
+    hub does not serve from one it does."""
+    offline = hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "0") not in OFF
+    if not offline and not _HUB_DOWN:
+        answer = _ask_hub(repo_id)
+        if answer is True:
+            return None
+        if answer is not None:
+            return answer
+    if hub_dataset_cached(repo_id):
+        return None
+    why = "an offline variable is set (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or HF_DATASETS_OFFLINE)" if offline else f"the hub cannot be reached ({_HUB_DOWN[0]})"
+    return f"is not in the local cache and {why}"
+
+
+def reset_hub_probes() -> None:
+    """Forget earlier dataset probes (tests; a process whose network came back)."""
+    _ask_hub.cache_clear()
+    _HUB_DOWN.clear()
 
 
 def check_available(ref: str, revision: str | None = None) -> None:
@@ -155,15 +205,14 @@ def _check_hub_available(repo_id: str, revision: str | None) -> None:
         pass
     if hub_offline():
         raise ModelNotAvailable(
-            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
+            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set. "
             "Download it first (huggingface-cli download ...) or point the config at a local path."
         )
     try:
         snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"])
     except Exception as e:  # no network, gated repo, typo
-        why = next((line.strip() for line in str(e).splitlines() if line.strip()), "")[:200]  # hub errors run to several lines
         raise ModelNotAvailable(
-            f"model {repo_id!r} could not be fetched from the Hugging Face hub ({type(e).__name__}: {why}). "
+            f"model {repo_id!r} could not be fetched from the Hugging Face hub ({_first_line(e)}). "
             "Check the id and your network, or point the config at a local path."
         ) from None
 

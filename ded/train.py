@@ -261,7 +261,7 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=Non
     from ded.stages import PeakMemory
 
     cuda = torch_cuda()
-    if cuda:
+    if cuda and cuda.is_initialized():  # the Trainer has placed the model; before that there is nothing to reset
         cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     with PeakMemory() as mem:  # this rank's host memory while it trains (rank 0's is recorded)

@@ -113,29 +113,65 @@ def test_question_pools_are_checked_before_any_model_loads(tmp_path, monkeypatch
     assert not any("corpus.pools" in p for p in problems(compose(["corpus=gsm8k", f"corpus.pools.0.source={pool}", "paths.output_dir=x"])))
 
 
-def test_hub_datasets_the_hub_does_not_serve_are_named_online_too(tmp_path, monkeypatch):
-    """Online (HF_HUB_OFFLINE unset), a hub pool or benchmark is probed with one metadata request:
-    a hub that refuses the connection is named, per dataset, with the key it came from."""
+def test_hub_datasets_are_probed_online_and_the_local_cache_decides_when_the_hub_is_out_of_reach(tmp_path, monkeypatch):
+    """Online (no offline variable), a hub pool or benchmark gets one metadata request: an id the hub
+    says it does not serve is named; a hub that cannot be reached (a closed local port) leaves the
+    decision to the local datasets cache, as `datasets` itself falls back to it."""
+    import http.server
     import socket
+    import threading
 
+    import datasets
     from huggingface_hub import constants
 
     from conftest import compose
-    from ded.models import hub_dataset_unreachable
+    from ded.models import reset_hub_probes
     from ded.preflight import problems
 
-    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("DED_DATA_DIR", raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    hub_dataset_unreachable.cache_clear()
+    def found(*extra):
+        reset_hub_probes()
+        return problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "eval.benchmarks=[math500]", "paths.output_dir=x", *extra]))
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DED_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read once at import: the suite runs with HF_HUB_OFFLINE=1
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     try:
-        found = problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "eval.benchmarks=[math500]", "paths.output_dir=x"]))
+        # 1. nothing listens: connection refused; nothing cached -> both named, with the connection error, one line each
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
+        got = found()
+        pool = [p for p in got if p.startswith("corpus.pools[].source: hub dataset 'openai/gsm8k' is not in the local cache and the hub cannot be reached")]
+        bench = [p for p in got if p.startswith("eval.benchmarks: 'math500'") and "'HuggingFaceH4/MATH-500' is not in the local cache" in p]
+        assert len(pool) == 1 and len(bench) == 1, got
+        assert all("ConnectError" in p and "\n" not in p for p in pool + bench)
+        # 2. the same out-of-reach hub, the pool in the datasets cache: the pool passes, the benchmark is still named
+        (tmp_path / "datasets" / "openai___gsm8k").mkdir(parents=True)
+        got = found()
+        assert not any("openai/gsm8k" in p for p in got) and any("MATH-500" in p for p in got)
+
+        # 3. a hub that answers "no such repository" (as the hub does: 404 + X-Error-Code): named as not served, cache or not
+        class NotFound(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(404)
+                self.send_header("X-Error-Code", "RepoNotFound")
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": "Repository not found"}')
+
+            def log_message(self, *a):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        try:
+            got = found()
+        finally:
+            server.shutdown()
+        pool = [p for p in got if "hub dataset 'openai/gsm8k' is not served by the Hugging Face hub (RepositoryNotFoundError" in p]
+        assert len(pool) == 1, got
     finally:
-        hub_dataset_unreachable.cache_clear()
-    pool = [p for p in found if p.startswith("corpus.pools[].source: hub dataset 'openai/gsm8k'")]
-    bench = [p for p in found if p.startswith("eval.benchmarks: 'math500'") and "HuggingFaceH4/MATH-500" in p]
-    assert len(pool) == 1 and len(bench) == 1, found
-    assert all("cannot be fetched" in p and "\n" not in p for p in pool + bench)
+        reset_hub_probes()

@@ -107,8 +107,15 @@ def test_single_process_entries_reach_history_and_wandb_during_training(tmp_path
     assert all(t < saved for step, t, _ in seen[:n])
     m = json.loads((ctx.tracker.dir / "metrics.json").read_text())
     assert m["train/train_loss"] == trained.info["train_loss"] and m["train/cached"] is False and "train/loss" not in m
-    # 135M parameters in float32 with AdamW's two moments: over 1.5 GB while training; no GPU here
-    assert m["train/peak_rss_gb"] == trained.info["peak_rss_gb"] > 1.5 and "train/peak_gpu_gb" not in m
+    # 135M parameters in float32 with AdamW's two moments: over 1.5 GB while training, on the GPU when there is one
+    import torch
+
+    if not Path("/proc/self/status").exists():  # host memory is read from Linux's /proc
+        assert "train/peak_rss_gb" not in m
+    elif torch.cuda.is_available():
+        assert m["train/peak_gpu_gb"] == trained.info["peak_gpu_gb"] > 1.5 and m["train/peak_rss_gb"] > 0
+    else:
+        assert m["train/peak_rss_gb"] == trained.info["peak_rss_gb"] > 1.5 and "train/peak_gpu_gb" not in m
     assert (ctx.tracker.dir / "plots" / "train_curves.png").stat().st_size > 0
     assert trained.info["log_history"][0]["step"] == 1 and "loss" in trained.info["log_history"][0]
 
@@ -143,7 +150,8 @@ def test_two_process_launch_forwards_rank_zero_entries_while_running(tmp_path, c
     trained = training.run(ctx, Corpus(EXAMPLES[:4], [[e["id"]] for e in EXAMPLES[:4]]))
     n = trained.info["steps"]
     assert trained.info["processes"] == 2 and n == 2  # 4 examples over 2 ranks at batch 1
-    assert ctx.tracker.metrics["train/peak_rss_gb"] == trained.info["peak_rss_gb"] > 1.5  # rank 0's, recorded by rank 0
+    if Path("/proc/self/status").exists():  # host memory is read from Linux's /proc
+        assert ctx.tracker.metrics["train/peak_rss_gb"] == trained.info["peak_rss_gb"] > 0.5  # rank 0's, recorded by rank 0
 
     rows = history(ctx.tracker.dir)
     per_step = [r for r in rows if "train/loss" in r]

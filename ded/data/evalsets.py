@@ -154,7 +154,8 @@ def _local_only(s: EvalSet, path) -> str:
 
 
 def check_available(name: str, data_dir: str | None = None) -> str | None:
-    """Why benchmark `name` cannot be read here, or None: a local file, else the hub (offline: no)."""
+    """Why benchmark `name` cannot be read here, or None: a local file, else the hub (offline or out
+    of reach: its local cache)."""
     s = EVAL_SETS[name]
     data_dir = data_dir or os.environ.get("DED_DATA_DIR")
     path = Path(data_dir, s.file) if data_dir else None
@@ -162,14 +163,10 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
         return None
     if not s.hub:
         return _local_only(s, path)
-    from ded.models import hub_offline
+    from ded.models import hub_dataset_problem
 
-    if hub_offline():
-        return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and HF_HUB_OFFLINE is set, so the hub dataset {s.hub!r} cannot be fetched"
-    from ded.models import hub_dataset_unreachable
-
-    if why := hub_dataset_unreachable(s.hub):
-        return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and the hub dataset {s.hub!r} cannot be fetched: {why}"
+    if why := hub_dataset_problem(s.hub):
+        return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and the hub dataset {s.hub!r} {why}"
     return None
 
 

@@ -295,25 +295,15 @@ def _is_file_like(source: str) -> bool:
 
 def check_available(spec: PoolSpec) -> str | None:
     """Why pool `spec` cannot be read here, or None: a file that is not there, a hub dataset the hub
-    does not serve, or one with HF_HUB_OFFLINE set and no copy in the datasets cache (a preflight:
-    reads no row)."""
+    does not serve, or one not in the local cache while offline or out of reach (a preflight: reads
+    no row)."""
     if _is_file_like(spec.source):
         path = Path(spec.source).expanduser()
         return None if path.is_file() else f"corpus.pools[].source: {path}: no such file (pool {spec.name})"
-    from ded.models import hub_dataset_unreachable, hub_offline
+    from ded.models import hub_dataset_problem
 
-    if not hub_offline():
-        why = hub_dataset_unreachable(spec.source)
-        return f"corpus.pools[].source: hub dataset {spec.source!r} (pool {spec.name}) cannot be fetched: {why}" if why else None
-    from datasets import config as ds_config
-    from huggingface_hub import constants
-
-    cached = Path(ds_config.HF_DATASETS_CACHE) / spec.source.replace("/", "___")  # a prepared copy
-    hub = Path(constants.HF_HUB_CACHE) / f"datasets--{spec.source.replace('/', '--')}"  # downloaded files
-    if not cached.exists() and not hub.exists():
-        return (f"corpus.pools[].source: hub dataset {spec.source!r} is not in the local cache and HF_HUB_OFFLINE is set "
-                f"(pool {spec.name}); download it first or point the source at a local file")  # fmt: skip
-    return None
+    why = hub_dataset_problem(spec.source)
+    return f"corpus.pools[].source: hub dataset {spec.source!r} {why} (pool {spec.name}); download it or point the source at a local file" if why else None
 
 
 def _jsonl_rows(path: Path, spec: PoolSpec) -> Iterator[tuple[str, object]]:
