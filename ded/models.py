@@ -69,13 +69,10 @@ def resolve(ref: str) -> Resolved:
     return Resolved("hub", ref)
 
 
-OFF = ("0", "", "false", "False")
-
-
-def hub_offline() -> bool:
-    """Whether the hub is off for models and datasets alike: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE,
-    as huggingface_hub reads them (read at call time: one reading for models, pools and benchmarks)."""
-    return any(os.environ.get(v, "0") not in OFF for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+def hub_offline(*also: str) -> bool:
+    """Whether the hub is off: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE, as huggingface_hub reads them,
+    or one of the variables in `also` (read at call time: one reading for models, pools and benchmarks)."""
+    return any(os.environ.get(v, "0") not in ("0", "", "false", "False") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *also))
 
 
 def hub_dataset_cached(repo_id: str) -> bool:
@@ -119,7 +116,7 @@ def hub_dataset_problem(repo_id: str) -> str | None:
     reach, it must be in the local cache (``datasets`` then reads it from there). Online, one
     metadata request (5 s timeout; after one failure to connect no other is made) tells an id the
     hub does not serve from one it does."""
-    offline = hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "0") not in OFF
+    offline = hub_offline("HF_DATASETS_OFFLINE")
     if not offline and not _HUB_DOWN:
         answer = _ask_hub(repo_id)
         if answer is True:

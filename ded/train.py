@@ -231,13 +231,6 @@ def log_callback(sink):
     return ForwardLogs()
 
 
-def torch_cuda():
-    """``torch.cuda`` when a GPU is in use here, else None."""
-    import torch
-
-    return torch.cuda if torch.cuda.is_available() else None
-
-
 def tracker_metrics(logs: dict) -> dict:
     """A TRL log entry under the run record's names: ``train/<TRL key>`` (train/loss, train/grad_norm...)."""
     return {f"train/{k}": v for k, v in logs.items() if k != "step"}
@@ -248,7 +241,10 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=Non
 
     ``on_log(step, logs)``, when given, receives each of rank 0's log entries as TRL makes them.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ded.stages import PeakMemory
 
     tok = AutoTokenizer.from_pretrained(student_path)
     if tok.pad_token is None:
@@ -258,9 +254,7 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=Non
     trainer = make_trainer(model, tok, rows, train_cfg, str(Path(out_dir) / "trainer"))
     if on_log is not None:
         trainer.add_callback(log_callback(on_log))
-    from ded.stages import PeakMemory
-
-    cuda = torch_cuda()
+    cuda = torch.cuda if torch.cuda.is_available() else None  # the GPU training runs on (build_sft_config: use_cpu otherwise)
     if cuda and cuda.is_initialized():  # the Trainer has placed the model; before that there is nothing to reset
         cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()

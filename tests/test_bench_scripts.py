@@ -6,8 +6,11 @@ that every mode and engine ran on the same work.
 """
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from conftest import ROOT
 
@@ -40,10 +43,6 @@ def test_generation_engines_script_on_cpu(smollm_path):
 
 
 def test_sandbox_benchmark_runs_every_mode_on_the_same_programs():
-    import os
-
-    import pytest
-
     if not os.environ.get("DED_DATA_DIR"):
         pytest.skip("reference data not found: set DED_DATA_DIR")
     s = _run("sandbox.py", "--limit", "4")

@@ -50,7 +50,6 @@ def test_continuous_greedy_matches_generate(smollm):
 
 
 @pytest.mark.slow  # 40 s; the engine runs only on GPUs by default (engine=auto), its greedy match stays in the default run
-
 def test_continuous_sampling_reproduces_and_has_its_own_cache_key(smollm, cache_dir):
     reqs = _requests(6)
     sampling = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 16}

@@ -179,30 +179,27 @@ def test_a_question_longer_than_the_context_stops_before_any_model_loads(tmp_pat
 
 PEAK_SCRIPT = """
 import json, sys, time
+from pathlib import Path
 from test_stages import make_run
-from ded.stages import stage
+from ded.stages import PeakMemory, stage
 
-ctx = make_run(*map(__import__('pathlib').Path, sys.argv[1:3]))
+ctx = make_run(Path(sys.argv[1]), Path(sys.argv[2]))
+
+def hold(n):
+    block = bytearray(n)
+    block[::4096] = b"\\1" * len(block[::4096])  # touch every page: resident, not just reserved
+    time.sleep(0.3)  # held long enough for the sampler too
 
 @stage("questions")
 def big(ctx):
-    block = bytearray(400_000_000)
-    block[::4096] = b"\\1" * len(block[::4096])  # touch every page: resident, not just reserved
-    time.sleep(0.3)  # held long enough for the sampler too
-    return len(block)
+    hold(400_000_000)
 
 @stage("passrate")
 def small(ctx):
     return sum(range(1000))
 
-def hold(n):
-    block = bytearray(n)
-    block[::4096] = b"\\1" * len(block[::4096])
-    time.sleep(0.3)
-
 big(ctx)
 small(ctx)
-from ded.stages import PeakMemory
 with PeakMemory() as before:
     pass
 hold(600_000_000)  # a new high for the process, then a smaller block: its own peak is sampled
@@ -232,4 +229,3 @@ def test_each_stage_logs_its_own_peak_memory(tmp_path):
     assert m["memory/questions_peak_rss_gb"] >= m["memory/passrate_peak_rss_gb"] + 0.35  # the block, counted in its own stage only
     assert m["peak_gb"] >= m["memory/questions_peak_rss_gb"] - 0.01  # the kernel's own high-water mark is left alone
     assert 0.25 <= m["block_gb"] <= 0.45  # a 300 MB block after a 600 MB high reads as itself, not as the old high
-

@@ -26,7 +26,7 @@ def _samples(cache: Path) -> dict[str, list[dict]]:
 
 
 def test_runs_started_together_keep_their_own_records_and_share_the_cache(tmp_path, cache_dir):
-    n = 4  # four runs at once (two was a separate case: four covers it, in 30 s less)
+    n = 4  # four runs at once (two was a separate case; four covers it)
     procs = [
         subprocess.Popen([sys.executable, str(ROOT / "run.py"), *TINY, f"paths.cache_dir={cache_dir}", "stop_after=trajectories", f"name=job{i}"],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
