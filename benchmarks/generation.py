@@ -76,7 +76,7 @@ def bench_hf(args, cache_dir: str) -> dict:
     from ded.data.arithmetic import fewshot_messages
     from ded.generation import build_messages, generate_cached, prompt_prefix
     from ded.generation.backends.hf import HFBackend
-    from ded.models import load_model, local_checkpoint
+    from ded.core.models import load_model, local_checkpoint
 
     t = model_config()
     sampling = {"temperature": float(t.sampling.temperature), "top_p": float(t.sampling.top_p), "max_new_tokens": int(t.sampling.max_new_tokens)}
@@ -114,7 +114,7 @@ def bench_openai(args, cache_dir: str, kind: str) -> dict:
     from ded.generation import generate_cached
     from ded.generation.factory import make_backend
     from ded.generation.server import Server
-    from ded.models import local_checkpoint, resolve
+    from ded.core.models import local_checkpoint, resolve
 
     pool, _ = arithmetic.build(args.openai_requests, 2, [1, 2, 3, 4, 5], seed=1)
     sampling = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": args.openai_tokens}

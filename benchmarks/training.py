@@ -5,8 +5,8 @@
 
 Three runs on the same corpus of mixed lengths, same model, optimizer, batch size, steps:
   baseline  plain TRL: conversational prompt-completion rows, padded batches
-  harness   ded.train.make_trainer (our rendering and SFTConfig), padded batches
-  packed    ded.train.make_trainer with train.packing=true (rows of max_length; with sdpa on CPU,
+  harness   ded.training.sft.make_trainer (our rendering and SFTConfig), padded batches
+  packed    ded.training.sft.make_trainer with train.packing=true (rows of max_length; with sdpa on CPU,
             examples stay apart through block-diagonal masks inside each row)
 Throughput is trained (non-pad) tokens per second of `trainer.train()`; the pad share is the
 fraction of processed positions that are padding. Last line: one JSON object; `ratio` is
@@ -48,7 +48,7 @@ def run(kind: str, path: str, corpus: list[dict], args) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from ded.config import TrainConfig
-    from ded.train import make_trainer, to_dataset_rows
+    from ded.training.sft import make_trainer, to_dataset_rows
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(path)
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ded.models import local_checkpoint
+    from ded.core.models import local_checkpoint
 
     path = local_checkpoint(SMOLLM, os.environ.get("DED_CACHE_DIR", str(Path.home() / ".cache" / "ded")))
     corpus = mixed_corpus(args.examples, seed=0)

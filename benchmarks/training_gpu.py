@@ -6,7 +6,7 @@
 Per shape (benchmarks/common.py: the SmolLM2-135M student shape and a Qwen2-0.5B shape):
   plain   plain transformers: random tokens, batch B x L with no padding, sdpa, torch AdamW
           (fused on GPU), bf16 weights: the reference loop
-  padded  ded.train.make_trainer (TRL SFTTrainer from our TrainConfig), examples of mixed
+  padded  ded.training.sft.make_trainer (TRL SFTTrainer from our TrainConfig), examples of mixed
           lengths (L/16 .. L tokens), B examples per batch, padded
   packed  the same with train.packing=true: rows of L tokens (block-diagonal masks with sdpa,
           one varlen row with flash attention), B rows per batch
@@ -115,7 +115,7 @@ class Clock(TrainerCallback):
 
 def harness(shape: str, args, tok, corpus, *, packing: bool, liger: bool) -> dict:
     from ded.config import TrainConfig
-    from ded.train import make_trainer, to_dataset_rows
+    from ded.training.sft import make_trainer, to_dataset_rows
 
     _reset_memory(args.device)
     model = random_model(shape, "bfloat16", args.device)

@@ -20,7 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ded.data import TASKS
 from ded.data.pools import PoolSpec  # the corpus.pools[] schema
-from ded.registry import ConfigError  # re-exported: raised by every check below
+from ded.core.registry import ConfigError  # re-exported: raised by every check below
 
 
 def project_path(path: str) -> str:
@@ -136,7 +136,7 @@ class Decontam:
 
 @dataclass
 class TrajectoryFilters:
-    """Which TRAJECTORY_FILTERS (ded/filters.py) run besides complete and correct, which always do."""
+    """Which TRAJECTORY_FILTERS (ded/curation/filters.py) run besides complete and correct, which always do."""
 
     min_tokens: int = 0
     max_tokens: Optional[int] = None
@@ -158,7 +158,7 @@ class CorpusConfig:
     trajectories: Trajectories = field(default_factory=Trajectories)
     filters: TrajectoryFilters = field(default_factory=TrajectoryFilters)
     decontam: Decontam = field(default_factory=Decontam)
-    allocation: str = "fill"  # an ALLOCATIONS name (ded/select.py)
+    allocation: str = "fill"  # an ALLOCATIONS name (ded/curation/selection.py)
 
     def __post_init__(self):
         TASKS.check(self.task, "corpus.task")
@@ -168,15 +168,15 @@ class CorpusConfig:
         _check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
         bad = [lv for lv in self.levels if lv not in range(1, 6)]
         _check(not bad, "corpus.levels", f"unknown level(s) {bad}; allowed: [1, 2, 3, 4, 5]")
-        from ded.select import ALLOCATIONS
+        from ded.curation.selection import ALLOCATIONS
 
         ALLOCATIONS.check(self.allocation)
 
 
 @dataclass
 class DiversityConfig:
-    """How P of a question's correct trajectories are chosen (ded/select.py). Names come from the
-    registries: DISTANCES and LEVELS (ded/diversity.py), SELECTORS (ded/selectors.py)."""
+    """How P of a question's correct trajectories are chosen (ded/curation/selection.py). Names come from the
+    registries: DISTANCES and LEVELS (ded/curation/diversity.py), SELECTORS (ded/curation/selectors.py)."""
 
     metric: str = "levenshtein"  # the distance between trajectories
     normalized: bool = True  # levenshtein: divided by the longer length, in [0, 1]
@@ -185,8 +185,8 @@ class DiversityConfig:
     workers: int = 1  # processes selecting questions in parallel (Levenshtein on long texts); 0 = every core
 
     def __post_init__(self):
-        from ded.diversity import DISTANCES, LEVELS
-        from ded.selectors import SELECTORS
+        from ded.curation.diversity import DISTANCES, LEVELS
+        from ded.curation.selectors import SELECTORS
 
         DISTANCES.check(self.metric)
         LEVELS.check(self.level)
@@ -220,7 +220,7 @@ class GenerationConfig:
 
 @dataclass
 class TrainConfig:
-    """Fields named as in TRL's ``SFTConfig`` are handed to it under that name (ded.train.sft_args);
+    """Fields named as in TRL's ``SFTConfig`` are handed to it under that name (ded.training.sft.sft_args);
     the rest (HARNESS_TRAIN_FIELDS) are the harness's own: launch, LoRA, attention kernel."""
 
     num_train_epochs: float = 3.0
@@ -270,7 +270,7 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0 (a float in [0, 1) is a share of steps), got {self.warmup_steps}")
         one_of(self.lr_scheduler_type, ["linear", "cosine", "constant", "constant_with_warmup"], "train.lr_scheduler_type")
         # train.optim (transformers' vocabulary) and whether liger-kernel / flash-attn are installed
-        # are checked by ded.train.check_environment before any work: importing transformers here
+        # are checked by ded.training.sft.check_environment before any work: importing transformers here
         # would make every config check wait for torch.
 
 

@@ -20,10 +20,10 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
-from ded.cache import StageCache
+from ded.core.cache import StageCache
 from ded.config import validate
 from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, training, trajectories
-from ded.tracking import Tracker
+from ded.reporting.tracking import Tracker
 
 log = logging.getLogger("ded")
 
@@ -54,7 +54,7 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
     conf = validate(cfg)
     t0 = time.perf_counter()
     claim_run_folder(conf.paths.output_dir)
-    from ded.data.code import configure
+    from ded.grading.code import configure
 
     configure(conf.sandbox, hide=(conf.paths.cache_dir, conf.paths.output_dir))  # how code answers are graded (code questions only)
     ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir))
@@ -77,7 +77,7 @@ def claim_run_folder(path: str) -> None:
     import os
     import socket
 
-    from ded.errors import UserError
+    from ded.core.errors import UserError
 
     folder = Path(path)
     try:
@@ -97,12 +97,12 @@ def check_models(ctx: Run) -> None:
     """Open the backends the run's stages need and check each can run here (model files, an
     endpoint, vLLM, a dataset), so a run on the wrong machine stops before any work; run.py has
     already asked the same of the whole config (ded.preflight), this keeps the opened backends."""
-    from ded.errors import UserError
+    from ded.core.errors import UserError
     from ded.preflight import check_backends
 
     backends, found = check_backends(ctx.cfg, ctx.cache_root)
     if ctx.runs("training"):
-        from ded.train import check_environment
+        from ded.training.sft import check_environment
 
         try:
             check_environment(ctx.cfg.train)  # liger-kernel / flash-attn / GPUs / nodes where the config asks for them

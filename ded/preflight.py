@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ded.errors import UserError
+from ded.core.errors import UserError
 
 log = logging.getLogger("ded")
 
@@ -81,7 +81,7 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
         if why := check_isolation():
             found.append(f"sandbox: this run grades code answers by running them, and the sandbox cannot run here: {why}")
     if STAGES.index(conf.stop_after) >= STAGES.index("training"):
-        from ded.train import check_environment
+        from ded.training.sft import check_environment
 
         try:
             check_environment(conf.train)

@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ded.errors import UserError
+from ded.core.errors import UserError
 
 INIT = Path(__file__).with_name("sandbox_init.py")
 REPO_ROOT = Path(__file__).resolve().parents[1]

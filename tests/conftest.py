@@ -38,7 +38,7 @@ def model_cache(tmp_path_factory):
     converts once, ~20 s).
     """
     d = os.environ.get("DED_TEST_MODEL_CACHE") or str(tmp_path_factory.mktemp("model_cache"))
-    from ded.models import local_checkpoint
+    from ded.core.models import local_checkpoint
 
     local_checkpoint(SMOLLM, d)
     return d
@@ -46,7 +46,7 @@ def model_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm_path(model_cache):
-    from ded.models import local_checkpoint
+    from ded.core.models import local_checkpoint
 
     return local_checkpoint(SMOLLM, model_cache)
 

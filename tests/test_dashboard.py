@@ -1,4 +1,4 @@
-"""analysis/dashboard.py: the W&B workspace is built offline (panels, metric keys, axes, filters)
+"""notebooks/dashboard.py: the W&B workspace is built offline (panels, metric keys, axes, filters)
 and the CLI prints its outline, or fails to save without a key in one line (exit 2)."""
 
 import importlib.util

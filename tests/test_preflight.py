@@ -125,7 +125,7 @@ def test_hub_datasets_are_probed_online_and_the_local_cache_decides_when_the_hub
     from huggingface_hub import constants
 
     from conftest import compose
-    from ded.models import reset_hub_probes
+    from ded.core.models import reset_hub_probes
     from ded.preflight import problems
 
     def found(*extra):

@@ -37,7 +37,7 @@ def test_unknown_suite_lists_known_ones():
 
 def test_comparisons_pair_each_arm_with_the_baseline_and_give_the_detectable_difference(tmp_path):
     """sweep.py's comparisons.md: arm minus baseline paired over seeds, with 2.8 x its s.e. as the
-    difference the suite detects 80% of the time (values by hand in tests/test_results.py)."""
+    difference the suite detects 80% of the time (values by hand in tests/reporting/test_results.py)."""
     import importlib.util
 
     from test_results import VALUES, write_run

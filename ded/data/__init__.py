@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ded.registry import ConfigError, Registry
+from ded.core.registry import ConfigError, Registry
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Question:
     answer: str  # gold answer, as its answer kind reads it
     level: int = 0  # difficulty level where the source has one (0 = unknown)
     domain: str = "math"  # subject area (math, arithmetic, stem, ...)
-    kind: str = "math"  # answer kind, how answers are checked: a ded.data.answers.ANSWER_KINDS name
+    kind: str = "math"  # answer kind, how answers are checked: a ded.grading.answers.ANSWER_KINDS name
     source: str = ""  # where it was read ("file:line", "dataset[split]: row i"): errors about it name it
 
 

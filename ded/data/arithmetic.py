@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 
 from ded.data import Question
-from ded.registry import ConfigError
+from ded.core.registry import ConfigError
 
 # Each level is a function rng -> (expression, value), ordered by how often the few-shot
 # SmolLM2-135M teacher solves it (measured: ~96%, ~100%, ~50%, ~29%, ~12% at temperature 0.5).

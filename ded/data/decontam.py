@@ -39,7 +39,7 @@ DEDUP_MODES = ("none", "exact", "fuzzy")  # corpus.decontam.dedup
 def content(text: str) -> str:
     """`text` without the answer kinds' instructions: every code question ends with the same
     sentence, which is no evidence that two questions are the same."""
-    from ded.data.answers import ANSWER_KINDS
+    from ded.grading.answers import ANSWER_KINDS
 
     for _, kind in ANSWER_KINDS.items():
         if kind.instruction:

@@ -3,7 +3,7 @@
 An evaluation set is read from ``<data_dir>/<file>`` when that file exists (``eval.data_dir`` or
 ``DED_DATA_DIR``: a folder of local copies), otherwise from the Hugging
 Face hub by name. Each entry says which field holds the question, which the gold answer, the
-answer kind that reads and checks it (ded/data/answers.py) and the subject (``Question.domain``).
+answer kind that reads and checks it (ded/grading/answers.py) and the subject (``Question.domain``).
 Whether a set is in or out of domain depends on what the student was trained on (``scope_of``):
 a set is in domain when its subject's area (math, code, stem) is one the training pool's
 questions come from, so math-only training reports code as out of domain and vice versa. A
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ded.data import Question
-from ded.data.answers import ANSWER_KINDS, GoldError, render_choice_question
-from ded.errors import UserError
-from ded.registry import Registry
+from ded.grading.answers import ANSWER_KINDS, GoldError, render_choice_question
+from ded.core.errors import UserError
+from ded.core.registry import Registry
 
 HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval sets
 
@@ -163,7 +163,7 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
         return None
     if not s.hub:
         return _local_only(s, path)
-    from ded.models import hub_dataset_problem
+    from ded.core.models import hub_dataset_problem
 
     if why := hub_dataset_problem(s.hub):
         return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and the hub dataset {s.hub!r} {why}"

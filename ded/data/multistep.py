@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ded.data import Question
-from ded.registry import ConfigError
+from ded.core.registry import ConfigError
 
 NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Ben", "Ivy", "Max", "Lea", "Tom", "Kim", "Ray"]
 ITEMS = ["apples", "shells", "stamps", "marbles", "cards", "pens", "stickers", "coins", "books", "beads"]

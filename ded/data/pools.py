@@ -17,7 +17,7 @@ row (``format``) and which row keys hold what (``fields``). Formats:
 ``fields`` maps our names (question, answer, id, domain, level, solution, choices, model) to
 row keys and overrides the format's defaults. A source with a schema (.parquet, hub) is read
 only in the columns the pool uses, and a named column it lacks fails before any row. Gold
-answers are read by the format's answer kind (ded/data/answers.py). A malformed row (bad JSON, a missing key, no answer, a
+answers are read by the format's answer kind (ded/grading/answers.py). A malformed row (bad JSON, a missing key, no answer, a
 duplicate id) raises ``PoolError`` naming the file and line (or row), or, with
 ``on_error="skip"``, is skipped and counted by reason in the ``PoolReport``; never silently.
 
@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ded.data import Question
-from ded.data.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
-from ded.errors import UserError
-from ded.registry import ConfigError, Registry
+from ded.grading.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
+from ded.core.errors import UserError
+from ded.core.registry import ConfigError, Registry
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class RowError(ValueError):
 @dataclass(frozen=True)
 class PoolFormat:
     fields: dict[str, tuple[str, ...]]  # our name -> row keys; the first present one is used
-    kind: str  # the answer kind of its questions (ded.data.answers.ANSWER_KINDS)
+    kind: str  # the answer kind of its questions (ded.grading.answers.ANSWER_KINDS)
     read: Callable[[dict, dict], tuple[str, str]]  # (row, keys) -> (question text, gold answer)
     domain: str = "math"  # Question.domain of its rows (a row's own domain field or the spec's wins)
 
@@ -300,7 +300,7 @@ def check_available(spec: PoolSpec) -> str | None:
     if _is_file_like(spec.source):
         path = Path(spec.source).expanduser()
         return None if path.is_file() else f"corpus.pools[].source: {path}: no such file (pool {spec.name})"
-    from ded.models import hub_dataset_problem
+    from ded.core.models import hub_dataset_problem
 
     why = hub_dataset_problem(spec.source)
     return f"corpus.pools[].source: hub dataset {spec.source!r} {why} (pool {spec.name}); download it or point the source at a local file" if why else None

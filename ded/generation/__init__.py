@@ -46,7 +46,7 @@ from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from ded.cache import short_hash
+from ded.core.cache import short_hash
 from ded.data import Question
 from ded.generation.sample_cache import SampleCache
 
@@ -77,7 +77,7 @@ class Backend:
     chunk_size: int = 4096  # requests handed to one generate() call (bounds memory at scale)
 
     def check(self) -> None:
-        """Raise ded.models.ModelNotAvailable, naming what is missing, if this backend cannot
+        """Raise ded.core.models.ModelNotAvailable, naming what is missing, if this backend cannot
         run here; called before any work so a run stops early rather than after hours."""
 
     def generate(self, requests: list[Request], sampling: dict) -> Iterator[list[Completion]]:  # pragma: no cover
@@ -222,7 +222,7 @@ def generate_cached(
     """Return ({question id: [sample record] * n}, stats), generating only missing samples.
 
     ``collect=False`` only fills the cache and returns ({}, stats): memory then stays flat in the
-    number of questions (tests/test_gen_hf.py measures it), for warming a cache at scale.
+    number of questions (tests/generation/backends/test_hf.py measures it), for warming a cache at scale.
 
     Parallel jobs that need the same key serialise on its lock: the second waits, then finds
     the first job's samples and generates only what is still missing (nothing twice).

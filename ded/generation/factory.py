@@ -6,7 +6,7 @@ messages and what to run instead when it is not available here.
 
 Every backend gets an ``identity`` (it enters the sample cache key: what changes the output,
 never where it runs: the served model name, not the URL) and a ``check()`` that raises
-ded.models.ModelNotAvailable, naming what is missing and the config that runs offline, before
+ded.core.models.ModelNotAvailable, naming what is missing and the config that runs offline, before
 any work starts. Nothing heavy happens here: models load, servers start and datasets are
 indexed only when a sample is actually missing.
 """
@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from ded.generation import Backend
 from ded.generation.backends import BACKENDS, discover
-from ded.models import ModelNotAvailable
+from ded.core.models import ModelNotAvailable
 
 OFFLINE = "teacher=smollm2_fewshot student=smollm2"
 HINT = f"The embedded CPU default runs offline: {OFFLINE}."

@@ -38,7 +38,7 @@ from typing import Container, Iterator
 
 from filelock import FileLock
 
-from ded.cache import atomic_write_text
+from ded.core.cache import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from ded.core.memory import PeakMemory
 
 STAGES = ("questions", "passrate", "trajectories", "curation", "training", "analysis", "evaluation")
 
@@ -32,9 +33,9 @@ class Run:
     """One pipeline run: the typed config, its run record and caches, and the open backends."""
 
     cfg: Any  # ded.config.Config
-    tracker: Any  # ded.tracking.Tracker
+    tracker: Any  # ded.reporting.tracking.Tracker
     cache_root: str
-    stage_cache: Any  # ded.cache.StageCache
+    stage_cache: Any  # ded.core.cache.StageCache
     backends: dict = field(default_factory=dict)  # role -> generation backend, opened by ded.pipeline.check_models
 
     @property
@@ -49,48 +50,6 @@ class Run:
     def runs(self, stage: str) -> bool:
         """Whether `stage` is part of this run (at or before ``stop_after``)."""
         return STAGES.index(stage) <= STAGES.index(self.cfg.stop_after)
-
-
-def _rss_kb(field: str) -> int | None:
-    """A ``/proc/self/status`` memory line in kB (VmRSS: now, VmHWM: the process's peak); None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
-class PeakMemory:
-    """This process's peak resident memory while the block runs, in GB (``.gb``; None off Linux).
-
-    A thread samples VmRSS every `every` seconds; when the block sets a new high for the whole
-    process (VmHWM grew), that exact high is taken instead. The kernel's own high-water mark is
-    never reset, so ``/usr/bin/time`` and ``getrusage`` still report the run's true peak."""
-
-    def __init__(self, every: float = 0.05):
-        self.every, self.gb, self._max = every, None, 0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        while True:
-            self._max = max(self._max, _rss_kb("VmRSS") or 0)
-            if self._stop.wait(self.every):
-                return
-
-    def __enter__(self):
-        self._hwm = _rss_kb("VmHWM")
-        self._thread = threading.Thread(target=self._sample, name="ded-peak-memory", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        hwm = _rss_kb("VmHWM")
-        if self._hwm is not None and hwm is not None:
-            peak = max(self._max, hwm if hwm > self._hwm else 0)  # a new process-wide high happened in this block
-            self.gb = peak * 1024 / 1e9  # kB of 1024 bytes
-        return False
 
 
 def stage(name: str) -> Callable:

@@ -1,5 +1,5 @@
 """Stage 6, analysis: token entropy of the corpus under the base and trained student, and the
-PCA shift of the student's representations (definitions in ded/analysis.py).
+PCA shift of the student's representations (definitions in ded/evaluation/probes.py).
 
 Two shifts: teacher corpus vs the student's own answers under the base student (a predictor
 available before training), and the base vs the trained student on the same probe. Besides the
@@ -15,8 +15,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from ded import plots
-from ded.cache import short_hash
+from ded.reporting import plots
+from ded.core.cache import short_hash
 from ded.stages import Run, prompt_prefix_for, stage
 from ded.stages.curation import Corpus
 from ded.stages.passrate import PassRateResult
@@ -50,9 +50,9 @@ def probe_rows(ctx: Run, corpus: Corpus, passrate: PassRateResult) -> tuple[list
 
 def representation_stats(ctx: Run, trained: Trained, corpus_rows: list[dict], own_rows: list[dict]) -> dict:
     """Per-example stats of each probe set, keyed (set, model), and the two PCA shifts."""
-    from ded.analysis import example_stats, pca_shift
-    from ded.models import load_model, local_checkpoint
-    from ded.train import to_dataset_rows
+    from ded.evaluation.probes import example_stats, pca_shift
+    from ded.core.models import load_model, local_checkpoint
+    from ded.training.sft import to_dataset_rows
 
     cfg = ctx.cfg
     prefix = prompt_prefix_for(cfg.student)

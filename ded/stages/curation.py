@@ -8,11 +8,11 @@ import logging
 import random
 from dataclasses import dataclass
 
-from ded.artifacts import save_corpus
-from ded.cache import short_hash
-from ded.diversity import diversity_report
-from ded.filters import FilterLog, build_trajectory_filters, run_filters
-from ded.select import allocate, select_groups
+from ded.reporting.artifacts import save_corpus
+from ded.core.cache import short_hash
+from ded.curation.diversity import diversity_report
+from ded.curation.filters import FilterLog, build_trajectory_filters, run_filters
+from ded.curation.selection import allocate, select_groups
 from ded.stages import Run, stage
 from ded.stages.passrate import PassRateResult
 from ded.stages.trajectories import TeacherSamples
@@ -48,7 +48,7 @@ def keep_correct(ctx: Run, passrate: PassRateResult, trajectories: TeacherSample
     candidates = {}
     code = [(s["text"], q.answer, q.kind) for q in passrate.kept if q.kind == "code" for s in trajectories.samples[q.id]]
     if code:  # graded in parallel sandboxes now; the chain's `correct` filter then finds each verdict remembered
-        from ded.data.answers import check_answers
+        from ded.grading.answers import check_answers
 
         check_answers(code, progress=True)
     for q in passrate.kept:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ded import plots
-from ded.artifacts import log_eval_artifact
+from ded.reporting import plots
+from ded.reporting.artifacts import log_eval_artifact
 from ded.data.evalsets import scope_of
-from ded.evaluate import score
+from ded.evaluation.scoring import score
 from ded.generation import generate_cached
 from ded.generation.factory import make_backend
 from ded.stages import Run, prompt_prefix_for, sampling_args, stage
@@ -20,7 +20,7 @@ from ded.stages.training import Trained
 
 @dataclass
 class Evaluation:
-    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" -> ded.evaluate.score(...) (per_question included)
+    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" -> ded.evaluation.scoring.score(...) (per_question included)
     deltas: dict[str, float]  # split -> trained avg@k - base avg@k
     k: int
 
@@ -56,7 +56,7 @@ def run(ctx: Run, questions: Questions, trained: Trained) -> Evaluation:
 
 
 def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
-    """ded.evaluate.score of `model` on one split; the samples come from (and go to) the cache."""
+    """ded.evaluation.scoring.score of `model` on one split; the samples come from (and go to) the cache."""
     samples, st = generate_cached(backend, ctx.cache_root, qs, ctx.cfg.eval.k, prefix=prompt_prefix_for(ctx.cfg.student),
                                   sampling=split_sampling(ctx, split), seed=ctx.seed, desc=f"eval {split} {model}")  # fmt: skip
     res = score(qs, samples)

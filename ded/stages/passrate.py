@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ded import plots
+from ded.reporting import plots
 from ded.data import Question
-from ded.filters import FilterLog, PassRateFilter, pass_rates
+from ded.curation.filters import FilterLog, PassRateFilter, pass_rates
 from ded.generation import generate_cached, shard_questions
 from ded.stages import Run, prompt_prefix_for, sampling_args, stage
 from ded.stages.questions import Questions

@@ -86,7 +86,7 @@ def check_fit(ctx: Run, qs: Questions) -> None:
 def _check_role(ctx: Run, role: str, checks: list[tuple[list[Question], str, int]]) -> None:
     """One model's context against each (questions, key, max_new_tokens) it serves; its config
     and tokenizer are read once."""
-    from ded.errors import UserError
+    from ded.core.errors import UserError
     from ded.generation import build_messages
     from ded.stages import prompt_prefix_for
 
@@ -125,7 +125,7 @@ def model_context(mcfg, cache_root: str) -> tuple[str, int] | None:
     import os
 
     from ded.config import PromptedModelConfig
-    from ded.models import local_checkpoint
+    from ded.core.models import local_checkpoint
 
     if not isinstance(mcfg, PromptedModelConfig):  # a replay config: it names a dataset, not weights
         return None

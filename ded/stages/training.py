@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ded import plots
+from ded.reporting import plots
 from ded.stages import Run, prompt_prefix_for, stage
 from ded.stages.curation import Corpus
 
@@ -20,8 +20,8 @@ class Trained:
 @stage("training")
 def run(ctx: Run, corpus: Corpus) -> Trained:
     from ded.generation.factory import model_identity
-    from ded.models import local_checkpoint
-    from ded.train import tracker_metrics, train
+    from ded.core.models import local_checkpoint
+    from ded.training.sft import tracker_metrics, train
 
     cfg = ctx.cfg
     student_path = local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision)
@@ -48,7 +48,7 @@ def run(ctx: Run, corpus: Corpus) -> Trained:
     })  # fmt: skip
     ctx.tracker.plot("train/curves", plots.training_curves(info["log_history"]))
     trained = Trained(path, key, info)
-    from ded.artifacts import record_checkpoint
+    from ded.reporting.artifacts import record_checkpoint
 
     record_checkpoint(ctx, trained, corpus)  # <run>/checkpoint link + checkpoint.json + MODEL_CARD.md; W&B model artifact
     return trained

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from ded.data.answers import GoldError, Verdict, boxed_contents, check_answer, final_text, has_final_answer, last_boxed
+from ded.grading.answers import GoldError, Verdict, boxed_contents, check_answer, final_text, has_final_answer, last_boxed
 
 TIMEOUT_S = 1
 SLACK_S = 4  # a loaded 2-core CI machine; measured well under 1 s beyond the limit

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from ded.cache import StageCache
+from ded.core.cache import StageCache
 from ded.data import Question
 from ded.generation import Backend, Completion, generate_cached, generation_key, question_hash
 
@@ -254,7 +254,7 @@ def test_two_processes_share_a_damaged_key(tmp_path):
 @pytest.fixture
 def small_hash_limit(monkeypatch):
     """Files over 1 KiB are checked by size only, as a real model shard over 64 MiB is."""
-    monkeypatch.setattr("ded.cache.HASH_MAX_BYTES", 1024, raising=False)
+    monkeypatch.setattr("ded.core.cache.HASH_MAX_BYTES", 1024, raising=False)
 
 
 def _publish(root) -> tuple[StageCache, Path]:
@@ -317,7 +317,7 @@ def test_train_retrains_a_truncated_checkpoint(smollm_path, tmp_path, caplog):
     """A real train() over a cached checkpoint whose model.safetensors was cut short retrains it,
     naming the file, where it used to reuse it and fail in SafetensorError with no path."""
     from ded.config import TrainConfig
-    from ded.train import checkpoint_key, train
+    from ded.training.sft import checkpoint_key, train
 
     corpus = [{"question": "What is $2 + 3$?", "response": "$\\boxed{5}$"}, {"question": "What is $1 + 1$?", "response": "$\\boxed{2}$"}]
     cfg = TrainConfig(per_device_train_batch_size=2, num_train_epochs=1)

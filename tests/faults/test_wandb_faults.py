@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
-from ded.tracking import Tracker  # noqa: E402
+from ded.reporting.tracking import Tracker  # noqa: E402
 
 pytestmark = pytest.mark.faults
 
@@ -66,7 +66,7 @@ def test_init_failure_warns_and_keeps_the_local_record(tmp_path, monkeypatch, ca
         raise wandb.errors.CommError("Error communicating with wandb: entity 'no-such-team' not found")
 
     monkeypatch.setattr(wandb, "init", refuse)
-    with caplog.at_level(logging.WARNING, logger="ded.tracking"):
+    with caplog.at_level(logging.WARNING, logger="ded.reporting.tracking"):
         t = Tracker(_cfg("online"), tmp_path)
         assert t.wandb is None
         _use(t)
@@ -93,7 +93,7 @@ def test_log_failure_mid_run_warns_once_and_goes_local(tmp_path, monkeypatch, ca
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(t.wandb, "log", broken)
-    with caplog.at_level(logging.WARNING, logger="ded.tracking"):
+    with caplog.at_level(logging.WARNING, logger="ded.reporting.tracking"):
         t.log({"train/loss": 1.0}, step=1)  # raises inside W&B
         assert t.wandb is None
         t.log({"train/loss": 0.5}, step=2)

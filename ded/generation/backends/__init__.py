@@ -29,7 +29,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
-from ded.registry import Registry
+from ded.core.registry import Registry
 
 
 @dataclass(frozen=True)

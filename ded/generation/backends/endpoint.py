@@ -24,7 +24,7 @@ Why it is built this way:
     retries are spent the error is one line: endpoint, model, question, sample, last reason
     (shortened; the API key is masked).
   * Reasoning delivered separately (``reasoning_content`` / ``reasoning``) is kept with the
-    answer as ``<think>...</think>`` (ded/generation/text.py).
+    answer as ``<think>...</think>`` (ded/core/reasoning.py).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from ded.config import PromptedModelConfig, _check, one_of
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
 from ded.generation.factory import HINT, label, labelled, model_identity
-from ded.generation.text import join_reasoning, normalize_think
-from ded.models import ModelNotAvailable, local_checkpoint, resolve
+from ded.core.reasoning import join_reasoning, normalize_think
+from ded.core.models import ModelNotAvailable, local_checkpoint, resolve
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from ded.config import PromptedModelConfig, _check, one_of
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
 from ded.generation.factory import label, labelled, model_identity
-from ded.generation.text import normalize_think
-from ded.models import check_available, load_model, local_checkpoint
+from ded.core.reasoning import normalize_think
+from ded.core.models import check_available, load_model, local_checkpoint
 
 ENGINES = ("generate", "continuous")
 

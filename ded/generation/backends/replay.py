@@ -36,8 +36,8 @@ from ded.config import ModelConfig, _check
 from ded.generation import Backend, Completion, Request, question_hash
 from ded.generation.backends import register_backend
 from ded.generation.factory import HINT, label
-from ded.generation.text import join_reasoning, normalize_think
-from ded.models import ModelNotAvailable
+from ded.core.reasoning import join_reasoning, normalize_think
+from ded.core.models import ModelNotAvailable
 
 log = logging.getLogger(__name__)
 

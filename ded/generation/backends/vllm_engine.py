@@ -24,8 +24,8 @@ from ded.config import PromptedModelConfig, _check
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
 from ded.generation.factory import HINT, label, model_identity
-from ded.generation.text import normalize_think
-from ded.models import ModelNotAvailable, local_checkpoint
+from ded.core.reasoning import normalize_think
+from ded.core.models import ModelNotAvailable, local_checkpoint
 
 log = logging.getLogger(__name__)
 

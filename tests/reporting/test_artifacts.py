@@ -1,0 +1,203 @@
+"""The run's artifacts (ded/reporting/artifacts.py): the corpus as a `datasets` dataset with its card, the
+cached checkpoint linked from the run folder with a model card, per-question evaluation results,
+and the three W&B artifacts (corpus -> model -> evaluation) in the offline run's log.
+
+One real tiny pipeline run (in-process, W&B offline) serves the module; the W&B-failure test
+needs no model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import compose
+from ded.reporting.artifacts import CHECKPOINT_LINK, MODEL_CARD, corpus_artifact_name, eval_artifact_name, model_artifact_name
+
+QUIET = {"WANDB_MODE": "offline", "WANDB__DISABLE_STATS": "true", "WANDB__DISABLE_META": "true",
+         "WANDB__DISABLE_MACHINE_INFO": "true", "WANDB_ERROR_REPORTING": "false", "WANDB_SILENT": "true"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, model_cache):
+    """One full debug=tiny run with its offline W&B run: (run folder, returned metrics)."""
+    from ded.pipeline import run
+
+    root = tmp_path_factory.mktemp("artifacts")
+    cache = root / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(Path(model_cache) / "models", target_is_directory=True)
+    out = root / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in QUIET.items():
+            mp.setenv(k, v)
+        metrics = run(compose(["debug=tiny", "logger=wandb", "analysis.enabled=false", "eval.size=3",
+                               f"paths.cache_dir={cache}", f"paths.output_dir={out}"]))  # fmt: skip
+    assert metrics["run/status"] == "finished"
+    return out, metrics
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def wandb_records(path: Path) -> list:
+    """The records of an offline run's .wandb file: a 7-byte header (":W&B", magic, version), then
+    a LevelDB-style log (32 KiB blocks; each chunk: crc32c, length, type FULL/FIRST/MIDDLE/LAST)
+    of wandb_internal_pb2.Record messages."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, buf, out = 7, b"", []
+    while pos + 7 <= len(data):
+        if (left := 32768 - pos % 32768) < 7:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            out.append(rec)
+    return out
+
+
+def test_corpus_is_a_dataset_equal_to_corpus_jsonl_with_a_card(tiny):
+    from datasets import load_from_disk
+
+    out, m = tiny
+    rows = _jsonl(out / "corpus.jsonl")
+    ds = load_from_disk(str(out / "corpus"))
+    assert ds.num_rows == len(rows) == m["corpus/examples"] and ds.to_list() == rows  # field for field
+    assert not (out / "tables" / "corpus.jsonl").exists()  # written once locally (corpus.jsonl), the W&B table stays
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    card = (out / "corpus" / "README.md").read_text()
+    decontam = {k.removeprefix("data/decontam/"): v for k, v in m.items() if k.startswith("data/decontam/")}
+    assert decontam  # debug=tiny decontaminates
+    for needle in [cfg["teacher"]["name"], cfg["teacher"]["path"], f"diversity metric | {cfg['diversity']['metric']}",
+                   f"N (teacher trajectories per question) | {cfg['corpus']['trajectories']['n']} |",
+                   f"P (kept per question) | {cfg['corpus']['trajectories']['p']} |",
+                   f"[{cfg['corpus']['pass_rate']['min_rate']}, {cfg['corpus']['pass_rate']['max_rate']})",
+                   *(f"{k} {v}" for k, v in decontam.items()), f"{m['corpus/examples']} examples",
+                   f"questions | {m['corpus/questions']} |", f"duplicate share | {m['corpus/duplicate_share']} |"]:  # fmt: skip
+        assert needle in card, needle
+    facts = json.loads((out / "corpus" / "facts.json").read_text())
+    assert facts["decontam"] == decontam and facts["N"] == cfg["corpus"]["trajectories"]["n"] and facts["examples"] == len(rows)
+    assert m["artifact/corpus"] == corpus_artifact_name(rows) and m["artifact/corpus_path"] == str(out / "corpus")
+
+
+def test_checkpoint_is_linked_from_the_run_folder_with_a_model_card(tiny):
+    out, m = tiny
+    link = out / CHECKPOINT_LINK
+    record = json.loads((out / "checkpoint.json").read_text())
+    assert link.is_symlink() and link.resolve() == Path(record["path"]).resolve() and (link / "config.json").is_file()
+    assert record["key"] in record["path"] and record["cached"] is False and record["cached"] == m["train/cached"]
+    assert Path(record["manifest"]).is_file()
+    manifest = json.loads(Path(record["manifest"]).read_text())
+    assert not any(f.lower().endswith(".md") for f in manifest["files"])  # the shared checkpoint is untouched: the card is this run's
+    card = (out / MODEL_CARD).read_text()
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    for needle in [cfg["student"]["path"], record["key"], record["corpus_artifact"], str(out / "eval.json"), "per_question",
+                   eval_artifact_name(record["key"]), f'"learning_rate": {cfg["train"]["learning_rate"]}']:  # fmt: skip
+        assert needle in card, needle
+    assert m["artifact/model"] == model_artifact_name(record["key"]) == record["model_artifact"]
+    assert m["artifact/model_path"] == str(link)
+
+
+def test_per_question_accuracies_are_in_eval_json_only_and_average_to_avg_at_k(tiny):
+    out, m = tiny
+    ev = json.loads((out / "eval.json").read_text())
+    for model in ("base", "trained"):
+        r = ev["results"]["heldout"][model]
+        pq = r["per_question"]
+        assert len(pq) == r["questions"] == 3 and all(0 <= a <= 1 for a in pq.values())
+        assert sum(pq.values()) / len(pq) == pytest.approx(r["avg@2"]) == pytest.approx(m[f"eval/heldout/{model}/avg@2"])
+    assert set(ev["results"]["heldout"]["base"]["per_question"]) == set(ev["results"]["heldout"]["trained"]["per_question"])
+    assert not any("per_question" in k for k in m)  # never a metric
+    assert m["artifact/eval"] == eval_artifact_name(json.loads((out / "checkpoint.json").read_text())["key"])
+    assert m["artifact/eval_path"] == str(out / "eval.json")
+
+
+def test_offline_wandb_run_holds_corpus_model_and_eval_artifacts_with_their_lineage(tiny):
+    out, m = tiny
+    assert "wandb/error" not in m
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    records = wandb_records(next(run_dir.glob("*.wandb")))
+    arts = {r.artifact.name: r.artifact for r in records if r.WhichOneof("record_type") == "artifact"}
+    corpus, model, ev = (arts[m[f"artifact/{k}"]] for k in ("corpus", "model", "eval"))
+    assert (corpus.type, model.type, ev.type) == ("dataset", "model", "evaluation")
+    # lineage as far as offline allows: each artifact names its input; wandb refuses use_artifact offline
+    meta = {a.name: json.loads(a.metadata) for a in (corpus, model, ev)}
+    assert meta[corpus.name]["inputs"] == [] and meta[model.name]["inputs"] == [corpus.name] and meta[ev.name]["inputs"] == [model.name]
+    assert not [r for r in records if r.WhichOneof("record_type") == "use_artifact"]
+    # the dataset artifact: its files, the card's facts as metadata
+    files = {e.path: e for e in corpus.manifest.contents}
+    assert {"README.md", "facts.json", "dataset_info.json", "state.json"} <= set(files) and any(p.endswith(".arrow") for p in files)
+    assert all(not e.ref for e in files.values())  # copied into the artifact
+    assert meta[corpus.name]["N"] == 2 and meta[corpus.name]["P"] == 1 and meta[corpus.name]["decontam"]
+    # the model artifact: file:// references to the cached checkpoint (no copy, no checksum), the card and cache manifest as files
+    record = json.loads((out / "checkpoint.json").read_text())
+    entries = {e.path: e for e in model.manifest.contents}
+    assert entries["checkpoint/config.json"].ref == (Path(record["path"]) / "config.json").as_uri()
+    weights = Path(record["path"]) / "model.safetensors"
+    assert entries["checkpoint/model.safetensors"].size == weights.stat().st_size
+    assert {"README.md", "checkpoint.json", "cache_manifest.json"} <= set(entries) and not entries["README.md"].ref
+    assert meta[model.name]["cache_key"] == record["key"] and meta[model.name]["corpus"]["artifact"] == corpus.name
+    assert {e.path for e in ev.manifest.contents} == {"eval.json", "eval_summary.jsonl"}
+
+
+def test_wandb_failure_while_logging_artifacts_keeps_the_local_record(tmp_path, monkeypatch, caplog):
+    """A real offline W&B run whose log_artifact raises at the corpus: one warning, the corpus
+    dataset, card, checkpoint link and model card are all written, the run finishes."""
+    from test_stages import _hand_made
+
+    from ded.reporting.artifacts import record_checkpoint
+    from ded.core.cache import StageCache
+    from ded.config import validate
+    from ded.stages import Run, curation
+    from ded.stages.training import Trained
+    from ded.reporting.tracking import Tracker
+
+    for k, v in QUIET.items():
+        monkeypatch.setenv(k, v)
+    cfg = compose(["debug=tiny", "logger=wandb", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}",
+                   "corpus.size=4", "corpus.trajectories.n=4", "corpus.trajectories.p=2"])  # fmt: skip
+    conf = validate(cfg)
+    ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(tmp_path / "cache"), StageCache(tmp_path / "cache"))
+    assert ctx.tracker.wandb is not None
+    calls, real = [], ctx.tracker.wandb.log_artifact
+
+    def broken(art, *a, **kw):  # a logged wandb.Table is an artifact too: only ours fail
+        if art.type not in ("dataset", "model", "evaluation"):
+            return real(art, *a, **kw)
+        calls.append(art.name)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ctx.tracker.wandb, "log_artifact", broken)
+    out = Path(ctx.tracker.dir)
+    with caplog.at_level(logging.WARNING, logger="ded.reporting.tracking"):
+        corpus = curation.run(ctx, *_hand_made())
+        assert ctx.tracker.wandb is None  # W&B closed; the rest is local
+        ckpt = tmp_path / "cache" / "stages" / "train" / "k1"
+        ckpt.mkdir(parents=True)
+        (ckpt / "config.json").write_text("{}")
+        (ckpt / "manifest.json").write_text(json.dumps({"files": {"config.json": {"size": 2}}}))
+        record_checkpoint(ctx, Trained(str(ckpt), "k1", {"cached": True, "train_loss": 1.0, "steps": 1}), corpus)
+        ctx.tracker.finish(ok=True)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(calls) == 1 and len(warned) == 1 and "W&B artifact corpus-" in warned[0] and "No space left" in warned[0]
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(out / "corpus")).to_list() == _jsonl(out / "corpus.jsonl") == corpus.examples
+    assert "diversity metric" in (out / "corpus" / "README.md").read_text()
+    assert (out / CHECKPOINT_LINK / "config.json").is_file() and (out / MODEL_CARD).read_text().count("k1") >= 1
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["run/status"] == "finished" and m["wandb/error"].startswith("artifact corpus-")
+    assert m["artifact/corpus"] == corpus_artifact_name(corpus.examples) and m["artifact/model"] == "model-k1"
+    assert os.path.realpath(m["artifact/model_path"]) == str(ckpt.resolve())
