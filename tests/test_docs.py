@@ -108,26 +108,34 @@ def test_readme_keeps_the_commands_ci_runs():
 # --- docs/architecture.md: the layout -------------------------------------------------------------
 
 
-def layout_modules() -> list[str]:
+def layout() -> dict[str, str]:
+    """{module path: what the line says it is} from docs/architecture.md's ```text block."""
     blocks = [b for b in fenced_blocks((DOCS / "architecture.md").read_text(), "text") if any(line.startswith("ded/") for line in b)]
     assert len(blocks) == 1, f"docs/architecture.md needs exactly one ```text block listing ded/'s modules, found {len(blocks)}"
-    listed = []
+    listed: dict[str, str] = {}
     for line in blocks[0]:
         if not line.strip():
             continue
-        m = re.match(r"(ded/\S+\.py)\s+— \S", line)
+        m = re.match(r"(ded/\S+\.py)\s+— (\S.*)$", line)
         assert m, f"not a 'ded/<module>.py  — what it is' line: {line!r}"
-        listed.append(m.group(1))
+        assert m.group(1) not in listed, f"listed twice: {m.group(1)}"
+        listed[m.group(1)] = m.group(2).strip()
     return listed
+
+
+def layout_modules() -> list[str]:
+    return list(layout())
 
 
 def test_layout_lists_exactly_the_modules_of_ded():
     listed = layout_modules()
-    assert len(listed) == len(set(listed)), f"listed twice: {sorted({m for m in listed if listed.count(m) > 1})}"
     tree = modules()
     assert len(tree) > 10
     missing, stale = sorted(tree - set(listed)), sorted(set(listed) - tree)
     assert not missing and not stale, f"docs/architecture.md's layout drifted from ded/: not listed {missing}; no such file {stale}"
+    said_empty = {m for m, what in layout().items() if what == "(empty)"}
+    empty = {m for m in tree if not (ROOT / m).read_text().strip()}
+    assert said_empty == empty, f"'(empty)' but not empty: {sorted(said_empty - empty)}; empty, not '(empty)': {sorted(empty - said_empty)}"
 
 
 # --- docs/testing.md: which test tests which module ----------------------------------------------
