@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from ded.core.cache import StageCache
 from ded.config import validate
+from ded.grading.answers import GradingSettings
 from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, training, trajectories
 from ded.reporting.tracking import Tracker
 
@@ -54,10 +55,8 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
     conf = validate(cfg)
     t0 = time.perf_counter()
     claim_run_folder(conf.paths.output_dir)
-    from ded.grading.code import configure
-
-    configure(conf.sandbox, hide=(conf.paths.cache_dir, conf.paths.output_dir))  # how code answers are graded (code questions only)
-    ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir))
+    grading = GradingSettings(conf.sandbox, hide=(str(conf.paths.cache_dir), str(conf.paths.output_dir)))  # code runs see neither folder
+    ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir), grading=grading)
     ok = False
     try:
         yield ctx

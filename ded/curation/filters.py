@@ -18,9 +18,10 @@ cache's dict: ``text``, ``finish`` ("stop" | "length"), ``n_tokens`` when known.
 - ``Duplicate``: not an exact copy of a kept trajectory of the same question (``dedup``).
 - ``PassRateFilter`` (questions): keep a band of student pass rates (``pass_rates``).
 
-``build_trajectory_filters(corpus.filters)`` makes the chain a run applies from the
-``TRAJECTORY_FILTERS`` plug-ins: each is a factory that reads the config and returns its filter,
-or None when the config leaves it off. The chain runs in registration order, cheapest first,
+``build_trajectory_filters(corpus.filters, grading)`` makes the chain a run applies from the
+``TRAJECTORY_FILTERS`` plug-ins: each is a factory that reads the config and the run's grading
+settings (``ded.grading.answers.GradingSettings``) and returns its filter, or None when the
+config leaves it off. The chain runs in registration order, cheapest first,
 ``correct`` (answer verification) last.
 """
 
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from ded.grading.answers import check_answer, check_samples
+from ded.grading.answers import GradingSettings, check_answer, check_samples
 from ded.core.registry import Registry
 
 if TYPE_CHECKING:
@@ -84,9 +85,9 @@ def _text(item) -> str:
 # --- questions ---------------------------------------------------------------------------------
 
 
-def pass_rates(questions, samples: dict[str, list[dict]]) -> dict[str, float]:
-    """Each question's share of correct samples: {question id: rate}."""
-    return {q.id: float(np.mean([v.correct for v in vs])) for q, vs in zip(questions, check_samples(questions, samples))}
+def pass_rates(questions, samples: dict[str, list[dict]], settings: GradingSettings | None = None) -> dict[str, float]:
+    """Each question's share of correct samples, graded under `settings`: {question id: rate}."""
+    return {q.id: float(np.mean([v.correct for v in vs])) for q, vs in zip(questions, check_samples(questions, samples, settings))}
 
 
 class PassRateFilter:
@@ -123,14 +124,15 @@ class Complete:
 class Correct:
     """The response's final answer verifies against the gold under `kind` (math | gsm8k |
     choice; by default the question's own ``Question.kind``); reasons: wrong, no_answer,
-    unparsable, timeout, bad_gold."""
+    unparsable, timeout, bad_gold; code answers run under `settings` (None: the defaults)."""
 
-    def __init__(self, kind: str | None = None, timeout_s: int = 5):
+    def __init__(self, kind: str | None = None, timeout_s: int = 5, settings: GradingSettings | None = None):
         self.kind, self.timeout_s = kind, timeout_s  # kind None: each question's own (Question.kind)
+        self.settings = settings
 
     def __call__(self, item):
         q, s = item
-        v = check_answer(s["text"], q.answer, self.kind or q.kind, self.timeout_s)
+        v = check_answer(s["text"], q.answer, self.kind or q.kind, self.timeout_s, settings=self.settings)
         return True if v.correct else (False, v.reason)
 
 
@@ -326,17 +328,19 @@ class Duplicate:
 
 # --- the configured chain ------------------------------------------------------------------------
 
-TRAJECTORY_FILTERS: Registry[Callable[["TrajectoryFilters"], Filter | None]] = Registry("corpus.filters")
+# A factory: (corpus.filters, the run's grading settings) -> its filter, or None when the config leaves it off.
+TRAJECTORY_FILTERS: Registry[Callable[["TrajectoryFilters", GradingSettings | None], Filter | None]] = Registry("corpus.filters")
 
-TRAJECTORY_FILTERS.register("complete", lambda fc: Complete())
-TRAJECTORY_FILTERS.register("length", lambda fc: Length(fc.min_tokens, fc.max_tokens) if fc.min_tokens or fc.max_tokens else None)
-TRAJECTORY_FILTERS.register("think_format", lambda fc: ThinkFormat() if fc.think_format else None)
-TRAJECTORY_FILTERS.register("repetition", lambda fc: Repetition() if fc.repetition else None)
-TRAJECTORY_FILTERS.register("language", lambda fc: Language() if fc.language else None)
-TRAJECTORY_FILTERS.register("correct", lambda fc: Correct())
-TRAJECTORY_FILTERS.register("dedup", lambda fc: Duplicate() if fc.dedup else None)
+TRAJECTORY_FILTERS.register("complete", lambda fc, grading: Complete())
+TRAJECTORY_FILTERS.register("length", lambda fc, grading: Length(fc.min_tokens, fc.max_tokens) if fc.min_tokens or fc.max_tokens else None)
+TRAJECTORY_FILTERS.register("think_format", lambda fc, grading: ThinkFormat() if fc.think_format else None)
+TRAJECTORY_FILTERS.register("repetition", lambda fc, grading: Repetition() if fc.repetition else None)
+TRAJECTORY_FILTERS.register("language", lambda fc, grading: Language() if fc.language else None)
+TRAJECTORY_FILTERS.register("correct", lambda fc, grading: Correct(settings=grading))
+TRAJECTORY_FILTERS.register("dedup", lambda fc, grading: Duplicate() if fc.dedup else None)
 
 
-def build_trajectory_filters(fc: TrajectoryFilters) -> list[Filter]:
-    """The chain ``corpus.filters`` configures, in registration order (an item is dropped by the first that rejects it)."""
-    return [f for _, make in TRAJECTORY_FILTERS.items() if (f := make(fc)) is not None]
+def build_trajectory_filters(fc: TrajectoryFilters, grading: GradingSettings | None = None) -> list[Filter]:
+    """The chain ``corpus.filters`` configures, in registration order (an item is dropped by the
+    first that rejects it); `grading`: how its ``correct`` filter grades (None: the defaults)."""
+    return [f for _, make in TRAJECTORY_FILTERS.items() if (f := make(fc, grading)) is not None]

@@ -22,6 +22,7 @@ class Question:
     domain: str = "math"  # subject area (math, arithmetic, stem, ...)
     kind: str = "math"  # answer kind, how answers are checked: a ded.grading.answers.ANSWER_KINDS name
     source: str = ""  # where it was read ("file:line", "dataset[split]: row i"): errors about it name it
+    reference: str = ""  # a correct solution where the source has one (HumanEval, MBPP): what the code solver teacher answers
 
 
 Task = Callable[..., tuple[list[Question], list[Question]]]

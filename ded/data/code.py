@@ -11,31 +11,33 @@ tests run and what they are. Three styles cover the benchmarks:
 - ``functional`` (LiveCodeBench, LeetCode-style): ``Solution().<fn_name>(*args)`` (or a top-level
   ``fn_name``) on each test's JSON arguments, one per line, must equal the JSON ``output``.
 
-Grading writes one *driver* program (the solution and the spec inside it) and runs it in the
-sandbox (ded/sandbox.py: an unprivileged process in its own namespaces, limits on time, memory,
-processes and output). The driver runs each test in a forked child with fresh fds 0 and 1 (stdin
-from the test, stdout to a file) and kills it past ``per_test_s``, so a solution that closes or
-replaces its streams, exits with os._exit after flushing, or catches everything around a slow loop
-is graded as a judge would; the child reports through a result file, so an early exit is no
-pass. The driver reports on the real stdout one line tagged with a per-run nonce; no such line (a
-crash, a kill, a timeout) is a failure. As in every execution-based grader, a program could lie
-about its own tests (it runs in the driver's process tree); it cannot get out of the sandbox.
-Verdict reasons: correct, wrong (a test failed), no_answer (no code block), unparsable (a syntax
-error), runtime_error, timeout, output_limit, bad_gold.
+Grading (ded/grading/code.py) runs one *driver* program (ded/grading/driver.py, the solution and
+the spec on its stdin) in the sandbox (ded/sandbox.py: an unprivileged process in its own
+namespaces, limits on time, memory, processes and output). The driver runs each test in a forked
+child with fresh fds 0 and 1 (stdin from the test, stdout to a file) and kills it past
+``per_test_s``, so a solution that closes or replaces its streams, exits with os._exit after
+flushing, or catches everything around a slow loop is graded as a judge would; the child reports
+through a result file, so an early exit is no pass. The driver reports on the real stdout one line
+tagged with a per-run nonce; no such line (a crash, a kill, a timeout) is a failure. As in every
+execution-based grader, a program could lie about its own tests (it runs in the driver's process
+tree); it cannot get out of the sandbox. Verdict reasons: correct, wrong (a test failed), no_answer
+(no code block), unparsable (a syntax error), runtime_error, timeout, output_limit, bad_gold.
 
-``configure`` sets the sandbox limits and workers (the ``sandbox`` config section);
-``check_many`` grades many (response, spec) pairs in parallel across cores, and ``check`` one.
+The sandbox limits and workers (the ``sandbox`` config section) come with each check
+(``ded.grading.answers.GradingSettings``); ``check_answers`` grades many (response, spec) pairs in
+parallel across cores.
 
-Readers (pool formats ``humaneval``, ``mbpp``, ``livecodebench``, also used by the evaluation
-sets of the same names) turn a source row into (question text, spec). A question is the task
-text plus ``CODE_INSTRUCTION``; HumanEval's is its function header and docstring to complete.
-LiveCodeBench rows carry their release date (``contest_date``): pools and evaluation take a
-date window, so a student is scored only on problems published after what it was trained on.
-Its private tests come as JSON or, in the later releases, as base64(zlib(pickle(JSON string))):
-they are unpickled with a loader that admits no class at all (a string needs none).
+Readers (pool formats ``humaneval``, ``mbpp``, ``livecodebench``, also used by the evaluation sets
+of the same names) turn a source row into (question text, spec, reference solution). A question is
+the task text plus ``CODE_INSTRUCTION``; HumanEval's is its function header and docstring to
+complete. LiveCodeBench rows carry their release date (``contest_date``): pools and evaluation take
+a date window, so a student is scored only on problems published after what it was trained on. Its
+private tests come as JSON or, in the later releases, as base64(zlib(pickle(JSON string))): they
+are unpickled with a loader that admits no class at all (a string needs none).
 
-Reference solutions (HumanEval's canonical solution, MBPP's code) are kept by question text for
-the ``solver`` teacher (``solver.task=code``): an always-correct code teacher for CPU runs.
+Reference solutions (HumanEval's canonical solution, MBPP's code) travel on the question
+(``Question.reference``) to the ``solver`` teacher (``teacher.task=code``): an always-correct code
+teacher for CPU runs.
 """
 
 from __future__ import annotations
@@ -47,10 +49,9 @@ import pickle
 import random
 import zlib
 
+from ded.data.solvers import SOLVERS, Solver
 from ded.grading.answers import GoldError
 from ded.grading.code import CODE_INSTRUCTION, make_spec
-
-REFERENCES: dict[str, str] = {}  # question text -> a correct solution (for the code solver teacher)
 
 # What LeetCode and contest judges provide without an import (LeetCode's typing names, the usual
 # modules): a solution that copies `List[int]` from the starter code is not failed for its import.
@@ -66,7 +67,7 @@ COMMON_IMPORTS = "\n".join([
 ])  # fmt: skip
 
 
-# --- readers: a source row -> (question text, test spec) ---------------------------------------
+# --- readers: a source row -> (question text, test spec, reference solution) ---------------------
 
 
 def humaneval_row(row: dict) -> tuple[str, str, str]:
@@ -138,12 +139,9 @@ def lcb_row(row: dict) -> tuple[str, str, str]:
 READERS = {"humaneval": humaneval_row, "mbpp": mbpp_row, "livecodebench": lcb_row}
 
 
-def read_row(fmt: str, row: dict) -> tuple[str, str]:
-    """(question, spec) of a row in format `fmt`; keeps its reference solution for the solver."""
-    text, spec, reference = READERS[fmt](row)
-    if reference:
-        REFERENCES[text] = reference
-    return text, spec
+def read_row(fmt: str, row: dict) -> tuple[str, str, str]:
+    """(question, spec, reference solution or "") of a row in format `fmt`."""
+    return READERS[fmt](row)
 
 
 def in_window(date: str | None, since: str | None, until: str | None) -> bool:
@@ -184,18 +182,19 @@ _MIDDLES = ["The reference approach handles every case the docstring lists.", "E
 _CLOSERS = ["Here is the complete solution.", "Final code:", "Putting it together:", "The solution:"]
 
 
-def solve(question: str) -> str:
-    """The reference solution of a code question read from a pool, as one fixed response."""
-    ref = REFERENCES.get(question)
-    if not ref:
+def solve(question: str, reference: str) -> str:
+    """A code question's reference solution (``Question.reference``) as one fixed response."""
+    if not reference.strip():
         raise ValueError("no reference solution for this question")
-    return f"{_OPENERS[0]}\n\n{_CLOSERS[0]}\n\n```python\n{ref.strip()}\n```"
+    return f"{_OPENERS[0]}\n\n{_CLOSERS[0]}\n\n```python\n{reference.strip()}\n```"
 
 
-def solve_varied(question: str, rng: random.Random) -> str:
+def solve_varied(question: str, reference: str, rng: random.Random) -> str:
     """The reference solution with its reasoning worded anew from `rng`: correct, yet each sample differs."""
-    ref = REFERENCES.get(question)
-    if not ref:
+    if not reference.strip():
         raise ValueError("no reference solution for this question")
     lines = [rng.choice(_OPENERS), *rng.sample(_MIDDLES, rng.randint(1, 3)), rng.choice(_CLOSERS)]
-    return "\n\n".join(lines) + f"\n\n```python\n{ref.strip()}\n```"
+    return "\n\n".join(lines) + f"\n\n```python\n{reference.strip()}\n```"
+
+
+SOLVERS.register("code", Solver(fixed=solve, varied=solve_varied))

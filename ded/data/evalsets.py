@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ded.data import Question
+from ded.data.code import read_row
 from ded.grading.answers import ANSWER_KINDS, GoldError, render_choice_question
 from ded.core.errors import UserError
 from ded.core.registry import Registry
@@ -82,15 +83,13 @@ class EvalSetError(UserError, ValueError):
 
 def _question(s: EvalSet, row: dict, where: str) -> Question:
     if s.format:  # a code set: the pool reader makes the question and its test spec from the whole row
-        from ded.data.code import read_row
-
         try:
-            text, gold = read_row(s.format, row)
+            text, gold, reference = read_row(s.format, row)
         except GoldError as e:
             raise EvalSetError(f"{where}: {e}") from None
         except KeyError as e:
             raise EvalSetError(f"{where}: no field {e.args[0]!r} (fields: {sorted(row)})") from None
-        return Question(id="", text=text, answer=gold, domain=s.domain, kind=s.kind)
+        return Question(id="", text=text, answer=gold, domain=s.domain, kind=s.kind, reference=reference)
     q = next((row[f] for f in s.question if row.get(f)), None)
     if q is None:
         raise EvalSetError(f"{where}: none of the question fields {list(s.question)} is present")

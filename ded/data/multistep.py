@@ -10,7 +10,8 @@ The task owns its data, rendering and grading:
   * ``STEPS``: each kind of step is one sentence template, its regular expression and its
     arithmetic, so a question can be read back from its text alone;
   * ``solve(text)``: reads a question back and writes a worked solution in one fixed terse style
-    (the ``solver`` teacher, ded/generation/backends/solver.py: never wrong, unlike any student);
+    (the ``solver`` teacher, ded/generation/backends/solver.py: never wrong, unlike any student;
+    registered in ``ded.data.solvers.SOLVERS``);
   * ``FEWSHOT``: three worked examples in three styles (terse, step by step, ``<think>``), which
     prompted teachers prepend (``fewshot_style``);
   * the train pool and the held-out split are disjoint by construction (eval drawn first, its
@@ -26,6 +27,7 @@ from typing import Callable
 
 from ded.data import Question
 from ded.core.registry import ConfigError
+from ded.data.solvers import SOLVERS, Solver
 
 NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Ben", "Ivy", "Max", "Lea", "Tom", "Kim", "Ray"]
 ITEMS = ["apples", "shells", "stamps", "marbles", "cards", "pens", "stickers", "coins", "books", "beads"]
@@ -221,3 +223,7 @@ def build(pool_size: int, eval_size: int, levels: list[int], seed: int) -> tuple
     for i, q in enumerate(pool):
         q.id = f"multi-{i}"
     return pool, held_out
+
+
+SOLVERS.register("multistep", Solver(fixed=lambda text, reference: solve(text),  # read back from its text: no reference needed
+                                     varied=lambda text, reference, rng: solve_varied(text, rng)))

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ded.data import Question
+from ded.data.code import read_row
 from ded.grading.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
 from ded.core.errors import UserError
 from ded.core.registry import ConfigError, Registry
@@ -76,7 +77,7 @@ class RowError(ValueError):
 class PoolFormat:
     fields: dict[str, tuple[str, ...]]  # our name -> row keys; the first present one is used
     kind: str  # the answer kind of its questions (ded.grading.answers.ANSWER_KINDS)
-    read: Callable[[dict, dict], tuple[str, str]]  # (row, keys) -> (question text, gold answer)
+    read: Callable[[dict, dict], tuple]  # (row, keys) -> (question text, gold answer[, reference solution])
     domain: str = "math"  # Question.domain of its rows (a row's own domain field or the spec's wins)
 
 
@@ -164,11 +165,9 @@ def _fields(row, keys):
 # the named fields, so a .parquet or hub source reads those columns too.
 def _code_format(name: str, **fields: tuple[str, ...]):
     def read(row, keys):
-        from ded.data.code import read_row
-
         _question(row, keys)  # a missing or empty question field is named as for every format
         try:
-            return read_row(name, row)
+            return read_row(name, row)  # (text, spec, reference solution)
         except KeyError as e:
             raise RowError(f"missing key {e.args[0]!r} ({name} row); the row has {sorted(row)}", "missing_key") from None
 
@@ -279,11 +278,12 @@ def row_to_question(row: dict, spec: PoolSpec) -> Question:
     keys = _keys(spec)
     if not isinstance(row, dict):
         raise RowError(f"a row must be an object, got {type(row).__name__}", "not_an_object")
-    text, answer = fmt.read(row, keys)
+    text, answer, *reference = fmt.read(row, keys)  # a code format also gives its reference solution
     rid = _get(row, keys["id"], "id", required=False) if keys.get("id") else None
     level = _parse_level(_get(row, keys["level"], "level", required=False)) if "level" in keys else 0
     domain = _get(row, keys["domain"], "domain", required=False) if "domain" in keys else None
-    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain or fmt.domain), kind=fmt.kind)
+    return Question(id="" if rid is None else str(rid), text=text, answer=answer, level=level, domain=str(domain or spec.domain or fmt.domain), kind=fmt.kind,
+                    reference="".join(reference))
 
 
 # --- sources -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ded.grading.answers import check_samples
+from ded.grading.answers import GradingSettings, check_samples
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -26,17 +26,18 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def score(questions, samples: dict[str, list[dict]]) -> dict:
+def score(questions, samples: dict[str, list[dict]], settings: GradingSettings | None = None) -> dict:
     """avg@k, its standard error over questions, per-level accuracy, failure reasons, and each
     question's accuracy (``per_question``: {question id: accuracy over its k samples}, whose mean
-    is avg@k; for paired comparisons, stored in eval.json and never logged as a metric)."""
+    is avg@k; for paired comparisons, stored in eval.json and never logged as a metric).
+    `settings`: how answers are graded (None: the defaults)."""
     per_q = []
     per_question: dict[str, float] = {}
     correct_counts = []
     levels = defaultdict(list)
     reasons = Counter()
     lengths, truncated = [], 0
-    for q, verdicts in zip(questions, check_samples(questions, samples)):  # code: in parallel sandboxes
+    for q, verdicts in zip(questions, check_samples(questions, samples, settings)):  # code: in parallel sandboxes
         acc = float(np.mean([v.correct for v in verdicts]))
         per_q.append(acc)
         per_question[q.id] = acc

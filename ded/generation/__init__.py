@@ -59,6 +59,7 @@ class Request:
     index: int  # sample index, 0..n-1
     messages: list[dict]
     seed: int
+    reference: str = ""  # the question's reference solution (Question.reference), for the solver teacher; in no cache key
 
 
 @dataclass
@@ -249,7 +250,8 @@ def generate_cached(
                 done = have.get(qh, ())
                 for i in range(n):
                     if i not in done:
-                        yield Request(qh, i, build_messages(q, prefix), seed=int(short_hash(seed, qh, i), 16) % 2**31)
+                        yield Request(qh, i, build_messages(q, prefix), seed=int(short_hash(seed, qh, i), 16) % 2**31,
+                                      reference=q.reference)
 
         todo = sum(1 for _ in missing())
         stats.cached = stats.requested - todo  # counted per question, duplicates of a text included

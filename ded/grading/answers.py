@@ -24,8 +24,14 @@ A verdict's reason tells the failures apart, so a run can count them:
   choice: a wall-clock deadline checked by the scans, which are linear in the response)
 - ``bad_gold``: the gold answer itself does not parse
 
-This module stays import-light (``ded.config`` imports it through ``ded.data.pools``): math-verify
-is imported on the first math check.
+What a check needs besides the response and the gold travels with it: ``GradingSettings`` (the
+``sandbox`` config section and the folders programs must not see; only code answers read them).
+``check_answers`` hands each kind its own items in one batch (``AnswerKind.check_many``: one by
+one by default, code in parallel sandboxes). ded/grading/__init__.py imports this module and
+code.py, so whatever of ``ded.grading`` is imported, every kind is registered.
+
+This module stays import-light (every run imports it before Hydra composes): math-verify is
+imported on the first math check.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ded.config import SandboxConfig
+from ded.core.reasoning import split_reasoning
 from ded.core.registry import Registry
 
 LETTERS = "ABCDEFGHIJ"  # option letters; a multiple-choice question has 2 to 10 options
@@ -46,6 +54,14 @@ class Verdict:
     correct: bool
     reason: str  # correct | wrong | no_answer | unparsable | timeout | bad_gold
     extracted: str | None = None
+
+
+@dataclass(frozen=True)
+class GradingSettings:
+    """How a run grades, beyond each response and gold (only code answers read it)."""
+
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # the ``sandbox`` config section: code answers' limits and workers
+    hide: tuple[str, ...] = ()  # folders the programs must not see besides the repository, home and data (cache, output)
 
 
 class GoldError(ValueError):
@@ -205,8 +221,15 @@ class AnswerKind:
         """The response's answer as this kind reads it; None if there is none to read."""
         raise NotImplementedError
 
-    def check(self, response: str, gold, timeout_s: int = 5, n_choices: int | None = None) -> Verdict:
+    def check(self, response: str, gold, timeout_s: int = 5, n_choices: int | None = None,
+              settings: GradingSettings | None = None) -> Verdict:  # fmt: skip
+        """The verdict on a response's answer part (its reasoning already taken off)."""
         raise NotImplementedError
+
+    def check_many(self, items: list[tuple[str, str]], settings: GradingSettings, progress: bool = False) -> list[Verdict]:
+        """Verdicts for (response, gold) pairs of this kind, in order: one by one, in this thread
+        (math-verify's time limits use signals: main thread only)."""
+        return [self.check(split_reasoning(response)[1], gold, settings=settings) for response, gold in items]
 
 
 ANSWER_KINDS: Registry[AnswerKind] = Registry("Question.kind")
@@ -253,7 +276,7 @@ class MathAnswer(AnswerKind):
         p = _parse_response(response, 5)
         return str(p[-1]) if p else None
 
-    def check(self, response, gold, timeout_s=5, n_choices=None) -> Verdict:
+    def check(self, response, gold, timeout_s=5, n_choices=None, settings=None) -> Verdict:
         # math-verify logs a timeout and returns "nothing parsed" / "not equal": the elapsed time
         # tells. Its alarms count whole seconds; the comparison gets what the parse left of
         # `timeout_s` (rounded up), so parse and comparison together stay within ~timeout_s + 1 s.
@@ -303,7 +326,7 @@ class _FinalAnswerKind(AnswerKind):
         x = None if final is None else self.read(final, n_choices)
         return None if x is None else self.show(x)
 
-    def check(self, response, gold, timeout_s=5, n_choices=None) -> Verdict:
+    def check(self, response, gold, timeout_s=5, n_choices=None, settings=None) -> Verdict:
         g = self.gold_value(gold, n_choices)
         if g is None:
             return Verdict(False, "bad_gold")
@@ -402,49 +425,47 @@ class ChoiceAnswer(_FinalAnswerKind):
 ANSWER_KINDS.register("math", MathAnswer())
 ANSWER_KINDS.register("gsm8k", Gsm8kAnswer())
 ANSWER_KINDS.register("choice", ChoiceAnswer())
-import ded.grading.code  # noqa: E402,F401 - registers the "code" kind (test specs run in the sandbox)
 
 
-def check_answers(items: list[tuple[str, str, str]], progress: bool = False) -> list[Verdict]:
-    """Verdicts for (response, gold, kind) triples, in order: code answers run in parallel
-    sandboxes (ded.grading.code.check_many), the other kinds one by one (math-verify's time limits
-    use signals: main thread only)."""
-    from ded.grading.code import check_many
-
+def check_answers(items: list[tuple[str, str, str]], progress: bool = False, settings: GradingSettings | None = None) -> list[Verdict]:
+    """Verdicts for (response, gold, kind) triples, in order: each kind checks its own items in
+    one batch (``AnswerKind.check_many``; code: parallel sandboxes, with a progress bar if asked)."""
+    settings = settings or GradingSettings()
+    by_kind: dict[str, list[int]] = {}
+    for i, (_, _, kind) in enumerate(items):
+        by_kind.setdefault(kind, []).append(i)
     out: list[Verdict | None] = [None] * len(items)
-    code = [i for i, it in enumerate(items) if it[2] == "code"]
-    for i, v in zip(code, check_many([(items[i][0], items[i][1]) for i in code], progress=progress) if code else []):
-        out[i] = v
-    for i, (response, gold, kind) in enumerate(items):
-        if out[i] is None:
-            out[i] = check_answer(response, gold, kind)
-    return out
+    for kind, where in by_kind.items():
+        for i, v in zip(where, ANSWER_KINDS[kind].check_many([items[i][:2] for i in where], settings, progress)):
+            out[i] = v
+    return out  # type: ignore[return-value]
 
 
-def check_samples(questions, samples: dict[str, list[dict]]) -> list[list[Verdict]]:
+def check_samples(questions, samples: dict[str, list[dict]], settings: GradingSettings | None = None) -> list[list[Verdict]]:
     """Each question's verdicts on its samples (``samples[q.id]``, the cache's dicts), checked in
     one batch (``check_answers``)."""
-    flat = iter(check_answers([(s["text"], q.answer, q.kind) for q in questions for s in samples[q.id]]))
+    flat = iter(check_answers([(s["text"], q.answer, q.kind) for q in questions for s in samples[q.id]], settings=settings))
     return [[next(flat) for _ in samples[q.id]] for q in questions]
 
 
-def check_answer(response: str, gold, kind: str = "math", timeout_s: int = 5, n_choices: int | None = None) -> Verdict:
+def check_answer(response: str, gold, kind: str = "math", timeout_s: int = 5, n_choices: int | None = None,
+                 settings: GradingSettings | None = None) -> Verdict:  # fmt: skip
     """Verdict for `response` against `gold` under the answer `kind` (an ``ANSWER_KINDS`` name).
 
     math: math-verify on the boxed answer. gsm8k: the final answer must be exactly one number
     equal to the gold (commas, "$" and units are ignored). choice: the final answer must be one
-    option letter; gold is a letter or a 0-based index; `n_choices` bounds the letters.
+    option letter; gold is a letter or a 0-based index; `n_choices` bounds the letters. code: the
+    final ```python block must pass the gold's tests in the sandbox, under `settings` (None: the
+    defaults).
 
     Whatever the kind, a check takes time linear in the response and ends within about
     `timeout_s` seconds (math: math-verify's alarms, whole seconds, parse and comparison sharing
     the limit, main thread only; gsm8k and choice: a wall-clock deadline, any thread), with
-    Verdict(False, "timeout") past it.
+    Verdict(False, "timeout") past it; code has its own limits (``settings.sandbox``).
 
     For a reasoning trace (``<think>...</think>answer``) only the part after the thought counts:
     a box inside the thinking is a draft, and an unclosed thought has no answer yet.
     """
-    from ded.core.reasoning import split_reasoning
-
     answers = ANSWER_KINDS[kind]
     _, response = split_reasoning(response)
-    return answers.check(response, gold, timeout_s, n_choices)
+    return answers.check(response, gold, timeout_s, n_choices, settings or GradingSettings())

@@ -37,6 +37,7 @@ class Run:
     cache_root: str
     stage_cache: Any  # ded.core.cache.StageCache
     backends: dict = field(default_factory=dict)  # role -> generation backend, opened by ded.pipeline.check_models
+    grading: Any = None  # ded.grading.answers.GradingSettings of every check (None: the defaults), built by ded.pipeline.open_run
 
     @property
     def seed(self) -> int:

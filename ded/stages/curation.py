@@ -13,6 +13,7 @@ from ded.core.cache import short_hash
 from ded.curation.diversity import diversity_report
 from ded.curation.filters import FilterLog, build_trajectory_filters, run_filters
 from ded.curation.selection import allocate, select_groups
+from ded.grading.answers import check_answers
 from ded.stages import Run, stage
 from ded.stages.passrate import PassRateResult
 from ded.stages.trajectories import TeacherSamples
@@ -44,13 +45,11 @@ def run(ctx: Run, passrate: PassRateResult, trajectories: TeacherSamples) -> Cor
 def keep_correct(ctx: Run, passrate: PassRateResult, trajectories: TeacherSamples) -> tuple[dict[str, list[str]], FilterLog]:
     """Question id -> its teacher responses that pass every trajectory filter."""
     flog = FilterLog()
-    filters = build_trajectory_filters(ctx.cfg.corpus.filters)
+    filters = build_trajectory_filters(ctx.cfg.corpus.filters, ctx.grading)
     candidates = {}
     code = [(s["text"], q.answer, q.kind) for q in passrate.kept if q.kind == "code" for s in trajectories.samples[q.id]]
     if code:  # graded in parallel sandboxes now; the chain's `correct` filter then finds each verdict remembered
-        from ded.grading.answers import check_answers
-
-        check_answers(code, progress=True)
+        check_answers(code, progress=True, settings=ctx.grading)
     for q in passrate.kept:
         items, _ = run_filters([(q, s) for s in trajectories.samples[q.id]], filters, lambda it: {"id": it[0].id, "response": it[1]["text"]}, flog)
         candidates[q.id] = [s["text"] for _, s in items]

@@ -59,7 +59,7 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
     """ded.evaluation.scoring.score of `model` on one split; the samples come from (and go to) the cache."""
     samples, st = generate_cached(backend, ctx.cache_root, qs, ctx.cfg.eval.k, prefix=prompt_prefix_for(ctx.cfg.student),
                                   sampling=split_sampling(ctx, split), seed=ctx.seed, desc=f"eval {split} {model}")  # fmt: skip
-    res = score(qs, samples)
+    res = score(qs, samples, ctx.grading)
     scalars = {key: v for key, v in res.items() if key not in ("by_level", "per_question")}  # per_question: eval.json only
     ctx.tracker.log({f"eval/{split}/{model}/{key}": v for key, v in (scalars | {"new_samples": st.new_samples}).items()})
     if split == "heldout":

@@ -40,7 +40,7 @@ def run(ctx: Run, questions: Questions) -> PassRateResult:
                                   sampling=sampling_args(cfg.student.sampling), seed=ctx.seed, desc="student pass-rate",
                                   shard=ctx.shard)  # fmt: skip
     student.close()
-    rates = pass_rates(pool, samples)
+    rates = pass_rates(pool, samples, ctx.grading)
     flog = FilterLog()
     kept = flog.apply(pool, PassRateFilter(rates, pr.min_rate, pr.max_rate), lambda q: {"id": q.id, "question": q.text, "pass_rate": rates[q.id]})
     mean = sum(rates.values()) / len(rates) if rates else float("nan")  # a shard may hold none of a small pool

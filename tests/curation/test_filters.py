@@ -291,6 +291,27 @@ def test_configured_chain_cheapest_first_correct_last():
     assert (length.min_tokens, length.max_tokens) == (0, 9)
 
 
+def test_the_correct_filter_grades_under_the_settings_it_was_built_with():
+    from ded.config import SandboxConfig, TrajectoryFilters
+    from ded.grading.answers import ANSWER_KINDS, AnswerKind, GradingSettings, Verdict
+
+    seen = []
+
+    class Recorded(AnswerKind):
+        def check(self, response, gold, timeout_s=5, n_choices=None, settings=None):
+            seen.append(settings)
+            return Verdict(True, "correct")
+
+    grading = GradingSettings(SandboxConfig(per_test_s=1.5), hide=("/runs",))
+    (correct,) = [f for f in build_trajectory_filters(TrajectoryFilters(), grading) if isinstance(f, Correct)]
+    ANSWER_KINDS.register("recorded", Recorded())
+    try:
+        assert correct((Question("q", "?", "x", kind="recorded"), {"text": "x", "finish": "stop"})) is True
+    finally:
+        ANSWER_KINDS.unregister("recorded")
+    assert seen == [grading]
+
+
 def test_dedup_drops_copies_of_a_kept_trajectory_only():
     """corpus.filters.dedup: the first of each text (whitespace aside) stays, per question; a wrong
     answer is dropped as wrong, not as a copy, because dedup runs after correct."""

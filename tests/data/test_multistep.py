@@ -11,6 +11,7 @@ from ded.grading.answers import check_answer
 from ded.generation import Request
 from ded.generation.backends.solver import SolverBackend
 from ded.core.registry import ConfigError
+from ded.data.solvers import SOLVERS
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,7 @@ def test_solver_backend_never_guesses():
     (ok, unreadable), = list(b.generate(reqs, {}))
     assert check_answer(ok.text, q.answer, "math").correct and ok.finish == "stop"
     assert unreadable.text == "" and unreadable.finish == "missing"
+    assert ok.text == SOLVERS["multistep"].fixed(q.text, "") == multistep.solve(q.text)  # the backend runs the registered solver
 
 
 def test_task_registered_and_bad_level_named():
@@ -87,6 +89,9 @@ def test_teacher_lineup_composes():
         styles[t] = (cfg.teacher.backend, getattr(cfg.teacher, "fewshot_style", None), getattr(cfg.teacher, "fewshot_task", None))
     assert styles == {"smollm2_fewshot": ("hf", "terse", "multistep"), "smollm2_stepwise": ("hf", "stepwise", "multistep"),
                       "smollm2_think": ("hf", "think", "multistep"), "solver": ("solver", None, None), "solver_varied": ("solver", None, None)}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"teacher.task: unknown value 'poetry'; allowed: \["):  # checked against SOLVERS
+        validate(compose(["teacher=solver", "teacher.task=poetry", "corpus=multistep", "paths.output_dir=/tmp/x"]))
+    assert {"code", "multistep"} <= set(SOLVERS.names())
 
 
 def test_varied_solver_is_always_right_reproducible_and_varied(splits):

@@ -63,6 +63,29 @@ def test_each_question_is_scored_under_its_own_answer_kind():
     assert not check_answer("The answer is (B).", "B", "math").correct
 
 
+def test_scores_and_pass_rates_grade_under_the_settings_they_are_given():
+    from ded.curation.filters import pass_rates
+    from ded.grading.answers import ANSWER_KINDS, AnswerKind, GradingSettings, Verdict
+
+    seen = []
+
+    class Recorded(AnswerKind):
+        def check_many(self, items, settings, progress=False):
+            seen.append(settings)
+            return [Verdict(r == g, "correct" if r == g else "wrong") for r, g in items]
+
+    qs = [Question("a", "?", "yes", kind="recorded")]
+    samples = {"a": [{"text": t, "n_tokens": 1, "finish": "stop"} for t in ("yes", "no")]}
+    grading = GradingSettings(hide=("/runs",))
+    ANSWER_KINDS.register("recorded", Recorded())
+    try:
+        assert score(qs, samples, grading)["avg@2"] == 0.5 and pass_rates(qs, samples, grading) == {"a": 0.5}
+        score(qs, samples)
+    finally:
+        ANSWER_KINDS.unregister("recorded")
+    assert seen == [grading, grading, GradingSettings()]  # none given: the defaults
+
+
 def test_pool_and_benchmark_questions_carry_their_answer_kind(tmp_path):
     import json
 

@@ -59,6 +59,23 @@ def test_a_backend_registered_elsewhere_builds_and_generates(echo, tmp_path):
     assert make_backend(cfg.teacher, str(tmp_path)).suffix == "..."
 
 
+def test_the_code_solver_answers_with_the_reference_a_question_carries_which_no_cache_key_holds(tmp_path):
+    from ded.data import code  # noqa: F401 - registers the code solver
+    from ded.generation.backends.solver import SolverBackend
+
+    ref = "def add(a, b):\n    return a + b"
+    kw = dict(prefix=[], sampling={}, seed=0, desc="solver")
+    qs = [Question("a", "Write add(a, b).", "", kind="code", reference=ref), Question("b", "Write sub(a, b).", "", kind="code")]
+    out, st = generate_cached(SolverBackend("code", "varied"), str(tmp_path), qs, 2, **kw)
+    assert st.new_samples == 4 and all(s["text"].endswith(f"```python\n{ref}\n```") and s["finish"] == "stop" for s in out["a"])
+    assert [(s["text"], s["finish"]) for s in out["b"]] == [("", "missing")] * 2  # no reference: no guess
+    assert not any("reference" in s for s in out["a"])
+    # the same text with another reference is the same question to the cache: its samples are reused
+    same_text = Question("a", "Write add(a, b).", "", kind="code", reference="x = 1")
+    again, st = generate_cached(SolverBackend("code", "varied"), str(tmp_path), [same_text], 2, **kw)
+    assert (st.new_samples, st.cached) == (0, 2) and again["a"] == out["a"]
+
+
 def test_a_model_config_holds_only_its_backends_keys():
     with pytest.raises(ConfigCompositionException) as e:
         compose(["teacher=replay_s1k_r1", "teacher.batch_size=3"])

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from ded.grading.answers import ANSWER_KINDS, GoldError, boxed_contents, check_answer
+from ded.grading.answers import ANSWER_KINDS, AnswerKind, GoldError, GradingSettings, Verdict, boxed_contents, check_answer, check_answers
 
 
 @pytest.mark.parametrize(
@@ -127,6 +127,28 @@ def test_each_check_is_time_limited():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="allowed"):
         check_answer("\\boxed{1}", "1", "poetry")
+
+
+def test_check_answers_hands_each_kind_its_own_items_in_one_batch():
+    """Items are grouped by kind, each kind's batch goes to its check_many with the settings, and
+    the verdicts come back in the items' order; the default batch checks one by one (math)."""
+    calls = []
+
+    class Counted(AnswerKind):
+        def check_many(self, items, settings, progress=False):
+            calls.append((items, settings, progress))
+            return [Verdict(r == g, "correct" if r == g else "wrong") for r, g in items]
+
+    ANSWER_KINDS.register("counted", Counted())
+    try:
+        settings = GradingSettings(hide=("/nowhere",))
+        items = [("<think>\\boxed{1}</think>\\boxed{2}", "2", "math"), ("a", "a", "counted"), ("\\boxed{3}", "2", "math"),
+                 ("b", "c", "counted")]  # fmt: skip
+        verdicts = check_answers(items, progress=True, settings=settings)
+    finally:
+        ANSWER_KINDS.unregister("counted")
+    assert [v.reason for v in verdicts] == ["correct", "correct", "wrong", "wrong"]  # math: the answer after the thought
+    assert calls == [([("a", "a"), ("b", "c")], settings, True)]
 
 
 def test_each_kind_reads_a_source_rows_gold():

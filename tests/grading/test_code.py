@@ -5,6 +5,7 @@ import base64
 import gzip
 import json
 import pickle
+import random
 import subprocess
 import sys
 import zlib
@@ -14,7 +15,10 @@ import pytest
 
 from conftest import DATA, ROOT, needs_data
 from ded.grading.answers import check_answer, check_answers
-from ded.data.code import REFERENCES, lcb_tests
+from ded.config import SandboxConfig
+from ded.data.code import lcb_tests
+from ded.data.solvers import SOLVERS
+from ded.grading.answers import GradingSettings
 from ded.grading.code import extract_code, make_spec
 from ded.data.evalsets import load_eval_set
 from ded.data.pools import PoolError, load_pools, read_pool
@@ -58,6 +62,7 @@ def test_humaneval_canonical_solutions_pass_and_perturbed_ones_fail_on_the_real_
     qs = load_eval_set("humaneval", DATA)
     rows = [json.loads(x) for x in gzip.open(DATA / "benchmarks" / "humaneval.jsonl.gz", "rt")]
     assert len(qs) == len(rows) == 164 and {q.kind for q in qs} == {"code"} and {q.domain for q in qs} == {"code"}
+    assert [q.reference for q in qs] == [r["prompt"] + r["canonical_solution"] for r in rows]  # for the code solver teacher
     canonical = [block(r["prompt"] + r["canonical_solution"]) for r in rows]
     # the model restates the function without the prompt's imports (they are put back), or only its body is wrong
     perturbed = [block(r["prompt"] + "    return None\n" + r["canonical_solution"]) for r in rows]
@@ -174,6 +179,19 @@ def test_how_real_solutions_read_write_and_exit_is_graded_as_the_judges_do(tmp_p
     assert [x.reason for x in v] == ["correct", "wrong", "wrong"]
 
 
+@needs_sandbox
+def test_the_grading_settings_travel_with_each_check_and_a_remembered_verdict_is_theirs():
+    """sandbox.per_test_s decides whether a slow solution passes; the verdict of one setting is
+    never reused under another (the memo's key holds the limits), in a batch or alone."""
+    spec = make_spec("functional", tests=[{"input": "1", "output": "2"}], fn_name="slow_double")
+    slow = block("import time\ndef slow_double(x):\n    time.sleep(1.2)\n    return 2 * x")
+    tight, loose = GradingSettings(SandboxConfig(per_test_s=0.5)), GradingSettings(SandboxConfig(per_test_s=4.0))
+    assert check_answers([(slow, spec, "code")], settings=tight)[0].reason == "timeout"
+    assert check_answers([(slow, spec, "code")], settings=loose)[0].reason == "correct"
+    assert check_answer(slow, spec, "code", settings=tight).reason == "timeout"  # checked again: the tight verdict
+    assert check_answer(slow, spec, "code").reason == "correct"  # no settings: the sandbox section's defaults (4 s a test)
+
+
 @needs_data
 @needs_sandbox
 def test_humaneval_answers_that_give_only_the_function_or_only_its_body_pass():
@@ -223,9 +241,11 @@ def test_mbpp_rows_are_graded_by_their_asserts(tmp_path):
     src = tmp_path / "mbpp.jsonl"
     src.write_text(json.dumps(row) + "\n")
     (q,), _ = read_pool({"source": str(src), "format": "mbpp"})
-    assert "assert set(similar_elements" in q.text and REFERENCES[q.text] == row["code"]
-    ok, wrong = check_answers([(block(row["code"]), q.answer, "code"), (block("def similar_elements(a, b):\n    return a"), q.answer, "code")])
-    assert ok.correct and wrong.reason == "wrong"
+    assert "assert set(similar_elements" in q.text and q.reference == row["code"]  # the code solver teacher's answer
+    solver = SOLVERS["code"].varied(q.text, q.reference, random.Random(0))  # the solver teacher answers with the reference
+    answers = [block(row["code"]), block("def similar_elements(a, b):\n    return a"), solver]
+    ok, wrong, solved = check_answers([(a, q.answer, "code") for a in answers])
+    assert ok.correct and wrong.reason == "wrong" and solved.correct
 
 
 # --- mixing, scoring, scope ----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The ``solver`` backend: a programmatic teacher that reads each question back from its text
-and writes a worked solution in one fixed, terse style of its own (``solver.task``'s ``solve``).
+and writes a worked solution in one fixed, terse style of its own (the ``teacher.task`` entry of
+``ded.data.solvers.SOLVERS``: multistep reads the arithmetic from the text, code answers with
+the question's reference solution, ``Request.reference``).
 
 With ``style: fixed`` it is never wrong and never varies: every sample of a question is the
 same text. With ``style: varied`` each sample is worded anew from its seed (same arithmetic,
@@ -18,22 +20,20 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ded.config import ModelConfig, one_of
+from ded.data.solvers import SOLVERS
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
-
-SOLVERS = ("multistep", "code")  # ded.data modules with solve(question text) -> worked solution (code: the pool's reference solutions)
 
 
 @dataclass
 class SolverModelConfig(ModelConfig):
     backend: str = "solver"
     path: str = "solver"  # a label: there are no weights
-    task: str = "multistep"  # whose solve() writes the solutions
+    task: str = "multistep"  # the ded.data.solvers.SOLVERS entry that writes the solutions
     style: str = "fixed"  # fixed: one text per question | varied: each sample worded anew (seeded), same arithmetic
 
     def __post_init__(self):
-        super().__post_init__()
-        one_of(self.task, list(SOLVERS), "solver task")
+        # task: name checked by the plug-in loader
         one_of(self.style, ["fixed", "varied"], "style")
 
 
@@ -44,9 +44,7 @@ def build(mcfg: SolverModelConfig, cache_root: str, role: str, path: str, identi
 
 class SolverBackend(Backend):
     def __init__(self, task: str, style: str = "fixed"):
-        import importlib
-
-        self.task = importlib.import_module(f"ded.data.{task}")
+        self.solver = SOLVERS[task]
         self.style = style
         self.identity = {"solver": task, "style": style, "version": 1}  # a change to the solver's wording bumps the version
 
@@ -56,9 +54,9 @@ class SolverBackend(Backend):
             question = r.messages[-1]["content"]
             try:
                 if self.style == "fixed":
-                    text, finish = self.task.solve(question), "stop"
+                    text, finish = self.solver.fixed(question, r.reference), "stop"
                 else:  # one stream per (seed, question, sample): the same request always gets the same words
-                    text, finish = self.task.solve_varied(question, random.Random(f"{r.seed}:{r.qhash}:{r.index}")), "stop"
+                    text, finish = self.solver.varied(question, r.reference, random.Random(f"{r.seed}:{r.qhash}:{r.index}")), "stop"
             except ValueError:  # not a question of its task: no guess
                 text, finish = "", "missing"
             out.append(Completion(r, text, 0, finish))  # no tokenizer: 0 = unknown, as in replay
