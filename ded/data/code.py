@@ -50,6 +50,7 @@ import random
 import zlib
 
 from ded.data.solvers import SOLVERS, Solver
+from ded.data.tasks import WORKED_EXAMPLES, WorkedExamples
 from ded.grading.answers import GoldError
 from ded.grading.code import CODE_INSTRUCTION, make_spec
 
@@ -172,6 +173,9 @@ def fewshot_messages(n: int) -> list[dict]:
     for q, a in _EXAMPLES[:n]:
         out += [{"role": "user", "content": q + CODE_INSTRUCTION}, {"role": "assistant", "content": a}]
     return out
+
+
+WORKED_EXAMPLES.register("code", WorkedExamples(lambda n, style: fewshot_messages(n)))  # fewshot_task=code; terse only
 
 
 _OPENERS = ["Let me work through this.", "I'll plan the function first.", "We need to implement this carefully.",
