@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ded.config import register
+from ded.plugins import register
 
 register()
 FAILED: list[str] = []  # the multirun jobs that stopped on a user error (the sweep goes on; exit status 2 at the end)
@@ -66,7 +66,7 @@ def in_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from ded.config import validate
+    from ded.plugins import validate
     from ded.core.errors import UserError
 
     logging.getLogger("ded").setLevel(logging.INFO)

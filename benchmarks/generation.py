@@ -43,7 +43,7 @@ def model_config(name: str = "smollm2_fewshot"):
     """A teacher config from conf/teacher/, composed and validated as run.py would."""
     from hydra import compose, initialize_config_dir
 
-    from ded.config import register, validate
+    from ded.plugins import register, validate
 
     register()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):

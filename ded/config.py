@@ -1,46 +1,57 @@
-"""Config schemas: dataclasses registered in Hydra's ConfigStore.
+"""Config schemas: the dataclasses Hydra types every key with (the bottom layer above ded.core).
 
-``conf/config.yaml`` starts its defaults list with ``ded_schema`` (the ``Config`` below), so
-every YAML file and command-line override is merged into typed nodes: a typo'd key or a value
-of the wrong type fails when Hydra composes the config, naming the key. Range checks
-(``corpus.size=-3``) and vocabularies (``diversity.metric``, checked against its plug-in
-registry, so the allowed values are written once) live in ``__post_init__`` and run in
-``validate()``, which the pipeline calls on the composed config before any work. Stages read
-the dataclasses ``validate`` returns, never the ``DictConfig``.
+``conf/config.yaml`` starts its defaults list with ``ded_schema`` (the ``Config`` below, stored
+by ``ded.plugins.register``), so every YAML file and command-line override is merged into typed
+nodes: a typo'd key or a value of the wrong type fails when Hydra composes the config, naming
+the key. Range checks (``corpus.size=-3``) and closed vocabularies (``logger.mode``) live in
+``__post_init__`` and run in ``to_dataclasses()``. Names that plug-ins extend (``diversity.metric``,
+``corpus.task``, a model's ``backend``...) are checked by ``ded.plugins.validate`` after every
+plug-in is loaded, against its registry, so the allowed values are written once. This module
+imports only ded.core: it knows no plug-in. Stages read the dataclasses, never the ``DictConfig``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from ded.data import TASKS
-from ded.data.pools import PoolSpec  # the corpus.pools[] schema
 from ded.core.registry import ConfigError  # re-exported: raised by every check below
+
+log = logging.getLogger("ded")
+
+# The pipeline's stages, in order (ded/stages/, one module each): the values of stop_after.
+STAGES = ("questions", "passrate", "trajectories", "curation", "training", "analysis", "evaluation")
+DEDUP_MODES = ("none", "exact", "fuzzy")  # corpus.decontam.dedup (ded/data/decontam.py)
+HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval sets (eval.per_set may name it)
+POOL_FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices", "model", "date")  # corpus.pools[].fields
 
 
 def project_path(path: str) -> str:
     """A path as given if it exists, else relative to the project root (recipes/ ships with it)."""
-    import os
-    from pathlib import Path
-
     if os.path.isabs(path) or os.path.exists(path):
         return path
     return str(Path(__file__).resolve().parents[1] / path)
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
+def check(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {msg}")
 
 
+def is_iso_date(value) -> bool:
+    """A YYYY-MM-DD date (or None): the form date windows take (corpus.pools[].since/until, eval.since/until)."""
+    return value is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) is not None
+
+
 def one_of(val: str, allowed, key: str) -> str:
     """A closed vocabulary that no plug-in extends (a registry's own check covers plug-ins)."""
-    _check(val in allowed, key, f"unknown value {val!r}; allowed: {list(allowed)}")
+    check(val in allowed, key, f"unknown value {val!r}; allowed: {list(allowed)}")
     return val
 
 
@@ -51,9 +62,9 @@ class Sampling:
     max_new_tokens: int = 64
 
     def __post_init__(self):
-        _check(self.temperature >= 0, "sampling.temperature", f"must be >= 0, got {self.temperature}")
-        _check(0 < self.top_p <= 1, "sampling.top_p", f"must be in (0, 1], got {self.top_p}")
-        _check(self.max_new_tokens > 0, "sampling.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
+        check(self.temperature >= 0, "sampling.temperature", f"must be >= 0, got {self.temperature}")
+        check(0 < self.top_p <= 1, "sampling.top_p", f"must be in (0, 1], got {self.top_p}")
+        check(self.max_new_tokens > 0, "sampling.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
 
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -66,15 +77,8 @@ class ModelConfig:
 
     name: str = MISSING  # label in logs and tables
     path: str = MISSING  # the model: pkg:<package>/<file>, a local path or a hub id
-    backend: str = MISSING  # set by the schema (a backend's config class); BACKENDS names them
+    backend: str = MISSING  # set by the schema (a backend's config class); BACKENDS names them (checked by ded.plugins)
     sampling: Sampling = field(default_factory=Sampling)
-
-    def __post_init__(self):
-        from ded.generation.backends import discover
-
-        plugin = discover()[self.backend]  # unknown: ConfigError listing the registered names
-        _check(isinstance(self, plugin.config), "backend", f"{self.backend!r} has its own keys ({plugin.config.__name__}): pick a "
-               f"model config that uses it, or start one with `defaults: [/backend/{self.backend}@_here_, _self_]`")  # fmt: skip
 
 
 @dataclass
@@ -89,10 +93,9 @@ class PromptedModelConfig(ModelConfig):
     fewshot_style: str = "terse"  # terse | stepwise | think (multistep has all three; other tasks terse)
 
     def __post_init__(self):
-        super().__post_init__()
         one_of(self.dtype, DTYPES, "dtype")
         one_of(self.fewshot_style, ["terse", "stepwise", "think"], "fewshot_style")
-        _check(self.fewshot >= 0, "fewshot", f"must be >= 0, got {self.fewshot}")
+        check(self.fewshot >= 0, "fewshot", f"must be >= 0, got {self.fewshot}")
 
 
 @dataclass
@@ -102,10 +105,10 @@ class PassRate:
     min_rate: float = 0.0
 
     def __post_init__(self):
-        _check(self.k > 0, "corpus.pass_rate.k", f"must be > 0, got {self.k}")
-        _check(0 <= self.min_rate <= 1, "corpus.pass_rate.min_rate", f"must be in [0, 1], got {self.min_rate}")
-        _check(0 < self.max_rate <= 1.0, "corpus.pass_rate.max_rate", f"must be in (0, 1], got {self.max_rate}")
-        _check(self.min_rate < self.max_rate, "corpus.pass_rate", f"min_rate ({self.min_rate}) must be < max_rate ({self.max_rate})")
+        check(self.k > 0, "corpus.pass_rate.k", f"must be > 0, got {self.k}")
+        check(0 <= self.min_rate <= 1, "corpus.pass_rate.min_rate", f"must be in [0, 1], got {self.min_rate}")
+        check(0 < self.max_rate <= 1.0, "corpus.pass_rate.max_rate", f"must be in (0, 1], got {self.max_rate}")
+        check(self.min_rate < self.max_rate, "corpus.pass_rate", f"min_rate ({self.min_rate}) must be < max_rate ({self.max_rate})")
 
 
 @dataclass
@@ -114,8 +117,8 @@ class Trajectories:
     p: int = 2
 
     def __post_init__(self):
-        _check(self.n > 0, "corpus.trajectories.n", f"must be > 0, got {self.n}")
-        _check(0 < self.p <= self.n, "corpus.trajectories.p", f"must be in [1, n={self.n}], got {self.p}")
+        check(self.n > 0, "corpus.trajectories.n", f"must be > 0, got {self.n}")
+        check(0 < self.p <= self.n, "corpus.trajectories.p", f"must be in [1, n={self.n}], got {self.p}")
 
 
 @dataclass
@@ -127,11 +130,9 @@ class Decontam:
     dedup: str = "exact"
 
     def __post_init__(self):
-        from ded.data.decontam import DEDUP_MODES
-
         one_of(self.dedup, DEDUP_MODES, "corpus.decontam.dedup")
-        _check(self.n >= 3, "corpus.decontam.n", f"must be >= 3, got {self.n}")
-        _check(0 <= self.min_overlap <= 1, "corpus.decontam.min_overlap", f"must be in [0, 1], got {self.min_overlap}")
+        check(self.n >= 3, "corpus.decontam.n", f"must be >= 3, got {self.n}")
+        check(0 <= self.min_overlap <= 1, "corpus.decontam.min_overlap", f"must be in [0, 1], got {self.min_overlap}")
 
 
 @dataclass
@@ -147,8 +148,59 @@ class TrajectoryFilters:
 
 
 @dataclass
+class PoolSpec:
+    """One question pool, as ``corpus.pools[]`` entries and ``ded.data.pools.load_pools`` take it
+    (the formats and how a row is read: ded/data/pools.py)."""
+
+    source: str  # a local file path, or a hub dataset name ("openai/gsm8k")
+    format: str = "fields"  # a pool format (ded.data.pools.FORMATS): gsm8k | math | aime | amc | choice | fields | humaneval | ...
+    fields: dict[str, Optional[str]] = field(default_factory=dict)  # our name (POOL_FIELD_NAMES) -> row key; null: the format's default
+    name: Optional[str] = None  # pool name, the prefix of its question ids; default: the file stem / dataset name
+    split: str = "train"  # hub datasets only
+    subset: Optional[str] = None  # hub dataset configuration ("main" for openai/gsm8k)
+    revision: Optional[str] = None  # hub dataset revision (a teacher replaying it may pin one)
+    dedup: bool = False  # rows repeating a question text are one question (datasets with a row per solution)
+    models: list[str] = field(default_factory=list)  # keep questions that each of these models has a row for (fields.model); needs dedup
+    on_error: str = "raise"  # raise | skip: what a malformed row does
+    domain: Optional[str] = None  # Question.domain (the subject) when the row has no domain field; null: the format's (math, code)
+    since: Optional[str] = None  # ISO date: keep rows dated on or after it (fields.date; LiveCodeBench: contest_date)
+    until: Optional[str] = None  # ISO date: keep rows dated on or before it (a contamination window)
+    weight: float = 1.0  # share of this pool when several are mixed
+    limit: Optional[int] = None  # read at most this many rows
+
+    def __post_init__(self):
+        def check(ok: bool, name: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"corpus.pools[].{name}: {msg} (pool {self.source})")
+
+        check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
+        check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        for name in ("since", "until"):
+            check(is_iso_date(getattr(self, name)), name, f"an ISO date YYYY-MM-DD or null, got {getattr(self, name)!r}")
+        self.fields = {k: v for k, v in self.fields.items() if v is not None}  # null (an unset interpolation): the format's default key
+        unknown = sorted(set(self.fields) - set(POOL_FIELD_NAMES))
+        check(not unknown, "fields", f"unknown name(s) {unknown}; allowed: {list(POOL_FIELD_NAMES)}")
+        check(not self.models or "model" in self.fields, "models", "needs fields.model (the column naming the model of a row)")
+        check(not self.models or self.dedup, "models", "needs dedup=true (a question's models are read from all its rows)")
+        if self.name is None:
+            self.name = default_pool_name(self.source)
+
+
+POOL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")  # the local files a pool may be
+
+
+def default_pool_name(source: str) -> str:
+    """A pool's name when its spec gives none: the file name without its suffix, or the dataset's last part."""
+    name = Path(source).name
+    for suffix in POOL_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return source.rstrip("/").split("/")[-1]
+
+
+@dataclass
 class CorpusConfig:
-    task: str = "arithmetic"
+    task: str = "arithmetic"  # a task (ded.data.tasks.TASKS): arithmetic | multistep | pool
     pools: list[PoolSpec] = field(default_factory=list)
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     pool_size: int = 48
@@ -161,16 +213,12 @@ class CorpusConfig:
     allocation: str = "fill"  # an ALLOCATIONS name (ded/curation/selection.py)
 
     def __post_init__(self):
-        TASKS.check(self.task, "corpus.task")
-        _check(self.task != "pool" or len(self.pools) > 0, "corpus.pools", "corpus.task=pool needs at least one pool")
-        _check(self.size is None or self.size > 0, "corpus.size", f"must be > 0 (or null: no cap), got {self.size}")
-        _check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
-        _check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
+        check(self.task != "pool" or len(self.pools) > 0, "corpus.pools", "corpus.task=pool needs at least one pool")
+        check(self.size is None or self.size > 0, "corpus.size", f"must be > 0 (or null: no cap), got {self.size}")
+        check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
+        check(len(self.levels) > 0, "corpus.levels", "must name at least one level")
         bad = [lv for lv in self.levels if lv not in range(1, 6)]
-        _check(not bad, "corpus.levels", f"unknown level(s) {bad}; allowed: [1, 2, 3, 4, 5]")
-        from ded.curation.selection import ALLOCATIONS
-
-        ALLOCATIONS.check(self.allocation)
+        check(not bad, "corpus.levels", f"unknown level(s) {bad}; allowed: [1, 2, 3, 4, 5]")
 
 
 @dataclass
@@ -185,13 +233,7 @@ class DiversityConfig:
     workers: int = 1  # processes selecting questions in parallel (Levenshtein on long texts); 0 = every core
 
     def __post_init__(self):
-        from ded.curation.diversity import DISTANCES, LEVELS
-        from ded.curation.selectors import SELECTORS
-
-        DISTANCES.check(self.metric)
-        LEVELS.check(self.level)
-        SELECTORS.check(self.selector)
-        _check(self.workers >= 0, "diversity.workers", f"must be >= 0 (0 = every core), got {self.workers}")
+        check(self.workers >= 0, "diversity.workers", f"must be >= 0 (0 = every core), got {self.workers}")
 
 
 def parse_shard(value: Optional[str], key: str = "generation.shard") -> Optional[tuple[int, int]]:
@@ -199,9 +241,9 @@ def parse_shard(value: Optional[str], key: str = "generation.shard") -> Optional
     if value is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value), re.ASCII)
-    _check(m is not None, key, f"expected 'i/n' (shard i of n, counted from 0, e.g. 0/4), got {value!r}")
+    check(m is not None, key, f"expected 'i/n' (shard i of n, counted from 0, e.g. 0/4), got {value!r}")
     i, n = int(m.group(1)), int(m.group(2))
-    _check(0 <= i < n, key, f"shard index must be in [0, n), got {i}/{n}")
+    check(0 <= i < n, key, f"shard index must be in [0, n), got {i}/{n}")
     return i, n
 
 
@@ -250,24 +292,22 @@ class TrainConfig:
     version: int = 1
 
     def __post_init__(self):
-        _check(self.num_train_epochs > 0, "train.num_train_epochs", f"must be > 0, got {self.num_train_epochs}")
-        _check(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
-        _check(self.per_device_train_batch_size > 0, "train.per_device_train_batch_size", f"must be > 0, got {self.per_device_train_batch_size}")
-        _check(self.gradient_accumulation_steps > 0, "train.gradient_accumulation_steps", f"must be > 0, got {self.gradient_accumulation_steps}")
-        _check(self.num_processes >= 1, "train.num_processes", f"must be >= 1, got {self.num_processes}")
-        _check(self.num_machines >= 1 and self.num_processes % self.num_machines == 0, "train.num_machines",
+        check(self.num_train_epochs > 0, "train.num_train_epochs", f"must be > 0, got {self.num_train_epochs}")
+        check(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
+        check(self.per_device_train_batch_size > 0, "train.per_device_train_batch_size", f"must be > 0, got {self.per_device_train_batch_size}")
+        check(self.gradient_accumulation_steps > 0, "train.gradient_accumulation_steps", f"must be > 0, got {self.gradient_accumulation_steps}")
+        check(self.num_processes >= 1, "train.num_processes", f"must be >= 1, got {self.num_processes}")
+        check(self.num_machines >= 1 and self.num_processes % self.num_machines == 0, "train.num_machines",
                f"must be >= 1 and divide train.num_processes={self.num_processes} (processes over all machines), got {self.num_machines}")  # fmt: skip
-        _check(self.max_length > 0, "train.max_length", f"must be > 0 (tokens per example), got {self.max_length}")
-        _check(self.logging_steps > 0, "train.logging_steps", f"must be > 0 (optimizer steps between logs), got {self.logging_steps}")
-        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(0 <= self.lora_dropout < 1, "train.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        check(self.max_length > 0, "train.max_length", f"must be > 0 (tokens per example), got {self.max_length}")
+        check(self.logging_steps > 0, "train.logging_steps", f"must be > 0 (optimizer steps between logs), got {self.logging_steps}")
+        check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(0 <= self.lora_dropout < 1, "train.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
         one_of(self.launcher, LAUNCHERS, "train.launcher")
         if self.accelerate_config is not None:
-            import os
-
-            _check(os.path.isfile(project_path(self.accelerate_config)), "train.accelerate_config", f"no such file {self.accelerate_config!r}")
-        _check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
-        _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0 (a float in [0, 1) is a share of steps), got {self.warmup_steps}")
+            check(os.path.isfile(project_path(self.accelerate_config)), "train.accelerate_config", f"no such file {self.accelerate_config!r}")
+        check(self.lora_r >= 0, "train.lora_r", f"must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
+        check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0 (a float in [0, 1) is a share of steps), got {self.warmup_steps}")
         one_of(self.lr_scheduler_type, ["linear", "cosine", "constant", "constant_with_warmup"], "train.lr_scheduler_type")
         # train.optim (transformers' vocabulary) and whether liger-kernel / flash-attn are installed
         # are checked by ded.training.sft.check_environment before any work: importing transformers here
@@ -278,38 +318,44 @@ HARNESS_TRAIN_FIELDS = ("attn_implementation", "num_processes", "num_machines", 
 LAUNCHERS = ("accelerate", "torchrun")
 
 
+def renamed(old_value, new_value, old_key: str, new_key: str, empty):
+    """The value of a renamed key: the new one, or the old one with a deprecation message (both set: ConfigError)."""
+    if old_value == empty:
+        return new_value
+    check(new_value == empty, old_key, f"renamed {new_key}; set only {new_key} (both are set)")
+    log.warning("%s is deprecated and will be removed: it is now %s (same values)", old_key, new_key)
+    return old_value
+
+
 @dataclass
 class EvalConfig:
     size: int = 50
     k: int = 4
     sampling: Sampling = field(default_factory=Sampling)
-    benchmarks: list[str] = field(default_factory=list)
-    per_benchmark: dict[str, Sampling] = field(default_factory=dict)
+    sets: list[str] = field(default_factory=list)  # evaluation sets besides the held-out split (ded.data.evalsets.EVAL_SETS)
+    per_set: dict[str, Sampling] = field(default_factory=dict)  # sampling per split (an eval set, or heldout)
     limit: Optional[int] = None
     data_dir: Optional[str] = None
     since: Optional[str] = None  # dated benchmarks (livecodebench): only problems released on or after this ISO date
     until: Optional[str] = None  # ... and on or before this one
+    benchmarks: list[str] = field(default_factory=list)  # deprecated: eval.sets ("benchmarks" now means only the speed scripts)
+    per_benchmark: dict[str, Sampling] = field(default_factory=dict)  # deprecated: eval.per_set
 
     def sampling_for(self, split: str) -> tuple[Sampling, str]:
         """The sampling a split is evaluated with, and the config key it comes from."""
-        if split in self.per_benchmark:
-            return self.per_benchmark[split], f"eval.per_benchmark.{split}"
+        if split in self.per_set:
+            return self.per_set[split], f"eval.per_set.{split}"
         return self.sampling, "eval.sampling"
 
     def __post_init__(self):
-        from ded.data.evalsets import EVAL_SETS, HELDOUT
-
-        _check(self.size > 0, "eval.size", f"must be > 0, got {self.size}")
-        _check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
-        bad = [b for b in self.benchmarks if b not in EVAL_SETS]
-        _check(not bad, "eval.benchmarks", f"unknown benchmark(s) {bad}; allowed: {sorted(EVAL_SETS)}")
-        bad = [b for b in self.per_benchmark if b not in EVAL_SETS and b != HELDOUT]
-        _check(not bad, "eval.per_benchmark", f"unknown benchmark(s) {bad}; allowed: {sorted(EVAL_SETS) + [HELDOUT]}")
-        _check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
-        from ded.data.pools import is_iso_date
-
+        self.sets = renamed(self.benchmarks, self.sets, "eval.benchmarks", "eval.sets", empty=[])
+        self.per_set = renamed(self.per_benchmark, self.per_set, "eval.per_benchmark", "eval.per_set", empty={})
+        self.benchmarks, self.per_benchmark = [], {}
+        check(self.size > 0, "eval.size", f"must be > 0, got {self.size}")
+        check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
+        check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
         for key in ("since", "until"):
-            _check(is_iso_date(getattr(self, key)), f"eval.{key}", f"an ISO date YYYY-MM-DD or null, got {getattr(self, key)!r}")
+            check(is_iso_date(getattr(self, key)), f"eval.{key}", f"an ISO date YYYY-MM-DD or null, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -328,8 +374,8 @@ class SandboxConfig:
 
     def __post_init__(self):
         for key in ("wall_s", "per_test_s", "cpu_s", "memory_mb", "nproc", "output_bytes", "disk_mb"):
-            _check(getattr(self, key) > 0, f"sandbox.{key}", f"must be > 0, got {getattr(self, key)}")
-        _check(self.workers >= 0, "sandbox.workers", f"must be >= 0 (0 = every core), got {self.workers}")
+            check(getattr(self, key) > 0, f"sandbox.{key}", f"must be > 0, got {getattr(self, key)}")
+        check(self.workers >= 0, "sandbox.workers", f"must be >= 0 (0 = every core), got {self.workers}")
 
 
 @dataclass
@@ -339,8 +385,8 @@ class AnalysisConfig:
     components: int = 2
 
     def __post_init__(self):
-        _check(self.probe_size >= 2, "analysis.probe_size", f"must be >= 2, got {self.probe_size}")
-        _check(self.components >= 1, "analysis.components", f"must be >= 1, got {self.components}")
+        check(self.probe_size >= 2, "analysis.probe_size", f"must be >= 2, got {self.probe_size}")
+        check(self.components >= 1, "analysis.components", f"must be >= 1, got {self.components}")
 
 
 @dataclass
@@ -379,39 +425,23 @@ class Config:
     name: str = "ded"  # run name shown in W&B and the run record
     debug: Any = None  # set by the debug/ group: a tag saying which debug preset is on
     experiment: Any = None
-    stop_after: str = "evaluation"  # the last stage to run (ded.stages.STAGES); the cache keeps the rest for later
+    stop_after: str = "evaluation"  # the last stage to run (STAGES); the cache keeps the rest for later
 
     def __post_init__(self):
-        from ded.stages import STAGES
-
         one_of(self.stop_after, STAGES, "stop_after")
         # a shard holds only part of the samples: curating or training on it would silently use a partial corpus
-        _check(self.generation.shard is None or STAGES.index(self.stop_after) <= STAGES.index("trajectories"), "generation.shard",
+        check(self.generation.shard is None or STAGES.index(self.stop_after) <= STAGES.index("trajectories"), "generation.shard",
                f"a sharded job ({self.generation.shard}) generates only part of the samples, so it must stop before curation: "
                f"set stop_after=trajectories (or earlier), got stop_after={self.stop_after}; once every shard is done, "
                "one unsharded run (generation.shard=null) finds all their samples and goes on")  # fmt: skip
         # the student's weights are trained and loaded: a backend that only replays a dataset cannot be one
-        _check(isinstance(self.student, PromptedModelConfig), "student.backend", f"{self.student.backend!r} has no model weights to train; "
+        check(isinstance(self.student, PromptedModelConfig), "student.backend", f"{self.student.backend!r} has no model weights to train; "
                "use a student config on a model backend (hf, vllm, openai)")  # fmt: skip
 
 
-def register() -> None:
-    import secrets
-
-    from ded.generation.backends import discover
-
-    if not OmegaConf.has_resolver("run_id"):
-        # A per-launch suffix for run folders (conf/hydra/default.yaml): two runs started in the same
-        # second never share a record. Cached like Hydra's `now`, so every job of a sweep sees one value.
-        OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True)
-    cs = ConfigStore.instance()
-    cs.store(name="ded_schema", node=Config)
-    for name, plugin in discover().items():  # the schemas model yamls pick: /backend/<name>@_here_
-        cs.store(group="backend", name=name, node=plugin.config)
-
-
-def validate(cfg: DictConfig) -> Config:
-    """Instantiate the dataclasses (running every range check); raise ConfigError naming the key."""
+def to_dataclasses(cfg: DictConfig) -> Config:
+    """Instantiate the dataclasses (running every range check); raise ConfigError naming the key.
+    Plug-in names are not checked here: ``ded.plugins.validate`` does both."""
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:

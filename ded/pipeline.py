@@ -7,7 +7,7 @@
 questions -> passrate -> trajectories -> curation -> training -> analysis -> evaluation.
 Every generation goes through the per-sample cache and the checkpoint through the stage cache,
 so a rerun, a diversity change or a corpus-size change regenerates nothing.
-docs/architecture.md describes the stages, the cache rule and the plug-in points.
+docs/architecture.md describes the stages, the layers and the plug-in points; docs/cache.md the cache rule.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from typing import Iterator
 from omegaconf import DictConfig
 
 from ded.core.cache import StageCache
-from ded.config import validate
+from ded.core.errors import UserError
 from ded.grading.answers import GradingSettings
-from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, training, trajectories
+from ded.plugins import validate
+from ded.preflight import check_backends
 from ded.reporting.tracking import Tracker
+from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, training, trajectories
+from ded.training.sft import check_environment
 
 log = logging.getLogger("ded")
 
@@ -76,8 +79,6 @@ def claim_run_folder(path: str) -> None:
     import os
     import socket
 
-    from ded.core.errors import UserError
-
     folder = Path(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,13 +97,8 @@ def check_models(ctx: Run) -> None:
     """Open the backends the run's stages need and check each can run here (model files, an
     endpoint, vLLM, a dataset), so a run on the wrong machine stops before any work; run.py has
     already asked the same of the whole config (ded.preflight), this keeps the opened backends."""
-    from ded.core.errors import UserError
-    from ded.preflight import check_backends
-
     backends, found = check_backends(ctx.cfg, ctx.cache_root)
     if ctx.runs("training"):
-        from ded.training.sft import check_environment
-
         try:
             check_environment(ctx.cfg.train)  # liger-kernel / flash-attn / GPUs / nodes where the config asks for them
         except UserError as e:

@@ -23,7 +23,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from ded.config import STAGES
 from ded.core.errors import UserError
+from ded.data.evalsets import EVAL_SETS, check_available
+from ded.data.pools import FORMATS
+from ded.data.pools import check_available as pool_available
+from ded.generation.factory import make_backend
+from ded.plugins import validate
+from ded.sandbox import check_isolation
+from ded.training.sft import check_environment
 
 log = logging.getLogger("ded")
 
@@ -31,9 +39,6 @@ log = logging.getLogger("ded")
 def check_backends(conf, cache_root: str, memo: dict | None = None) -> tuple[dict[str, Any], list[str]]:
     """({role: backend}, problems) for the roles the run reaches (teacher first: the rarer one).
     `memo` keeps each model config's answer across the jobs of a sweep (one check per teacher)."""
-    from ded.generation.factory import make_backend
-    from ded.stages import STAGES
-
     reach = STAGES.index(conf.stop_after)
     backends, problems = {}, []
     for role, first_use in (("teacher", "trajectories"), ("student", "passrate")):
@@ -58,10 +63,6 @@ def check_backends(conf, cache_root: str, memo: dict | None = None) -> tuple[dic
 def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> list[str]:
     """Every reason the composed config `cfg` cannot run here (empty: it can); `memo`: see
     check_backends; ``here=False``: the config's values only (the job runs on another machine)."""
-    from ded.config import validate
-    from ded.data.evalsets import check_available
-    from ded.stages import STAGES
-
     try:
         conf = validate(cfg)
     except UserError as e:
@@ -70,19 +71,13 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
         return []
     found = check_backends(conf, str(conf.paths.cache_dir), memo)[1]
     if STAGES.index(conf.stop_after) >= STAGES.index("questions"):
-        from ded.data.pools import check_available as pool_available
-
-        found += [p for b in conf.eval.benchmarks if (p := check_available(b, conf.eval.data_dir))]
+        found += [p for b in conf.eval.sets if (p := check_available(b, conf.eval.data_dir))]
         if conf.corpus.task == "pool":
             found += [p for spec in conf.corpus.pools if (p := pool_available(spec))]
     if STAGES.index(conf.stop_after) >= STAGES.index("passrate") and grades_code(conf):
-        from ded.sandbox import check_isolation
-
         if why := check_isolation():
             found.append(f"sandbox: this run grades code answers by running them, and the sandbox cannot run here: {why}")
     if STAGES.index(conf.stop_after) >= STAGES.index("training"):
-        from ded.training.sft import check_environment
-
         try:
             check_environment(conf.train)
         except UserError as e:
@@ -92,11 +87,8 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
 
 def grades_code(conf) -> bool:
     """Whether a run asks for code answers to be run: a code pool or a code benchmark."""
-    from ded.data.evalsets import EVAL_SETS
-    from ded.data.pools import FORMATS
-
     pools = conf.corpus.pools if conf.corpus.task == "pool" else []
-    return any(FORMATS[p.format].kind == "code" for p in pools) or any(EVAL_SETS[b].kind == "code" for b in conf.eval.benchmarks)
+    return any(FORMATS[p.format].kind == "code" for p in pools) or any(EVAL_SETS[b].kind == "code" for b in conf.eval.sets)
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
@@ -114,7 +106,6 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
 
 class Preflight(Callback):
     """Check every job of a multirun before the first starts; stop the sweep (exit 2) on problems."""
-
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
 

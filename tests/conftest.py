@@ -23,7 +23,7 @@ def compose(overrides=(), return_hydra_config=False):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    from ded.config import register
+    from ded.plugins import register
 
     register()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -32,7 +33,14 @@ def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
     assert m["generation/teacher/new_samples"] == 16 and m["generation/student/new_samples"] == 16
     assert 0 <= m["eval/heldout/base/avg@2"] <= 1 and 0 <= m["eval/heldout/trained/avg@2"] <= 1
     assert m["corpus/examples"] >= 1 and m["train/steps"] >= 1
-    assert m["analysis/corpus/student_entropy"] > 0 and m["analysis/pca_shift/trained_vs_base"] >= 0
+    assert m["analysis/corpus/student_entropy"] > 0
+    # The PCA shifts are what their logged points say: the centroid distance in the reference's std units, > 0 after training.
+    points = [json.loads(x) for x in (out / "tables" / "analysis_pca_points.jsonl").read_text().splitlines()]
+    for comparison in ("corpus_vs_own", "trained_vs_base"):
+        ref = np.array([[r["pc1"], r["pc2"]] for r in points if r["comparison"] == comparison and r["reference"]])
+        other = np.array([[r["pc1"], r["pc2"]] for r in points if r["comparison"] == comparison and not r["reference"]])
+        shift = float(np.linalg.norm((other.mean(0) - ref.mean(0)) / ref.std(0, ddof=1)))
+        assert shift > 0 and m[f"analysis/pca_shift/{comparison}"] == pytest.approx(shift, rel=1e-6), comparison
     for f in ["config.yaml", "corpus.jsonl", "plots/passrate_histogram.png", "plots/eval_accuracy_by_level.png", "plots/train_curves.png",
               "plots/analysis_pca_corpus_vs_own.png", "plots/analysis_pca_trained_vs_base.png"]:
         assert (out / f).stat().st_size > 0, f

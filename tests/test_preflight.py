@@ -78,7 +78,7 @@ def test_jobs_sent_to_slurm_get_only_their_values_checked_here(capsys):
     from hydra import compose, initialize_config_dir
 
     from conftest import CONF
-    from ded.config import register
+    from ded.plugins import register
     from ded.preflight import Preflight, problems
 
     from omegaconf import OmegaConf, open_dict, read_write
@@ -130,7 +130,7 @@ def test_hub_datasets_are_probed_online_and_the_local_cache_decides_when_the_hub
 
     def found(*extra):
         reset_hub_probes()
-        return problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "eval.benchmarks=[math500]", "paths.output_dir=x", *extra]))
+        return problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "eval.sets=[math500]", "paths.output_dir=x", *extra]))
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DED_DATA_DIR"):
         monkeypatch.delenv(var, raising=False)
@@ -144,7 +144,7 @@ def test_hub_datasets_are_probed_online_and_the_local_cache_decides_when_the_hub
             monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
         got = found()
         pool = [p for p in got if p.startswith("corpus.pools[].source: hub dataset 'openai/gsm8k' is not in the local cache and the hub cannot be reached")]
-        bench = [p for p in got if p.startswith("eval.benchmarks: 'math500'") and "'HuggingFaceH4/MATH-500' is not in the local cache" in p]
+        bench = [p for p in got if p.startswith("eval.sets: 'math500'") and "'HuggingFaceH4/MATH-500' is not in the local cache" in p]
         assert len(pool) == 1 and len(bench) == 1, got
         assert all("ConnectError" in p and "\n" not in p for p in pool + bench)
         # 2. the same out-of-reach hub, the pool in the datasets cache: the pool passes, the benchmark is still named

@@ -33,7 +33,7 @@ def test_presets_compose_on_the_plugin_configs():
 def test_site_values_come_from_conf_local(tmp_path):
     """conf/local/slurm.yaml (every SLURM preset) then conf/local/slurm/<gpu|cpu>.yaml (one preset)
     win over the preset; a command-line override wins over both. Here on a copy of conf/ with the
-    examples in recipes/slurm/local copied in, as the README says."""
+    examples in recipes/slurm/local copied in, as docs/cluster.md says."""
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf, ignore=shutil.ignore_patterns("local"))
     shutil.copytree(ROOT / "recipes" / "slurm" / "local", conf / "local")

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from ded.grading.answers import GradingSettings, check_answer, check_samples
 from ded.core.registry import Registry
+from ded.grading.answers import GradingSettings, check_answer, check_samples
 
 if TYPE_CHECKING:
     from ded.config import TrajectoryFilters

@@ -12,8 +12,8 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from ded.curation.diversity import Distance
 from ded.core.registry import Registry
+from ded.curation.diversity import Distance
 from ded.curation.selectors import SELECTORS
 
 if TYPE_CHECKING:

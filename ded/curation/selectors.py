@@ -33,8 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from ded.curation.diversity import LEVENSHTEIN, Distance
 from ded.core.registry import Registry
+from ded.curation.diversity import LEVENSHTEIN, Distance
 
 Selector = Callable[[list[str], int, random.Random, Distance], list[int]]
 SELECTORS: Registry[Selector] = Registry("diversity.selector")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import random
 
-from ded.data import Question
 from ded.core.registry import ConfigError
+from ded.data import Question
+from ded.data.tasks import TASKS, WORKED_EXAMPLES, WorkedExamples
 
 # Each level is a function rng -> (expression, value), ordered by how often the few-shot
 # SmolLM2-135M teacher solves it (measured: ~96%, ~100%, ~50%, ~29%, ~12% at temperature 0.5).
@@ -115,3 +116,12 @@ def fewshot_messages(n: int) -> list[dict]:
     for q, a in FEWSHOT[:n]:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
     return msgs
+
+
+@TASKS.register("arithmetic")
+def task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """The seeded arithmetic questions at ``corpus.levels``."""
+    return build(corpus.pool_size, eval_size, list(corpus.levels), corpus.seed)
+
+
+WORKED_EXAMPLES.register("arithmetic", WorkedExamples(lambda n, style: fewshot_messages(n)))

@@ -49,6 +49,7 @@ import pickle
 import random
 import zlib
 
+from ded.data.pools import RowError, pool_format, question_text
 from ded.data.solvers import SOLVERS, Solver
 from ded.data.tasks import WORKED_EXAMPLES, WorkedExamples
 from ded.grading.answers import GoldError
@@ -137,22 +138,23 @@ def lcb_row(row: dict) -> tuple[str, str, str]:
     return text + CODE_INSTRUCTION, spec, ""
 
 
-READERS = {"humaneval": humaneval_row, "mbpp": mbpp_row, "livecodebench": lcb_row}
+def _register(name: str, reader, **fields: tuple[str, ...]) -> None:
+    """`reader` as the pool format `name` (also what an evaluation set of that format reads)."""
+
+    @pool_format(name, "code", "code", **fields)
+    def read(row, keys):
+        question_text(row, keys)  # a missing or empty question field is named as for every format
+        try:
+            return reader(row)  # (text, spec, reference solution)
+        except KeyError as e:
+            raise RowError(f"missing key {e.args[0]!r} ({name} row); the row has {sorted(row)}", "missing_key") from None
 
 
-def read_row(fmt: str, row: dict) -> tuple[str, str, str]:
-    """(question, spec, reference solution or "") of a row in format `fmt`."""
-    return READERS[fmt](row)
-
-
-def in_window(date: str | None, since: str | None, until: str | None) -> bool:
-    """Whether an ISO date (LiveCodeBench's contest_date) lies in [since, until]; no window: yes."""
-    if not since and not until:
-        return True
-    if not date:
-        return False
-    day = str(date)[:10]
-    return (not since or day >= str(since)[:10]) and (not until or day <= str(until)[:10])
+# `columns`: what the reader needs besides the named fields, so a .parquet or hub source reads those columns too
+_register("humaneval", humaneval_row, question=("prompt",), id=("task_id",), columns=("entry_point", "canonical_solution", "test"))
+_register("mbpp", mbpp_row, question=("text", "prompt"), id=("task_id",), columns=("code", "test_list", "test_setup_code", "test_imports"))
+_register("livecodebench", lcb_row, question=("question_content",), id=("question_id",), date=("contest_date",),
+          columns=("starter_code", "public_test_cases", "private_test_cases", "metadata", "platform", "difficulty"))  # fmt: skip
 
 
 # --- worked examples and the code solver teacher -------------------------------------------------

@@ -30,17 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from ded.config import DEDUP_MODES  # corpus.decontam.dedup
 from ded.data import Question
+from ded.grading.answers import ANSWER_KINDS
 
 _NUM = re.compile(r"\d+(?:\.\d+)?")
-DEDUP_MODES = ("none", "exact", "fuzzy")  # corpus.decontam.dedup
 
 
 def content(text: str) -> str:
     """`text` without the answer kinds' instructions: every code question ends with the same
     sentence, which is no evidence that two questions are the same."""
-    from ded.grading.answers import ANSWER_KINDS
-
     for _, kind in ANSWER_KINDS.items():
         if kind.instruction:
             text = text.replace(kind.instruction.strip(), " ")
@@ -69,7 +68,6 @@ class Match:
 
 class NgramIndex:
     """Benchmark texts indexed by their n-grams; `match` finds the item sharing the most."""
-
     def __init__(self, benchmarks: dict[str, list[str]], n: int = 8):
         self.n = n
         self.items: list[tuple[str, int]] = []  # (benchmark, index)
@@ -165,7 +163,6 @@ def _fuzzy_decontaminate(questions, bench: dict[str, list[str]], threshold: floa
 
 def deduplicate(questions: list[Question], mode: str = "exact", threshold: float = 95.0, n: int = 5, max_posting: int = 64) -> CurationResult:
     """Keep the first of each group of repeated questions.
-
     exact: equal normalised text. fuzzy: also fuzz.ratio >= threshold with an earlier kept
     question that has the same numbers. Candidates come from shared word n-grams (so the cost
     grows with the pool, not its square); an n-gram held by more than `max_posting` questions

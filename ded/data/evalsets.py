@@ -1,4 +1,4 @@
-"""Evaluation sets: ``EVAL_SETS`` names every benchmark a run can be scored on (``eval.benchmarks``).
+"""Evaluation sets: ``EVAL_SETS`` names every set a run can be scored on (``eval.sets``).
 
 An evaluation set is read from ``<data_dir>/<file>`` when that file exists (``eval.data_dir`` or
 ``DED_DATA_DIR``: a folder of local copies), otherwise from the Hugging
@@ -22,13 +22,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ded.data import Question
-from ded.data.code import read_row
-from ded.grading.answers import ANSWER_KINDS, GoldError, render_choice_question
+from ded.config import HELDOUT  # the task's own held-out split, evaluated beside the eval sets (re-exported)
 from ded.core.errors import UserError
+from ded.core.models import hub_dataset_problem
 from ded.core.registry import Registry
-
-HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval sets
+from ded.data import (
+    Question,
+    code,  # noqa: F401 - registers the code pool formats the code sets are read with
+)
+from ded.data.pools import FORMATS, RowError, in_window
+from ded.grading.answers import ANSWER_KINDS, GoldError, render_choice_question
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,11 @@ class EvalSet:
     answer: str  # field with the gold answer
     kind: str  # answer kind: an ANSWER_KINDS name
     domain: str  # subject (Question.domain); its area (AREAS) decides in or out of domain
-    format: str | None = None  # a code pool format (ded/data/code.py READERS) that reads the whole row
+    format: str | None = None  # a code pool format (ded.data.pools.FORMATS, registered by ded/data/code.py) that reads the whole row
     date: str | None = None  # field with the release date (a contamination window applies)
 
 
-EVAL_SETS: Registry[EvalSet] = Registry("eval.benchmarks")
+EVAL_SETS: Registry[EvalSet] = Registry("eval.sets")
 for _s in [
     EvalSet("aime24", "benchmarks/aime24.jsonl", "HuggingFaceH4/aime_2024", "train", ("problem",), "answer", "math", "math"),
     EvalSet("aime25", "benchmarks/aime25.jsonl", "yentinglin/aime_2025", "train", ("problem",), "answer", "math", "math"),
@@ -84,11 +87,10 @@ class EvalSetError(UserError, ValueError):
 def _question(s: EvalSet, row: dict, where: str) -> Question:
     if s.format:  # a code set: the pool reader makes the question and its test spec from the whole row
         try:
-            text, gold, reference = read_row(s.format, row)
-        except GoldError as e:
+            fmt = FORMATS[s.format]
+            text, gold, reference = fmt.read(row, dict(fmt.fields))
+        except (GoldError, RowError) as e:
             raise EvalSetError(f"{where}: {e}") from None
-        except KeyError as e:
-            raise EvalSetError(f"{where}: no field {e.args[0]!r} (fields: {sorted(row)})") from None
         return Question(id="", text=text, answer=gold, domain=s.domain, kind=s.kind, reference=reference)
     q = next((row[f] for f in s.question if row.get(f)), None)
     if q is None:
@@ -149,7 +151,7 @@ def _where(path) -> str:
 
 
 def _local_only(s: EvalSet, path) -> str:
-    return f"eval.benchmarks: {s.name!r} is read from a local file only ({_where(path)}): {LOCAL_ONLY_HINT.get(s.name, 'put its rows there')}"
+    return f"eval.sets: {s.name!r} is read from a local file only ({_where(path)}): {LOCAL_ONLY_HINT.get(s.name, 'put its rows there')}"
 
 
 def check_available(name: str, data_dir: str | None = None) -> str | None:
@@ -162,10 +164,8 @@ def check_available(name: str, data_dir: str | None = None) -> str | None:
         return None
     if not s.hub:
         return _local_only(s, path)
-    from ded.core.models import hub_dataset_problem
-
     if why := hub_dataset_problem(s.hub):
-        return f"eval.benchmarks: {name!r} has no local file ({_where(path)}) and the hub dataset {s.hub!r} {why}"
+        return f"eval.sets: {name!r} has no local file ({_where(path)}) and the hub dataset {s.hub!r} {why}"
     return None
 
 
@@ -173,8 +173,6 @@ def load_eval_set(name: str, data_dir: str | None = None, limit: int | None = No
                   until: str | None = None) -> list[Question]:  # fmt: skip
     """The questions of the eval set `name` (the first `limit` of them), ids ``<name>-<row>``; a
     dated set keeps only the rows released in [since, until] (ISO dates; None: no bound)."""
-    from ded.data.code import in_window
-
     s = EVAL_SETS[name]
     data_dir = data_dir or os.environ.get("DED_DATA_DIR")
     out = []

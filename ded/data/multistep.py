@@ -25,9 +25,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ded.data import Question
 from ded.core.registry import ConfigError
+from ded.data import Question
+from ded.data.arithmetic import draw
 from ded.data.solvers import SOLVERS, Solver
+from ded.data.tasks import TASKS, WORKED_EXAMPLES, WorkedExamples
 
 NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Ben", "Ivy", "Max", "Lea", "Tom", "Kim", "Ray"]
 ITEMS = ["apples", "shells", "stamps", "marbles", "cards", "pens", "stickers", "coins", "books", "beads"]
@@ -210,8 +212,6 @@ def fewshot_messages(n: int, style: str = "terse") -> list[dict]:
 
 def build(pool_size: int, eval_size: int, levels: list[int], seed: int) -> tuple[list[Question], list[Question]]:
     """Return (train pool, held-out eval split), disjoint and deterministic in `seed`."""
-    from ded.data.arithmetic import draw
-
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad:
         raise ConfigError(f"corpus.levels: unknown level(s) {bad} for task=multistep; allowed: {sorted(LEVELS)}")
@@ -225,5 +225,12 @@ def build(pool_size: int, eval_size: int, levels: list[int], seed: int) -> tuple
     return pool, held_out
 
 
+@TASKS.register("multistep")
+def task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """The seeded multi-step word problems at ``corpus.levels``."""
+    return build(corpus.pool_size, eval_size, list(corpus.levels), corpus.seed)
+
+
+WORKED_EXAMPLES.register("multistep", WorkedExamples(fewshot_messages, styles=tuple(FEWSHOT)))
 SOLVERS.register("multistep", Solver(fixed=lambda text, reference: solve(text),  # read back from its text: no reference needed
                                      varied=lambda text, reference, rng: solve_varied(text, rng)))

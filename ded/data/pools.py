@@ -42,16 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ded.data import Question
-from ded.data.code import read_row
-from ded.grading.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
+from ded.config import POOL_SUFFIXES, PoolSpec  # PoolSpec: the corpus.pools[] schema, re-exported
 from ded.core.errors import UserError
+from ded.core.models import hub_dataset_problem
 from ded.core.registry import ConfigError, Registry
+from ded.data import Question
+from ded.data.tasks import TASKS
+from ded.grading.answers import ANSWER_KINDS, LETTERS, GoldError, last_boxed, render_choice_question
 
 log = logging.getLogger(__name__)
 
-FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
-FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices", "model", "date")
 
 
 class PoolError(UserError, ValueError):
@@ -84,12 +84,10 @@ class PoolFormat:
 FORMATS: Registry[PoolFormat] = Registry("corpus.pools[].format")
 
 
-def is_iso_date(value) -> bool:
-    """A YYYY-MM-DD date (or None): the form date windows take (corpus.pools[].since/until, eval.since/until)."""
-    return value is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) is not None
+def pool_format(name: str, kind: str = "math", domain: str = "math", **fields: tuple[str, ...]):
+    """Register `read(row, keys) -> (question text, gold[, reference])` as the pool format `name`:
+    `fields` are the row keys tried for each of our names (``columns``: more a reader needs)."""
 
-
-def _format(name: str, kind: str = "math", domain: str = "math", **fields: tuple[str, ...]):
     def register(read):
         FORMATS.register(name, PoolFormat(fields, kind, read, domain))
         return read
@@ -97,22 +95,23 @@ def _format(name: str, kind: str = "math", domain: str = "math", **fields: tuple
     return register
 
 
-def _question(row: dict, keys: dict) -> str:
+def question_text(row: dict, keys: dict) -> str:
+    """The row's question, stripped; RowError naming the key when it is missing or empty."""
     text = str(_get(row, keys["question"], "question")).strip()
     if not text:
         raise RowError(f"empty question ({keys['question'][0]!r})", "empty")
     return text
 
 
-@_format("gsm8k", "gsm8k", question=("question",), answer=("answer",), id=("id", "idx"))
+@pool_format("gsm8k", "gsm8k", question=("question",), answer=("answer",), id=("id", "idx"))
 def _gsm8k(row, keys):
-    text = _question(row, keys)
+    text = question_text(row, keys)
     return text, ANSWER_KINDS["gsm8k"].gold(_get(row, keys["answer"], "answer"))
 
 
-@_format("math", question=("problem",), solution=("solution",), answer=("answer",), id=("unique_id", "id", "idx"), level=("level",))
+@pool_format("math", question=("problem",), solution=("solution",), answer=("answer",), id=("unique_id", "id", "idx"), level=("level",))
 def _math(row, keys):
-    text = _question(row, keys)
+    text = question_text(row, keys)
     answer = _get(row, keys["answer"], "answer", required=False)
     if answer is None:
         answer = last_boxed(str(_get(row, keys["solution"], "solution (no answer key either)")))
@@ -134,91 +133,34 @@ def number_answer(value, integer: bool) -> str:
     return str(value)
 
 
-@_format("aime", question=("problem", "question"), answer=("answer",), id=("id", "idx"))
+@pool_format("aime", question=("problem", "question"), answer=("answer",), id=("id", "idx"))
 def _aime(row, keys):
-    text = _question(row, keys)
+    text = question_text(row, keys)
     return text, number_answer(_get(row, keys["answer"], "answer"), integer=True)
 
 
-@_format("amc", question=("problem", "question"), answer=("answer",), id=("id", "idx"))
+@pool_format("amc", question=("problem", "question"), answer=("answer",), id=("id", "idx"))
 def _amc(row, keys):
-    text = _question(row, keys)
+    text = question_text(row, keys)
     return text, number_answer(_get(row, keys["answer"], "answer"), integer=False)
 
 
-@_format("choice", "choice", question=("question",), choices=("choices",), answer=("answer",), id=("id", "idx"))
+@pool_format("choice", "choice", question=("question",), choices=("choices",), answer=("answer",), id=("id", "idx"))
 def _choice(row, keys):
-    text = _question(row, keys)
+    text = question_text(row, keys)
     choices = _get(row, keys["choices"], "choices")
     if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
         raise RowError(f"choices must be a list of 2 to {len(LETTERS)} options, got {str(choices):.80}", "bad_choices")
     return render_choice_question(text, list(choices)), ANSWER_KINDS["choice"].gold(_get(row, keys["answer"], "answer"), len(choices))
 
 
-@_format("fields", question=("question",), answer=("answer",), id=("id",))
+@pool_format("fields", question=("question",), answer=("answer",), id=("id",))
 def _fields(row, keys):
-    text = _question(row, keys)
+    text = question_text(row, keys)
     return text, ANSWER_KINDS["math"].gold(_get(row, keys["answer"], "answer"))
 
 
-# Code (ded/data/code.py): the gold is a test spec; `columns` lists what the reader needs besides
-# the named fields, so a .parquet or hub source reads those columns too.
-def _code_format(name: str, **fields: tuple[str, ...]):
-    def read(row, keys):
-        _question(row, keys)  # a missing or empty question field is named as for every format
-        try:
-            return read_row(name, row)  # (text, spec, reference solution)
-        except KeyError as e:
-            raise RowError(f"missing key {e.args[0]!r} ({name} row); the row has {sorted(row)}", "missing_key") from None
-
-    _format(name, "code", "code", **fields)(read)
-
-
-_code_format("humaneval", question=("prompt",), id=("task_id",), columns=("entry_point", "canonical_solution", "test"))
-_code_format("mbpp", question=("text", "prompt"), id=("task_id",), columns=("code", "test_list", "test_setup_code", "test_imports"))
-_code_format("livecodebench", question=("question_content",), id=("question_id",), date=("contest_date",),
-             columns=("starter_code", "public_test_cases", "private_test_cases", "metadata", "platform", "difficulty"))  # fmt: skip
-
-
-@dataclass
-class PoolSpec:
-    """One question pool, as ``corpus.pools[]`` entries and ``load_pools`` take it."""
-
-    source: str  # a local file path, or a hub dataset name ("openai/gsm8k")
-    format: str = "fields"  # a FORMATS name: gsm8k | math | aime | amc | choice | fields
-    fields: dict[str, str | None] = field(default_factory=dict)  # our name (FIELD_NAMES) -> row key; null: the format's default
-    name: str | None = None  # pool name, the prefix of its question ids; default: the file stem / dataset name
-    split: str = "train"  # hub datasets only
-    subset: str | None = None  # hub dataset configuration ("main" for openai/gsm8k)
-    revision: str | None = None  # hub dataset revision (a teacher replaying it may pin one)
-    dedup: bool = False  # rows repeating a question text are one question (datasets with a row per solution)
-    models: list[str] = field(default_factory=list)  # keep questions that each of these models has a row for (fields.model); needs dedup
-    on_error: str = "raise"  # raise | skip: what a malformed row does
-    domain: str | None = None  # Question.domain (the subject) when the row has no domain field; null: the format's (math, code)
-    since: str | None = None  # ISO date: keep rows dated on or after it (fields.date; LiveCodeBench: contest_date)
-    until: str | None = None  # ISO date: keep rows dated on or before it (a contamination window)
-    weight: float = 1.0  # share of this pool when several are mixed
-    limit: int | None = None  # read at most this many rows
-
-    def __post_init__(self):
-        def check(ok: bool, key: str, msg: str) -> None:
-            if not ok:
-                raise PoolSpecError(f"corpus.pools[].{key}: {msg} (pool {self.source})")
-
-        check(self.format in FORMATS, "format", f"unknown format {self.format!r}; allowed: {FORMATS.names()}")
-        check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
-        check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
-        for key in ("since", "until"):
-            check(is_iso_date(getattr(self, key)), key, f"an ISO date YYYY-MM-DD or null, got {getattr(self, key)!r}")
-        check(not (self.since or self.until) or "date" in {**FORMATS[self.format].fields, **self.fields}, "since/until",
-              f"format {self.format!r} has no date field; name it in fields.date")  # fmt: skip
-        self.fields = {k: v for k, v in self.fields.items() if v is not None}  # null (an unset interpolation): the format's default key
-        unknown = sorted(set(self.fields) - set(FIELD_NAMES))
-        check(not unknown, "fields", f"unknown name(s) {unknown}; allowed: {list(FIELD_NAMES)}")
-        check(not self.models or "model" in self.fields, "models", "needs fields.model (the column naming the model of a row)")
-        check(not self.models or self.dedup, "models", "needs dedup=true (a question's models are read from all its rows)")
-        if self.name is None:
-            self.name = _default_name(self.source)
+# Code formats (humaneval, mbpp, livecodebench) are registered by ded/data/code.py with their readers.
 
 
 @dataclass
@@ -234,14 +176,6 @@ class PoolReport:
     errors: list[str] = field(default_factory=list)  # the first few skip messages, with their location
 
 
-def _default_name(source: str) -> str:
-    name = Path(source).name
-    for suffix in FILE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return source.rstrip("/").split("/")[-1]
-
-
 # --- rows -> questions -------------------------------------------------------------------------
 
 
@@ -254,9 +188,17 @@ def _get(row: dict, keys: tuple[str, ...], what: str, required: bool = True):
     return None
 
 
-def _in_window(row, spec: PoolSpec) -> bool:
-    from ded.data.code import in_window
+def in_window(date: str | None, since: str | None, until: str | None) -> bool:
+    """Whether an ISO date (LiveCodeBench's contest_date) lies in [since, until]; no window: yes."""
+    if not since and not until:
+        return True
+    if not date:
+        return False
+    day = str(date)[:10]
+    return (not since or day >= str(since)[:10]) and (not until or day <= str(until)[:10])
 
+
+def _in_window(row, spec: PoolSpec) -> bool:
     return in_window(_get(row, _keys(spec)["date"], "date", required=False), spec.since, spec.until)
 
 
@@ -290,7 +232,7 @@ def row_to_question(row: dict, spec: PoolSpec) -> Question:
 
 
 def _is_file_like(source: str) -> bool:
-    return source.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
+    return source.endswith(POOL_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
 
 
 def check_available(spec: PoolSpec) -> str | None:
@@ -300,8 +242,6 @@ def check_available(spec: PoolSpec) -> str | None:
     if _is_file_like(spec.source):
         path = Path(spec.source).expanduser()
         return None if path.is_file() else f"corpus.pools[].source: {path}: no such file (pool {spec.name})"
-    from ded.core.models import hub_dataset_problem
-
     why = hub_dataset_problem(spec.source)
     return f"corpus.pools[].source: hub dataset {spec.source!r} {why} (pool {spec.name}); download it or point the source at a local file" if why else None
 
@@ -371,7 +311,7 @@ def _rows(spec: PoolSpec) -> Iterator[tuple[str, object]]:
                     yield f"{path}: row {i}", row
                     i += 1
         else:
-            raise PoolError(f"pool {spec.name}: {path}: unknown file type; allowed: {list(FILE_SUFFIXES)}")
+            raise PoolError(f"pool {spec.name}: {path}: unknown file type; allowed: {list(POOL_SUFFIXES)}")
         return
     import datasets
 
@@ -453,18 +393,32 @@ def load_pool(spec: PoolSpec | dict | str) -> list[Question]:
 
 def as_spec(spec: PoolSpec | dict | str) -> PoolSpec:
     if isinstance(spec, PoolSpec):
-        return spec
+        return check_spec(spec)
     if isinstance(spec, str):
-        return PoolSpec(source=spec)
+        return check_spec(PoolSpec(source=spec))
     entry = dict(spec)  # a dict, or a config node
     if entry.get("fields"):
         entry["fields"] = dict(entry["fields"])
     if entry.get("models"):
         entry["models"] = [str(m) for m in entry["models"]]
     try:
-        return PoolSpec(**entry)
+        return check_spec(PoolSpec(**entry))
     except TypeError as e:
         raise PoolError(f"pool spec {entry}: {e}") from None
+    except ConfigError as e:
+        raise PoolSpecError(str(e)) from None
+
+
+def check_spec(spec: PoolSpec, key: str = "corpus.pools[]") -> PoolSpec:
+    """What the schema cannot check alone: the format is a registered one, and a date window has a date field."""
+    def check(ok: bool, name: str, msg: str) -> None:
+        if not ok:
+            raise PoolSpecError(f"{key}.{name}: {msg} (pool {spec.source})")
+
+    check(spec.format in FORMATS, "format", f"unknown format {spec.format!r}; allowed: {FORMATS.names()}")
+    check(not (spec.since or spec.until) or "date" in {**FORMATS[spec.format].fields, **spec.fields}, "since/until",
+          f"format {spec.format!r} has no date field; name it in fields.date")  # fmt: skip
+    return spec
 
 
 # --- mixing ------------------------------------------------------------------------------------
@@ -525,3 +479,14 @@ def load_pools(specs: list, size: int | None = None, seed: int = 0) -> tuple[lis
         pools[s.name], r = read_pool(s)
         reports.append(r)
     return mix_pools(pools, {s.name: s.weight for s in specs}, size, seed), reports
+
+
+@TASKS.register("pool")
+def pool_task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
+    """Questions from ``corpus.pools``, mixed by their weights.
+
+    One seeded mix of pool_size + eval_size questions: the last eval_size are held out, so the
+    held-out split never overlaps the train pool and growing the pool keeps its prefix stable.
+    """
+    questions, _ = load_pools(list(corpus.pools), size=corpus.pool_size + eval_size, seed=corpus.seed)
+    return questions[: corpus.pool_size], questions[corpus.pool_size :]

@@ -230,7 +230,7 @@ def log_eval_artifact(ctx, trained, eval_json: Path, summary_table: Path) -> Non
     ctx.tracker.artifact(
         "eval", eval_artifact_name(trained.key), "evaluation", local=eval_json,
         files={"eval.json": eval_json, "eval_summary.jsonl": summary_table},
-        metadata={"checkpoint": trained.key, "k": ctx.cfg.eval.k, "splits": ["heldout", *ctx.cfg.eval.benchmarks]},
+        metadata={"checkpoint": trained.key, "k": ctx.cfg.eval.k, "splits": ["heldout", *ctx.cfg.eval.sets]},
         inputs=[model_artifact_name(trained.key)],
         description="avg@k of the base and the trained student, per split and per question",
     )  # fmt: skip

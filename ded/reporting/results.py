@@ -161,7 +161,7 @@ def read_record(run_dir: str | Path) -> dict[str, Any]:
                       choices, status)  # fmt: skip
 
 
-def _natural(path: Path) -> list:
+def natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
@@ -181,7 +181,7 @@ def load_runs(root: str | Path, *, finished_only: bool = False):
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    dirs = sorted({m.parent for m in root.rglob("metrics.json")}, key=_natural)
+    dirs = sorted({m.parent for m in root.rglob("metrics.json")}, key=natural_key)
     df = frame(read_record(d) for d in dirs)
     if finished_only:
         df = df[df["status"] == "finished"].reset_index(drop=True)

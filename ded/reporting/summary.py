@@ -33,7 +33,7 @@ from typing import Any
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 
-from ded.reporting.results import _natural
+from ded.reporting.results import aggregate, error_line, load_runs, natural_key
 from ded.reporting.tracking import QUIET
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,11 @@ def find_jobs(sweep_dir: Path) -> list[Path]:
     found |= {h.parent for h in sweep_dir.rglob(".hydra") if h.is_dir() and h.parent != sweep_dir}
     found = {p for p in found if "wandb" not in p.relative_to(sweep_dir).parts}
     jobs = [p for p in found if not any(q != p and p in q.parents for q in found)]
-    return sorted(jobs, key=lambda p: _natural(str(p.relative_to(sweep_dir))))
+    return sorted(jobs, key=lambda p: natural_key(str(p.relative_to(sweep_dir))))
 
 
 def describe_jobs(sweep_dir: Path, runs) -> list[Job]:
     import yaml
-
-    from ded.reporting.results import error_line
 
     status = dict(zip(runs["run_dir"], runs["status"])) if len(runs) else {}
     jobs = []
@@ -163,8 +161,6 @@ def summarize(sweep_dir, metrics=None, plot=None, description: str = "", *, note
     of summary.md (the callback says there how a sweep that failed ended); `not_started`: the
     override lists of planned jobs that never ran (listed with the failed jobs)."""
     import pandas as pd
-
-    from ded.reporting.results import load_runs
 
     sweep_dir = Path(sweep_dir)
     title = description or f"Sweep {'/'.join(sweep_dir.parts[-2:])}"
@@ -249,8 +245,6 @@ def per_configuration(runs, jobs, keys, seed, metrics, main):
     the main metric's 95% t-interval."""
     import pandas as pd
 
-    from ded.reporting.results import aggregate
-
     d, config_keys = _config_frame(runs, jobs, keys, seed)
     by = [f"cfg:{k}" for k in config_keys] or ["__all"]
     if not config_keys:
@@ -280,8 +274,6 @@ def plot_sweep(path: Path, runs, jobs: list[Job], keys: list[str], seed: str | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from ded.reporting.results import aggregate
 
     d, config_keys = _config_frame(runs, jobs, keys, seed)
     x_key, hue_keys = (config_keys[0], config_keys[1:]) if config_keys else (None, [])
@@ -386,7 +378,6 @@ class SweepSummary(Callback):
     multirun ends, and log where it is. Registered in conf/hydra/default.yaml. A sweep in which
     a job failed never reaches ``on_multirun_end`` (Hydra 1.3), so the summary is also written
     from an exit hook then. Never raises: a summary that cannot be written is one warning."""
-
     def __init__(self, metrics=None, plot=None, description: str = "") -> None:
         self.metrics = list(metrics) if metrics else None
         self.plot = plot

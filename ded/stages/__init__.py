@@ -6,7 +6,6 @@ tables and plots through ``ctx.tracker``, and returns a small dataclass. ``ded.p
 them in order; ``stop_after=<stage>`` ends a run after that stage (the sample and checkpoint
 caches keep what it made, so a later full run picks it up).
 
-This module stays import-light: ``ded.config`` reads ``STAGES`` to validate ``stop_after``.
 """
 
 from __future__ import annotations
@@ -17,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ded.config import STAGES  # re-exported: the stages in order
 from ded.core.memory import PeakMemory
-
-STAGES = ("questions", "passrate", "trajectories", "curation", "training", "analysis", "evaluation")
+from ded.data.tasks import worked_examples
+from ded.generation import prompt_prefix
 
 log = logging.getLogger("ded")
 
@@ -83,9 +83,6 @@ def stage(name: str) -> Callable:
 def prompt_prefix_for(mcfg) -> list[dict]:
     """The turns before every question for a model config: its system turn and `fewshot` worked
     examples of its task (``fewshot_task``, the corpus task by default) in ``fewshot_style``."""
-    from ded.data import worked_examples
-    from ded.generation import prompt_prefix
-
     fewshot = getattr(mcfg, "fewshot", 0)  # a replay or solver teacher is asked nothing: no prompt settings
     shots = worked_examples(getattr(mcfg, "fewshot_task", None), fewshot, getattr(mcfg, "fewshot_style", "terse")) if fewshot else []
     return prompt_prefix(getattr(mcfg, "system_prompt", None), shots)

@@ -15,12 +15,14 @@ import math
 import random
 from dataclasses import dataclass
 
-from ded.reporting import plots
 from ded.core.cache import short_hash
+from ded.core.models import load_model, local_checkpoint
+from ded.reporting import plots
 from ded.stages import Run, prompt_prefix_for, stage
 from ded.stages.curation import Corpus
 from ded.stages.passrate import PassRateResult
 from ded.stages.training import Trained
+from ded.training.sft import to_dataset_rows
 
 log = logging.getLogger("ded")
 
@@ -50,9 +52,7 @@ def probe_rows(ctx: Run, corpus: Corpus, passrate: PassRateResult) -> tuple[list
 
 def representation_stats(ctx: Run, trained: Trained, corpus_rows: list[dict], own_rows: list[dict]) -> dict:
     """Per-example stats of each probe set, keyed (set, model), and the two PCA shifts."""
-    from ded.evaluation.probes import example_stats, pca_shift
-    from ded.core.models import load_model, local_checkpoint
-    from ded.training.sft import to_dataset_rows
+    from ded.evaluation.probes import example_stats, pca_shift  # torch: loaded only when the analysis stage runs
 
     cfg = ctx.cfg
     prefix = prompt_prefix_for(cfg.student)

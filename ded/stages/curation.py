@@ -8,12 +8,12 @@ import logging
 import random
 from dataclasses import dataclass
 
-from ded.reporting.artifacts import save_corpus
 from ded.core.cache import short_hash
 from ded.curation.diversity import diversity_report
 from ded.curation.filters import FilterLog, build_trajectory_filters, run_filters
 from ded.curation.selection import allocate, select_groups
 from ded.grading.answers import check_answers
+from ded.reporting.artifacts import save_corpus
 from ded.stages import Run, stage
 from ded.stages.passrate import PassRateResult
 from ded.stages.trajectories import TeacherSamples

@@ -1,5 +1,5 @@
 """Stage 7, evaluation: avg@k of the base and the trained student on the held-out split and
-every benchmark in ``eval.benchmarks``, the in- and out-of-domain deltas, and eval.json with
+every benchmark in ``eval.sets``, the in- and out-of-domain deltas, and eval.json with
 everything that changes an evaluation number (provenance) beside the results."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ded.reporting import plots
-from ded.reporting.artifacts import log_eval_artifact
 from ded.data.evalsets import scope_of
 from ded.evaluation.scoring import score
 from ded.generation import generate_cached
 from ded.generation.factory import make_backend
+from ded.reporting import plots
+from ded.reporting.artifacts import log_eval_artifact
 from ded.stages import Run, prompt_prefix_for, sampling_args, stage
 from ded.stages.questions import Questions
 from ded.stages.training import Trained
@@ -95,7 +95,7 @@ def provenance(ctx: Run, trained: Trained) -> dict:
         "trained_checkpoint": trained.key,
         "backend": cfg.student.backend,
         "versions": {pkg: md.version(pkg) for pkg in ("torch", "transformers", "trl", "math-verify")},
-        "sampling": {split: split_sampling(ctx, split) for split in ["heldout", *cfg.eval.benchmarks]},
+        "sampling": {split: split_sampling(ctx, split) for split in ["heldout", *cfg.eval.sets]},
         "seed": ctx.seed,
         "k": cfg.eval.k,
         "eval_window": {"since": cfg.eval.since, "until": cfg.eval.until},

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ded.reporting import plots
-from ded.data import Question
 from ded.curation.filters import FilterLog, PassRateFilter, pass_rates
+from ded.data import Question
 from ded.generation import generate_cached, shard_questions
+from ded.reporting import plots
 from ded.stages import Run, prompt_prefix_for, sampling_args, stage
 from ded.stages.questions import Questions
 
@@ -30,7 +30,7 @@ def run(ctx: Run, questions: Questions) -> PassRateResult:
     cfg, pool = ctx.cfg, questions.pool
     if not pool:
         raise RuntimeError("the question pool is empty (after decontamination: see the data/decontam_rejects table); "
-                           "raise corpus.pool_size or check corpus.pools and eval.benchmarks")  # fmt: skip
+                           "raise corpus.pool_size or check corpus.pools and eval.sets")  # fmt: skip
     pr = cfg.corpus.pass_rate
     student = ctx.backends["student"]
     if ctx.shard is not None:  # a sharded job: its share of the pool, so it asks the teacher only about its own kept questions

@@ -9,9 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ded.data import Question, load_task
-from ded.data.evalsets import load_eval_set
-from ded.stages import Run, stage
+from ded.config import PromptedModelConfig
+from ded.core.errors import UserError
+from ded.core.models import local_checkpoint
+from ded.data import Question
+from ded.data.decontam import decontaminate as drop_overlaps
+from ded.data.evalsets import area_of, load_eval_set
+from ded.data.tasks import load_task
+from ded.generation import build_messages
+from ded.stages import Run, prompt_prefix_for, stage
 
 log = logging.getLogger("ded")
 
@@ -19,7 +25,7 @@ log = logging.getLogger("ded")
 @dataclass
 class Questions:
     pool: list[Question]  # decontaminated train pool
-    splits: dict[str, list[Question]]  # evaluation splits: "heldout" first, then eval.benchmarks
+    splits: dict[str, list[Question]]  # evaluation splits: "heldout" first, then eval.sets
 
     @property
     def held_out(self) -> list[Question]:
@@ -28,8 +34,6 @@ class Questions:
     @property
     def trained_areas(self) -> frozenset[str]:
         """The areas (math, code, ...) the train pool covers: what counts as in domain."""
-        from ded.data.evalsets import area_of
-
         return frozenset(area_of(q.domain, q.kind) for q in self.pool)
 
 
@@ -37,7 +41,7 @@ class Questions:
 def run(ctx: Run) -> Questions:
     cfg = ctx.cfg
     pool, held_out = load_task(cfg.corpus, cfg.eval.size)
-    splits = {"heldout": held_out} | {b: load_eval_set(b, cfg.eval.data_dir, cfg.eval.limit, cfg.eval.since, cfg.eval.until) for b in cfg.eval.benchmarks}
+    splits = {"heldout": held_out} | {b: load_eval_set(b, cfg.eval.data_dir, cfg.eval.limit, cfg.eval.since, cfg.eval.until) for b in cfg.eval.sets}
     if cfg.corpus.decontam.enabled:
         pool = decontaminate(ctx, pool, splits)
     ctx.tracker.log({f"data/{name}/questions": len(qs) for name, qs in [("pool", pool), *splits.items()]})
@@ -46,8 +50,6 @@ def run(ctx: Run) -> Questions:
 
 
 def decontaminate(ctx: Run, pool: list[Question], splits: dict[str, list[Question]]) -> list[Question]:
-    from ded.data.decontam import decontaminate as drop_overlaps
-
     dc = ctx.cfg.corpus.decontam
     bench = {name: [q.text for q in qs] for name, qs in splits.items() if name != "heldout"}
     res = drop_overlaps(pool, bench, n=dc.n, min_overlap=dc.min_overlap, fuzzy_threshold=dc.fuzzy_threshold, dedup=dc.dedup)
@@ -86,10 +88,6 @@ def check_fit(ctx: Run, qs: Questions) -> None:
 def _check_role(ctx: Run, role: str, checks: list[tuple[list[Question], str, int]]) -> None:
     """One model's context against each (questions, key, max_new_tokens) it serves; its config
     and tokenizer are read once."""
-    from ded.core.errors import UserError
-    from ded.generation import build_messages
-    from ded.stages import prompt_prefix_for
-
     mcfg = getattr(ctx.cfg, role)
     found = model_context(mcfg, ctx.cache_root)
     if found is None:  # a replayed dataset, or a served model whose files are not here
@@ -123,9 +121,6 @@ def model_context(mcfg, cache_root: str) -> tuple[str, int] | None:
     config.json, without loading the model; None where no weights are known here."""
     import json
     import os
-
-    from ded.config import PromptedModelConfig
-    from ded.core.models import local_checkpoint
 
     if not isinstance(mcfg, PromptedModelConfig):  # a replay config: it names a dataset, not weights
         return None

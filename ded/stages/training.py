@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ded.core.models import local_checkpoint
+from ded.generation.identity import model_identity
 from ded.reporting import plots
+from ded.reporting.artifacts import record_checkpoint
 from ded.stages import Run, prompt_prefix_for, stage
 from ded.stages.curation import Corpus
+from ded.training.sft import tracker_metrics, train
 
 
 @dataclass
@@ -19,10 +23,6 @@ class Trained:
 
 @stage("training")
 def run(ctx: Run, corpus: Corpus) -> Trained:
-    from ded.generation.factory import model_identity
-    from ded.core.models import local_checkpoint
-    from ded.training.sft import tracker_metrics, train
-
     cfg = ctx.cfg
     student_path = local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision)
 
@@ -48,7 +48,6 @@ def run(ctx: Run, corpus: Corpus) -> Trained:
     })  # fmt: skip
     ctx.tracker.plot("train/curves", plots.training_curves(info["log_history"]))
     trained = Trained(path, key, info)
-    from ded.reporting.artifacts import record_checkpoint
 
     record_checkpoint(ctx, trained, corpus)  # <run>/checkpoint link + checkpoint.json + MODEL_CARD.md; W&B model artifact
     return trained

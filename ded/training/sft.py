@@ -23,7 +23,10 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from ded.config import HARNESS_TRAIN_FIELDS, one_of, project_path
 from ded.core.cache import StageCache, short_hash
+from ded.core.memory import PeakMemory
+from ded.core.models import ModelNotAvailable
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,6 @@ def assistant_suffix(tok, messages: list[dict]) -> str:
 
 def render_example(tok, prefix: list[dict], question: str, response: str) -> tuple[str, str]:
     """(prompt text, completion text) exactly as the student sees them at inference.
-
     Rendered here, not by TRL's conversational path, because R1-style templates rewrite
     assistant turns (they drop everything up to ``</think>`` from history), which would strip
     the reasoning we want to train on. The prompt is the template's generation prompt; if it
@@ -72,8 +74,6 @@ def to_dataset_rows(tok, corpus: list[dict], prefix: list[dict]) -> list[dict]:
 def sft_args(train_cfg) -> dict:
     """The train config's TRL fields, under TRL's own names (every field not in HARNESS_TRAIN_FIELDS)."""
     from dataclasses import asdict
-
-    from ded.config import HARNESS_TRAIN_FIELDS
 
     return {k: v for k, v in asdict(train_cfg).items() if k not in HARNESS_TRAIN_FIELDS}
 
@@ -121,9 +121,6 @@ def check_environment(train_cfg) -> None:
     kernel this machine lacks; the pipeline calls it before any work."""
     import importlib.util
 
-    from ded.config import one_of
-    from ded.core.models import ModelNotAvailable
-
     if train_cfg.optim not in SHIPPED_OPTIMS:  # importing OptimizerNames pulls in peft (~3 s of a preflight that should take seconds)
         from transformers.training_args import OptimizerNames
 
@@ -159,7 +156,6 @@ def has_varlen_attention(model) -> bool:
 
 class RowPackedCollator:
     """Packed rows kept as rows, for attention kernels without varlen support (sdpa, eager).
-
     TRL's padding-free collator concatenates a whole batch into one row and hands flash
     attention the boundaries. SDPA cannot use them: transformers then builds a block-diagonal
     mask over the one row, and attention costs (batch x max_length)^2 instead of
@@ -170,7 +166,6 @@ class RowPackedCollator:
     TRL's logged ``num_tokens`` counts one row per batch without an attention mask (too small by
     the batch size); the loss and its normalisation (from labels) are unaffected.
     """
-
     def __init__(self, trl_collator):
         from dataclasses import replace
 
@@ -238,13 +233,10 @@ def tracker_metrics(logs: dict) -> dict:
 
 def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=None) -> dict:
     """Train on rendered rows and save the checkpoint into out_dir (runs in every process of a launch).
-
     ``on_log(step, logs)``, when given, receives each of rank 0's log entries as TRL makes them.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ded.stages import PeakMemory
 
     tok = AutoTokenizer.from_pretrained(student_path)
     if tok.pad_token is None:
@@ -288,7 +280,6 @@ TELEMETRY = "telemetry.jsonl"  # in a launch's job folder: rank 0's log entries,
 
 def append_entries(path: Path):
     """A log sink for a launched rank 0: each entry one complete JSON line, written and closed at once."""
-
     def sink(step: int, logs: dict) -> None:
         with open(path, "a") as f:
             f.write(json.dumps({"step": step, **logs}) + "\n")
@@ -321,8 +312,6 @@ def first_host(nodelist: str) -> str:
 def machine_settings(num_machines: int, env: Mapping[str, str]) -> dict:
     """This node's place in a multi-node launch, from the SLURM environment (MASTER_ADDR /
     MASTER_PORT, if set, win over the node list and the default port)."""
-    from ded.core.models import ModelNotAvailable
-
     nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 0)
     if nodes < num_machines or "SLURM_NODEID" not in env:
         raise ModelNotAvailable(f"train.num_machines={num_machines} needs a SLURM allocation of {num_machines} nodes (sbatch --nodes={num_machines}, "
@@ -349,8 +338,6 @@ def node_command(train_cfg, job: Path, env: Mapping[str, str]) -> list[str]:
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]  # accelerate counts every machine's
         if train_cfg.accelerate_config:
-            from ded.config import project_path
-
             cmd += ["--config_file", project_path(str(train_cfg.accelerate_config))]
         if node:
             cmd += [f"--{k}={v}" for k, v in node.items()] + ["--rdzv_backend", "static", "--same_network"]

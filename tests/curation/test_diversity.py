@@ -7,10 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ded.config import ConfigError, CorpusConfig, DiversityConfig
+from conftest import compose
+from ded.config import ConfigError, DiversityConfig, to_dataclasses
 from ded.curation.diversity import DISTANCES, Distance, diversity_report, embed, mean_pairwise
 from ded.curation.selection import allocate, select, select_groups
 from ded.curation.selectors import greedy_maxmin, greedy_maxsum, lazy_greedy
+from ded.plugins import validate
 
 WORDS = "we find that x equals two so the sum is four then check again wait".split()
 
@@ -101,12 +103,15 @@ def test_select_entry_point_metrics_and_selectors():
 
 
 def test_config_names_come_from_the_registries():
-    bad = [({"metric": "cosine"}, "diversity.metric"), ({"selector": "kmeans"}, "diversity.selector"), ({"level": "word"}, "diversity.level")]
-    for kw, key in bad:
+    """The schema alone takes any name; the loader's check reads the registries (ded.plugins)."""
+    bad = [("diversity.metric=cosine", "diversity.metric"), ("diversity.selector=kmeans", "diversity.selector"), ("diversity.level=word", "diversity.level")]
+    for override, key in bad:
+        cfg = compose([override, "paths.output_dir=/tmp/x"])
+        to_dataclasses(cfg)
         with pytest.raises(ConfigError, match=rf"{key}: unknown value .*; allowed: \["):
-            DiversityConfig(**kw)
+            validate(cfg)
     with pytest.raises(ConfigError, match=r"corpus.allocation: unknown value 'greedy'; allowed: \['fill', 'spread'\]"):
-        CorpusConfig(allocation="greedy")
+        validate(compose(["corpus.allocation=greedy", "paths.output_dir=/tmp/x"]))
 
 
 def test_a_new_distance_is_one_registered_function():
@@ -117,14 +122,15 @@ def test_a_new_distance_is_one_registered_function():
 
     try:
         texts = ["a" * n for n in (5, 6, 1, 9, 5, 3)]
-        cfg = DiversityConfig(metric="toy")  # validates: the config's vocabulary is the registry's
+        assert validate(compose(["diversity.metric=toy", "paths.output_dir=/tmp/x"])).diversity.metric == "toy"  # the config's vocabulary is the registry's
+        cfg = DiversityConfig(metric="toy")
         assert select(texts, 2, cfg, random.Random(0)) == greedy_maxmin(length_gap(texts, None), 2, random.Random(0).randrange(6))
         assert sorted(select(texts, 2, DiversityConfig(metric="toy", selector="exact"), random.Random(0))) == [2, 3]  # 1 and 9 chars
         assert Distance("toy").key == "toy" and mean_pairwise(texts[:2], Distance("toy")) == 1.0
     finally:
         DISTANCES.unregister("toy")
     with pytest.raises(ConfigError, match="diversity.metric"):
-        DiversityConfig(metric="toy")
+        validate(compose(["diversity.metric=toy", "paths.output_dir=/tmp/x"]))
 
 
 def test_embedding_distance_and_report():

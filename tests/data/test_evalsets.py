@@ -60,7 +60,7 @@ def test_malformed_file_names_file_and_line(tmp_path):
 
 
 def test_unknown_benchmark_lists_allowed():
-    with pytest.raises(ConfigError, match="eval.benchmarks: .*allowed"):
+    with pytest.raises(ConfigError, match="eval.sets: .*allowed"):
         load_eval_set("aime99")
 
 

@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 
 from conftest import compose
-from ded.data import load_task, multistep, worked_examples
+from ded.data import multistep
+from ded.data.tasks import load_task, worked_examples
 from ded.grading.answers import check_answer
 from ded.generation import Request
 from ded.generation.backends.solver import SolverBackend
@@ -81,7 +82,7 @@ def test_task_registered_and_bad_level_named():
 
 
 def test_teacher_lineup_composes():
-    from ded.config import validate
+    from ded.plugins import validate
 
     styles = {}
     for t in ("smollm2_fewshot", "smollm2_stepwise", "smollm2_think", "solver", "solver_varied"):

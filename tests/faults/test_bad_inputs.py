@@ -1,6 +1,6 @@
 """A table of bad inputs, each given to a real `python run.py`: every one stops with exit status 2,
 one message naming the key, file or line at fault, no traceback, within seconds, and nothing
-generated. The bound is generous (the machine may be loaded); the README gives measured times."""
+generated. The bound is generous (the machine may be loaded); docs/benchmarks.md gives measured times."""
 
 import subprocess
 import sys

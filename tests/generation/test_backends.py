@@ -10,7 +10,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 
 from conftest import compose
-from ded.config import ConfigError, ModelConfig, validate
+from ded.config import ConfigError, ModelConfig
+from ded.plugins import validate
 from ded.data import Question
 from ded.generation import Backend, Completion, generate_cached
 from ded.generation.backends import BACKENDS, register_backend
@@ -82,15 +83,15 @@ def test_a_model_config_holds_only_its_backends_keys():
     assert "teacher.batch_size" in str(e.value) + str(e.value.__cause__)
     with pytest.raises(ConfigCompositionException, match="teacher.vllm"):
         compose(["teacher=r1", "teacher.vllm.tensor_parallel_size=8"])
-    with pytest.raises(ConfigError, match=r"^backend: unknown value 'nope'; allowed: \[") as e:
+    with pytest.raises(ConfigError, match=r"^teacher.backend: unknown value 'nope'; allowed: \[") as e:
         validate(compose(["teacher.backend=nope"]).teacher)
     assert all(f"'{name}'" in str(e.value) for name in ("hf", "openai", "vllm", "replay"))
-    with pytest.raises(ConfigError, match=r"^backend: 'vllm' has its own keys \(VLLMModelConfig\)"):
+    with pytest.raises(ConfigError, match=r"^teacher.backend: 'vllm' has its own keys \(VLLMModelConfig\)"):
         validate(compose(["teacher.backend=vllm"]).teacher)  # an hf config cannot turn into a vllm one
 
 
 def test_discovering_the_backends_imports_nothing_heavy():
-    """ded.config.register() discovers the backends before Hydra composes, on every run."""
+    """ded.plugins.register() discovers the backends before Hydra composes, on every run."""
     code = ("import sys; from ded.generation.backends import discover; names = discover().names(); "
             "print(sorted(names), [m for m in ('torch', 'transformers', 'vllm', 'openai', 'datasets', 'httpx') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, compose
-from ded.config import ConfigError, validate
+from ded.config import ConfigError
+from ded.plugins import validate
 from ded.data import Question, arithmetic
 from ded.generation import Backend, Completion, generate_cached, generation_key, question_hash, shard_of, shard_questions
 from ded.generation.sample_cache import SampleCache

@@ -281,7 +281,7 @@ def test_pass_at_k_on_code_counts_passing_programs():
 
 SMALL = ["corpus.pool_size=4", "corpus.size=4", "corpus.pass_rate.k=1", "corpus.trajectories.n=2", "corpus.trajectories.p=1",
          "student.sampling.max_new_tokens=32", "eval.size=3", "eval.k=1", "eval.sampling.max_new_tokens=32", "eval.limit=3",
-         "eval.per_benchmark.gsm8k.max_new_tokens=16", "train.num_train_epochs=1", "train.per_device_train_batch_size=4",
+         "eval.per_set.gsm8k.max_new_tokens=16", "train.num_train_epochs=1", "train.per_device_train_batch_size=4",
          "analysis.enabled=false", "logger=none"]  # fmt: skip
 
 
@@ -351,22 +351,22 @@ def test_livecodebench_is_read_from_a_local_file_and_says_how_to_get_one(tmp_pat
 
 def test_grading_code_is_known_before_the_run():
     from conftest import compose
-    from ded.config import validate
+    from ded.plugins import validate
     from ded.preflight import grades_code
 
     def grades(*o):
         return grades_code(validate(compose([*o, "paths.output_dir=/tmp/unused"])))
 
-    assert grades("experiment=code_cpu") and grades("eval.benchmarks=[humaneval]") and grades("corpus=math_code")
-    assert not grades() and not grades("corpus=gsm8k", "eval.benchmarks=[gsm8k]")
+    assert grades("experiment=code_cpu") and grades("eval.sets=[humaneval]") and grades("corpus=math_code")
+    assert not grades() and not grades("corpus=gsm8k", "eval.sets=[gsm8k]")
 
 
 def test_the_paper_scale_code_configuration_trains_before_and_scores_after_one_day():
     from conftest import compose
-    from ded.config import validate
+    from ded.plugins import validate
 
     c = validate(compose(["experiment=paper_32b_code", "paths.output_dir=/tmp/unused"]))
     assert c.name == "paper_32b_code" and c.teacher.name == "qwq-32b" and c.train.num_machines == 2
     (pool,) = c.corpus.pools
     assert pool.format == "livecodebench" and pool.until == "2024-07-31" and c.eval.since == "2024-08-01"
-    assert c.eval.benchmarks[0] == "livecodebench" and c.sandbox.per_test_s == 6 and not c.corpus.filters.repetition
+    assert c.eval.sets[0] == "livecodebench" and c.sandbox.per_test_s == 6 and not c.corpus.filters.repetition

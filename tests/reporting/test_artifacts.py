@@ -159,7 +159,7 @@ def test_wandb_failure_while_logging_artifacts_keeps_the_local_record(tmp_path, 
 
     from ded.reporting.artifacts import record_checkpoint
     from ded.core.cache import StageCache
-    from ded.config import validate
+    from ded.plugins import validate
     from ded.stages import Run, curation
     from ded.stages.training import Trained
     from ded.reporting.tracking import Tracker

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import compose
 from ded.core.cache import StageCache
-from ded.config import validate
+from ded.plugins import validate
 from ded.data import Question
 from ded.stages import STAGES, Run, StopPipeline, curation, evaluation, passrate, questions, trajectories
 from ded.reporting.tracking import Tracker

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import compose
 from ded.core.cache import StageCache
-from ded.config import validate
+from ded.plugins import validate
 from ded.stages import Run
 from ded.stages.curation import Corpus
 from ded.reporting.tracking import Tracker

@@ -15,7 +15,7 @@ builder that turns such a config into a ``ded.generation.Backend``::
 ``path`` is the model reference to load (the config's own, or a trained checkpoint), and
 ``identity`` the cache identity that replaces the config's (None: the backend's own).
 
-``ded.config.register()`` calls ``discover()`` and stores every schema in Hydra's ConfigStore
+``ded.plugins.register()`` calls ``discover()`` and stores every schema in Hydra's ConfigStore
 as ``backend/<name>``; a model yaml picks its schema with ``defaults: [/backend/<name>@_here_,
 _self_]``, so it can hold only that backend's keys. That happens before Hydra composes, on
 every run: these modules import nothing heavy at the top (torch, vllm, openai and datasets are
@@ -29,6 +29,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
+from ded.config import check
 from ded.core.registry import Registry
 
 
@@ -56,3 +57,12 @@ def discover() -> Registry[BackendPlugin]:
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
     return BACKENDS
+
+
+def plugin_for(mcfg, role: str = "model") -> BackendPlugin:
+    """The plug-in of the backend a model config names: registered, and the config is its schema
+    (ConfigError naming ``<role>.backend`` otherwise)."""
+    plugin = discover()[BACKENDS.check(mcfg.backend, f"{role}.backend")]
+    check(isinstance(mcfg, plugin.config), f"{role}.backend", f"{mcfg.backend!r} has its own keys ({plugin.config.__name__}): pick a "
+          f"model config that uses it, or start one with `defaults: [/backend/{mcfg.backend}@_here_, _self_]`")  # fmt: skip
+    return plugin

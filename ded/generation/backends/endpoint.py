@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from ded.config import PromptedModelConfig, _check, one_of
+from ded.config import PromptedModelConfig, check, one_of
+from ded.core.models import ModelNotAvailable, local_checkpoint, resolve
+from ded.core.reasoning import join_reasoning, normalize_think
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
-from ded.generation.factory import HINT, label, labelled, model_identity
-from ded.core.reasoning import join_reasoning, normalize_think
-from ded.core.models import ModelNotAvailable, local_checkpoint, resolve
+from ded.generation.identity import HINT, label, labelled, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,18 @@ class EndpointConfig:
     def __post_init__(self):
         one_of(self.api, ("chat", "completions"), "endpoint.api")
         one_of(self.launch, LAUNCH, "endpoint.launch")
-        _check(self.concurrency > 0, "endpoint.concurrency", f"must be > 0, got {self.concurrency}")
-        _check(self.timeout > 0, "endpoint.timeout", f"must be > 0, got {self.timeout}")
-        _check(self.max_retries >= 0, "endpoint.max_retries", f"must be >= 0, got {self.max_retries}")
-        _check(self.backoff >= 0, "endpoint.backoff", f"must be >= 0, got {self.backoff}")
-        _check(self.tensor_parallel_size > 0, "endpoint.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
-        _check(self.data_parallel_size > 0, "endpoint.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+        check(self.concurrency > 0, "endpoint.concurrency", f"must be > 0, got {self.concurrency}")
+        check(self.timeout > 0, "endpoint.timeout", f"must be > 0, got {self.timeout}")
+        check(self.max_retries >= 0, "endpoint.max_retries", f"must be >= 0, got {self.max_retries}")
+        check(self.backoff >= 0, "endpoint.backoff", f"must be >= 0, got {self.backoff}")
+        check(self.tensor_parallel_size > 0, "endpoint.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        check(self.data_parallel_size > 0, "endpoint.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
 
 
 @dataclass
 class OpenAIModelConfig(PromptedModelConfig):
     """An OpenAI-compatible server, external or launched by the harness; ``dtype`` is what a
     launched vllm/transformers server loads (an external server decides for itself)."""
-
     backend: str = "openai"
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
 
@@ -130,7 +129,7 @@ def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identi
 
 def launched_server(mcfg, cache_root, path, who, checkpoint, identity: dict, ident: dict, extra_body: dict, served):
     """(the Server the harness starts, what it serves, the served model name); fills the identity."""
-    from ded.generation.server import Server
+    from ded.generation.server import Server  # httpx: loaded only when a run launches a server (backend discovery stays light)
 
     e = mcfg.endpoint
     identity["launch"] = e.launch  # a launched engine is known: llama.cpp's GGUF is not vLLM's bf16
@@ -255,7 +254,7 @@ class OpenAIBackend(Backend):
     # ── availability ──────────────────────────────────────────────────────────────────────
     def check(self) -> None:
         if self.server is not None:
-            from ded.generation.server import INSTALL, missing_modules
+            from ded.generation.server import INSTALL, missing_modules  # httpx: only with a launched server
 
             missing = missing_modules(self.server.kind)
             if missing:

@@ -24,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ded.config import PromptedModelConfig, _check, one_of
+from ded.config import PromptedModelConfig, check, one_of
+from ded.core.models import check_available, load_model, local_checkpoint
+from ded.core.reasoning import normalize_think
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
-from ded.generation.factory import label, labelled, model_identity
-from ded.core.reasoning import normalize_think
-from ded.core.models import check_available, load_model, local_checkpoint
+from ded.generation.identity import label, labelled, model_identity
 
 ENGINES = ("generate", "continuous")
 
@@ -42,7 +42,7 @@ class HFModelConfig(PromptedModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        check(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
         one_of(self.engine, ("auto", *ENGINES), "engine")
 
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ded.config import ModelConfig, _check
+from ded.config import ModelConfig, check
+from ded.core.models import ModelNotAvailable
+from ded.core.reasoning import join_reasoning, normalize_think
 from ded.generation import Backend, Completion, Request, question_hash
 from ded.generation.backends import register_backend
-from ded.generation.factory import HINT, label
-from ded.core.reasoning import join_reasoning, normalize_think
-from ded.core.models import ModelNotAvailable
+from ded.generation.identity import HINT, label
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class ReplayConfig:
     only_correct: bool = False  # index only trajectories flagged correct
 
     def __post_init__(self):
-        _check(not (self.model_value and not self.model_field), "replay.model_value", "needs replay.model_field (the column to match)")
-        _check(not (self.only_correct and not self.correct), "replay.only_correct", "needs replay.correct (the flag column)")
+        check(not (self.model_value and not self.model_field), "replay.model_value", "needs replay.model_field (the column to match)")
+        check(not (self.only_correct and not self.correct), "replay.only_correct", "needs replay.correct (the flag column)")
 
 
 @dataclass

@@ -20,12 +20,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
-from ded.config import PromptedModelConfig, _check
+from ded.config import PromptedModelConfig, check
+from ded.core.models import ModelNotAvailable, local_checkpoint
+from ded.core.reasoning import normalize_think
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
-from ded.generation.factory import HINT, label, model_identity
-from ded.core.reasoning import normalize_think
-from ded.core.models import ModelNotAvailable, local_checkpoint
+from ded.generation.identity import HINT, label, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class VLLMConfig:
     engine_extra: dict[str, Any] = field(default_factory=dict)  # more vllm.LLM(...) arguments
 
     def __post_init__(self):
-        _check(self.tensor_parallel_size > 0, "vllm.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
-        _check(self.data_parallel_size > 0, "vllm.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
-        _check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
+        check(self.tensor_parallel_size > 0, "vllm.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        check(self.data_parallel_size > 0, "vllm.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+        check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 @dataclass

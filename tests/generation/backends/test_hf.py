@@ -10,7 +10,8 @@ import tracemalloc
 import pytest
 import torch
 
-from ded.config import ConfigError, validate
+from ded.config import ConfigError
+from ded.plugins import validate
 from ded.data import Question
 from ded.generation import Request, generate_cached
 from ded.generation.backends.hf import HFBackend
