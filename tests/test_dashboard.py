@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("wandb_workspaces")
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "analysis" / "dashboard.py"
+SCRIPT = ROOT / "notebooks" / "dashboard.py"
 GROUP = "multirun/2025-01-01/12-00-00"
 
 

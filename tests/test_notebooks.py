@@ -1,4 +1,4 @@
-"""The notebooks in analysis/ run top to bottom (papermill, a failing cell fails the test) on a
+"""The notebooks in notebooks/ run top to bottom (papermill, a failing cell fails the test) on a
 small real sweep, write their figures and tables, and are stored without outputs."""
 
 import json
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 
-NOTEBOOKS = ROOT / "analysis"
+NOTEBOOKS = ROOT / "notebooks"
 from conftest import HOT, TEACHER
 
 
@@ -31,7 +31,7 @@ def kernel(tmp_path_factory):
 
 
 def execute(kernel: str, name: str, out: Path, **params) -> Path:
-    """Run analysis/<name>.ipynb with `params` (FIGURES = out/<name>); the folder its figures and tables went to."""
+    """Run notebooks/<name>.ipynb with `params` (FIGURES = out/<name>); the folder its figures and tables went to."""
     import papermill
 
     figures = out / name

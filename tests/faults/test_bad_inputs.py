@@ -30,7 +30,7 @@ CASES = [
     ("unknown distance", ["diversity.metric=cosine"], "diversity.metric: unknown value 'cosine'"),
     ("unknown selector", ["diversity.selector=best"], "diversity.selector: unknown value 'best'"),
     ("unknown stage", ["stop_after=train"], "stop_after: unknown value 'train'"),
-    ("unknown benchmark", ["eval.benchmarks=[aime99]"], "eval.benchmarks: unknown benchmark(s) ['aime99']"),
+    ("unknown eval set", ["eval.sets=[aime99]"], "eval.sets: unknown set(s) ['aime99']"),
     ("unknown optimizer", ["train.optim=adamw_wobble"], "train.optim: unknown value 'adamw_wobble'"),
     ("unknown hf engine", ["teacher.engine=paged"], "engine: unknown value 'paged'"),
     ("band upside down", ["corpus.pass_rate.min_rate=0.9", "corpus.pass_rate.max_rate=0.5"], "corpus.pass_rate: min_rate"),
