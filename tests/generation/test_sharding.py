@@ -39,13 +39,13 @@ def _questions() -> list[Question]:
 SHARD_JOB = r"""
 import json, os, sys, time
 from pathlib import Path
-sys.path.insert(0, {tests!r})
+sys.path[:0] = {tests!r}
 import torch
 torch.set_num_threads(1)
 from ded.generation import generate_cached
 from ded.generation.backends.hf import HFBackend
 from ded.core.models import load_model
-from test_sharded_generation import SAMPLING, N_SAMPLES, N_SHARDS, _questions
+from test_sharding import SAMPLING, N_SAMPLES, N_SHARDS, _questions
 i, root, barrier = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 model = load_model({model!r}, "")
 backend = HFBackend(lambda: model, {{"model": "smollm2-test"}}, batch_size=1)
@@ -85,7 +85,7 @@ def test_four_shard_processes_fill_one_key_at_once(tmp_path, smollm_path):
 
     root, barrier = tmp_path / "sharded", tmp_path / "barrier"
     barrier.mkdir()
-    code = SHARD_JOB.format(tests=str(ROOT / "tests"), model=smollm_path)
+    code = SHARD_JOB.format(tests=[str(ROOT / "tests"), str(Path(__file__).resolve().parent)], model=smollm_path)  # conftest and this module
     procs = [subprocess.Popen([sys.executable, "-c", code, str(i), str(root), str(barrier)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(N_SHARDS)]  # fmt: skip
     try:
