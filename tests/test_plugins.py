@@ -40,8 +40,8 @@ def test_register_stores_the_schema_and_one_node_per_backend():
     register()
     repo = ConfigStore.instance().repo
     assert "ded_schema.yaml" in repo
-    # every registered backend (a test may have registered one more, e.g. its own toy backend)
-    assert {"hf", "openai", "replay", "solver", "vllm"} <= {n.removesuffix(".yaml") for n in repo["backend"]} == set(BACKENDS.names())
+    stored = {n.removesuffix(".yaml") for n in repo["backend"]}  # a test's own toy backend may also be stored
+    assert {"hf", "openai", "replay", "solver", "vllm"} <= set(BACKENDS.names()) <= stored
 
 
 @pytest.mark.parametrize("overrides, key", [
