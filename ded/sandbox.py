@@ -93,22 +93,27 @@ class SandboxError(UserError):
 
 
 def run(program: str, stdin: str = "", limits: Limits = Limits(), files: dict[str, str] | None = None, *,
-        interpreter: str | None = None, hide: tuple[str, ...] | list[str] = ()) -> Result:
+        interpreter: str | None = None, hide: tuple[str, ...] | list[str] = (), partner: str | None = None) -> Result:
     """Run `program` (Python source) once in a fresh sandbox, feeding it `stdin`.
 
     `files` are written next to the program in /tmp/work (relative names). `interpreter` is the
     Python that runs it (default: this one if the sandbox's user can execute it, else the system's).
     `hide` adds paths the program must not see. Never raises for anything the program does.
+
+    `partner` (Python source) runs beside `program` in the same sandbox, out of its reach: its own
+    uid (as root), its own PID namespace; `program` holds its stdin as fd 3 and its stdout as fd 4.
+    `files` then go to the partner's /tmp/work and `program` runs from / (ded/sandbox_init.py).
+    The code grader is built on this: the judge is `program`, the solution runs in the partner.
     """
     reason = check_isolation()
     if reason:
         raise SandboxError(f"the code sandbox cannot run here: {reason}")
-    return _run(program, stdin, limits, files or {}, interpreter, tuple(hide))
+    return _run(program, stdin, limits, files or {}, interpreter, tuple(hide), partner)
 
 
 def run_many(jobs: list[tuple[str, str]], limits: Limits = Limits(), workers: int | None = None, progress: bool = False, *,
              files: dict[str, str] | None = None, interpreter: str | None = None,
-             hide: tuple[str, ...] | list[str] = ()) -> list[Result]:
+             hide: tuple[str, ...] | list[str] = (), partner: str | None = None) -> list[Result]:
     """Run (program, stdin) jobs in parallel sandboxes; results in the order of `jobs`.
 
     `workers` defaults to the usable cores. Each worker is a thread waiting on its own sandbox
@@ -128,7 +133,7 @@ def run_many(jobs: list[tuple[str, str]], limits: Limits = Limits(), workers: in
         bar = tqdm(total=len(jobs), desc="sandbox", unit="run")
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox")
     try:
-        futures = {pool.submit(_run, program, stdin, limits, files or {}, interpreter, tuple(hide)): i
+        futures = {pool.submit(_run, program, stdin, limits, files or {}, interpreter, tuple(hide), partner): i
                    for i, (program, stdin) in enumerate(jobs)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
@@ -179,7 +184,7 @@ def _probe() -> str | None:
                 return (f"not root and unprivileged user namespaces are disabled ({what}): run as root, "
                         "or allow them (sysctl)")
     try:
-        r = _run("print(6 * 7)", "", Limits(wall_s=30), {}, None, ())
+        r = _run("print(6 * 7)", "", Limits(wall_s=30), {}, None, (), None)
     except SandboxError as e:
         return str(e)
     if r.status != "ok" or r.stdout.strip() != "42":
@@ -313,27 +318,28 @@ def _uid_range() -> tuple[int, int]:
 
 
 def _run(program: str, stdin: str, limits: Limits, files: dict[str, str], interpreter: str | None,
-         hide: tuple[str, ...]) -> Result:
+         hide: tuple[str, ...], partner: str | None) -> Result:
     for name in files:
         parts = Path(name).parts
         if not name or os.path.isabs(name) or ".." in parts or parts == (PROGRAM_NAME,):
             raise ValueError(f"sandbox file name {name!r}: use a relative path without '..', other than {PROGRAM_NAME}")
     root = os.geteuid() == 0
     interpreter, keep = _interpreter(interpreter)
-    uid = _allocate_uid() if root else os.getuid()
+    uids = [_allocate_uid() for _ in range(2 if partner else 1)] if root else [os.getuid()] * 2
     try:
         spec = {
-            "mode": "root" if root else "userns", "uid": uid, "harness_pid": os.getpid(), "program": program,
-            "files": dict(files), "limits": asdict(limits), "interpreter": interpreter, "keep": list(keep),
-            "hide": _hidden_paths(hide),
+            "mode": "root" if root else "userns", "uid": uids[0], "partner_uid": uids[-1], "harness_pid": os.getpid(),
+            "program": program, "partner": partner, "files": dict(files), "limits": asdict(limits),
+            "interpreter": interpreter, "keep": list(keep), "hide": _hidden_paths(hide),
         }
-        return _supervise(spec, stdin, limits, root, uid)
+        return _supervise(spec, stdin, limits, root, set(uids))
     finally:
         if root:
-            _release_uid(uid)
+            for uid in uids:
+                _release_uid(uid)
 
 
-def _supervise(spec: dict, stdin: str, limits: Limits, root: bool, uid: int) -> Result:
+def _supervise(spec: dict, stdin: str, limits: Limits, root: bool, uids: set[int]) -> Result:
     """Start the sandbox, feed stdin, collect capped output, enforce the wall clock, clean up."""
     spec_fd = os.memfd_create("ded-sandbox-spec", os.MFD_CLOEXEC)  # never a file on disk
     os.write(spec_fd, marshal.dumps(spec))
@@ -368,7 +374,8 @@ def _supervise(spec: dict, stdin: str, limits: Limits, root: bool, uid: int) -> 
             f.close()
         status_lines = _read_all(status_r)
         if root and "done" not in status_lines:
-            _sweep(uid)  # the outer process did not get to it
+            for uid in uids:
+                _sweep(uid)  # the outer process did not get to it
     wall = time.monotonic() - t0
     return _result(status_lines, stopped, out, err, wall, limits, proc.returncode)
 
@@ -473,9 +480,12 @@ def _read_all(fd: int) -> list[str]:
 def _result(status_lines: list[str], stopped: str | None, out: bytes, err: bytes, wall: float, limits: Limits,
             outer_rc: int | None) -> Result:
     stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    started = "started" in status_lines
     errors = [line[len("error "):] for line in status_lines if line.startswith("error ")]
-    if errors and not stopped:
+    if errors and not stopped and not started:  # the sandbox itself: nothing the program did
         raise SandboxError(f"the code sandbox could not be set up: {errors[0]}")
+    if errors and not stopped:  # after the program started: that program's failure, never the batch's
+        return Result("error", None, stdout, f"{stderr}ded.sandbox: {errors[0]}\n", wall)
     if stopped:
         return Result(stopped, None, stdout, stderr, wall)
     refused = [line[len("refused "):] for line in status_lines if line.startswith("refused ")]

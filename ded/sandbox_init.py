@@ -12,6 +12,7 @@ that only the harness reads; the program never holds it (it is close-on-exec). L
 
     error <text>             the sandbox could not be set up (the harness raises SandboxError)
     refused <text>           the program or its files could not be written (too big): a failed run
+    started                  the program is about to start: an error after this is the program's failure
     exit <code> <cpu_s>      the program exited            (written by the reaper)
     signal <num> <cpu_s>     the program died of a signal  (written by the reaper)
     done                     everything of the run is gone; the outer process is exiting
@@ -27,12 +28,20 @@ without the uid change and the uid sweep, since there the program runs as the ha
            └─ program  rlimits, a fresh uid, no groups, no capabilities, no_new_privs;
                        execs the interpreter on /tmp/work/main.py with a minimal environment
 
+With a partner (``spec["partner"]``: a second program, the solution's side of a code check), the
+reaper starts it first, as its own uid (mode "root") in a PID and mount namespace of its own with
+its own /proc, so it cannot see, signal or trace the program (the judge); the two talk over two
+pipes only (program: fd 3 writes to the partner's fd 0, fd 4 reads the partner's fd 1). The
+partner's working directory is /tmp/work (``files`` go there); the program then runs as
+``python -I -c SOURCE`` from /, holding no file the partner could change.
+
 The harness stops a run by sending SIGUSR1 to the outer process, which kills the reaper (and so
 the whole namespace), sweeps and reports as usual; SIGKILL of the process group is its fallback.
 """
 
 import _signal  # not `signal`: that module imports enum, ~10 ms on every run
 import ctypes
+import fcntl
 import marshal
 import os
 import resource
@@ -146,19 +155,22 @@ def outer(spec_fd, status_fd):
     if reaper == 0:
         reaper_main(spec, status_fd)  # never returns
     os.waitpid(reaper, 0)
-    if mode == "root":
-        sweep(spec["uid"])  # belt and braces: nothing of the uid can live outside the dead namespace
+    if mode == "root":  # belt and braces: nothing of the uids can live outside the dead namespace
+        for uid in {spec["uid"], spec["partner_uid"]}:
+            sweep(uid)  # no fork here: this PID namespace is dead, a fork would fail (ENOMEM)
     report(status_fd, "done")
     os._exit(0)
 
 
 def sweep(uid):
-    """Kill every process of `uid` by becoming it: kill(-1) spares only ourselves (and init)."""
+    """Kill every process of `uid` by acting as it: kill(-1) spares only ourselves (and init). The
+    saved uid stays root, so the caller becomes root again after."""
     try:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        os.kill(-1, _signal.SIGKILL)
+        os.setresuid(uid, uid, 0)
+        try:
+            os.kill(-1, _signal.SIGKILL)
+        finally:
+            os.setresuid(0, 0, 0)
     except OSError:
         pass  # ESRCH: nothing left
 
@@ -178,9 +190,13 @@ def reaper_main(spec, status_fd):
         except OSError as e:  # the program's own fault (bigger than disk_mb): a failed run, not a broken sandbox
             report(status_fd, f"refused cannot write the program and its files into {WORKDIR}: {e}")
             os._exit(1)
+        channel = start_partner(spec, status_fd) if spec.get("partner") else None
+        report(status_fd, "started")  # from here on, anything that fails is the program's failure
         child = os.fork()
         if child == 0:
-            program_main(spec, status_fd)  # never returns
+            program_main(spec, status_fd, channel)  # never returns
+        for fd in channel or ():
+            os.close(fd)
         while True:  # reap orphans until the program itself ends
             pid, status, usage = os.wait4(-1, 0)
             if pid == child:
@@ -278,10 +294,11 @@ def mount_proc():
 
 def write_workdir(spec):
     """/tmp/work: the program and its files, owned by the run's uid."""
-    uid = spec["uid"]
+    uid = spec["partner_uid"] if spec.get("partner") else spec["uid"]
     os.mkdir(WORKDIR, 0o700)
     os.chown(WORKDIR, uid, uid)
-    for name, text in [(PROGRAM, spec["program"]), *spec["files"].items()]:
+    program = [] if spec.get("partner") else [(PROGRAM, spec["program"])]  # a judge runs from -c
+    for name, text in [*program, *spec["files"].items()]:
         path = os.path.join(WORKDIR, name)
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
@@ -303,34 +320,91 @@ def _parents_below(path, top):
 # program: limits, privileges dropped, exec
 
 
-def program_main(spec, status_fd):
+def program_main(spec, status_fd, channel=None):
     try:
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT):  # ignored dispositions survive execve
             _signal.signal(sig, _signal.SIG_DFL)
-        os.closerange(3, status_fd)  # only stdin/stdout/stderr (and the status pipe, until execve) stay open
-        os.closerange(status_fd + 1, 1 << 16)
-        os.chdir(WORKDIR)
-        set_limits(spec["limits"])
-        drop_bounding_set()
-        if spec["mode"] == "root":
-            uid = spec["uid"]
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)  # after this the rlimits bind, and the root-owned reaper is out of reach
-        prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binaries, no file capabilities
-        prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)  # setuid cleared it; the reaper is our parent
+        keep = [status_fd]
+        if channel is not None:  # the pipes to the partner become fds 3 and 4 (moved out of the way first)
+            status_fd, to_partner, from_partner = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (status_fd, *channel))
+            os.dup2(to_partner, 3, inheritable=True)
+            os.dup2(from_partner, 4, inheritable=True)
+            keep = [3, 4, status_fd]
+        close_all_but(keep)
         interpreter = spec["interpreter"]
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-            # numeric libraries would start a thread per core and run into the process limit
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        }
-        # -E -s: no PYTHON* variables, no user site; not -I, so files next to main.py stay importable.
-        # -B: no __pycache__ in the working directory.
-        os.execve(interpreter, [interpreter, "-B", "-E", "-s", PROGRAM], env)
+        if channel is None:
+            become(spec, spec["uid"], WORKDIR)
+            # -E -s: no PYTHON* variables, no user site; not -I, so files next to main.py stay importable.
+            argv = [interpreter, "-B", "-E", "-s", PROGRAM]
+        else:
+            become(spec, spec["uid"], "/")
+            argv = [interpreter, "-B", "-I", "-c", spec["program"]]  # no file: nothing the partner could rewrite
+        os.execve(interpreter, argv, program_env())
     except BaseException as e:  # noqa: BLE001
         report(status_fd, f"error starting the program: {e.args[0] if isinstance(e, SetupError) else repr(e)}")
     os._exit(127)
+
+
+def start_partner(spec, status_fd):
+    """Start the partner in a PID and mount namespace of its own; returns the program's two pipe ends."""
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    launcher = os.fork()
+    if launcher == 0:
+        try:
+            unshare(CLONE_NEWPID | CLONE_NEWNS)
+            if os.fork():
+                os._exit(0)  # the partner (PID 1 of the new namespace) is reparented to the reaper
+            mount(None, "/", None, MS_REC | MS_PRIVATE)
+            mount_proc()  # its /proc shows only its own namespace: the judge has no pid here
+            os.dup2(to_r, 0)
+            os.dup2(from_w, 1)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            close_all_but([status_fd])
+            become(spec, spec["partner_uid"], WORKDIR, deathsig=False)  # the reaper's end ends its namespace
+            interpreter = spec["interpreter"]
+            os.execve(interpreter, [interpreter, "-B", "-E", "-s", "-c", spec["partner"]], program_env())
+        except BaseException as e:  # noqa: BLE001
+            report(status_fd, f"error starting the partner: {e.args[0] if isinstance(e, SetupError) else repr(e)}")
+        os._exit(127)
+    os.close(to_r)
+    os.close(from_w)
+    os.waitpid(launcher, 0)
+    return to_w, from_r
+
+
+def close_all_but(keep):
+    """Close every fd from 3 up except `keep` (the status pipe stays until execve: it is close-on-exec)."""
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+def become(spec, uid, cwd, deathsig=True):
+    """Limits, no capabilities, `uid` (mode root), no_new_privs: after this the rlimits bind and
+    the root-owned reaper is out of reach."""
+    os.chdir(cwd)
+    set_limits(spec["limits"])
+    drop_bounding_set()
+    if spec["mode"] == "root":
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binaries, no file capabilities
+    if deathsig:  # setuid cleared it; the reaper is our parent (the partner's launcher is not: it exits)
+        prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
+
+
+def program_env():
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+        # numeric libraries would start a thread per core and run into the process limit
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    }
 
 
 def set_limits(limits):

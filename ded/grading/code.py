@@ -2,16 +2,16 @@
 
 A code question's gold answer (``Question.answer``, kind ``code``) is a JSON *test spec* (``make_spec``):
 ``assert`` (HumanEval, MBPP), ``stdin`` (LiveCodeBench, Codeforces-style) or ``functional``
-(LiveCodeBench, LeetCode-style). Grading runs the driver program (ded/grading/driver.py) in the
-sandbox (ded/sandbox.py), the solution and its spec on its stdin; see docs/code.md for the rules a
-verdict follows. Limits, workers and hidden folders come with each check (``GradingSettings``).
+(LiveCodeBench, LeetCode-style). Grading runs two programs in the
+sandbox (ded/sandbox.py): the judge (ded/grading/judge.py) holds the spec and decides, the runner
+(ded/grading/runner.py) runs the solution out of its reach; see docs/code.md for the rules a verdict
+follows. Limits, workers and hidden folders come with each check (``GradingSettings``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
 import textwrap
 from dataclasses import asdict
 from pathlib import Path
@@ -84,36 +84,38 @@ def read_spec(gold: str) -> dict:
     return spec
 
 
-# --- running: the driver program, its limits, many checks in parallel ------------------------------
+# --- running: the judge and the runner, their limits, many checks in parallel ------------------------------
 
-DRIVER = Path(__file__).with_name("driver.py").read_text()  # the program of every check; its parameters come on stdin
+JUDGE = Path(__file__).with_name("judge.py").read_text()  # decides; its parameters come on stdin
+RUNNER = Path(__file__).with_name("runner.py").read_text()  # runs the solution, out of the judge's way
 
 
-def _job(response: str, gold: str, per_test_s: float) -> tuple[Verdict | None, str | None, str | None]:
-    """(a verdict already known, or None; the driver's stdin; its nonce)."""
+def _job(response: str, gold: str, per_test_s: float, out_bytes: int) -> tuple[Verdict | None, str | None]:
+    """(a verdict already known, or None; the judge's stdin)."""
     try:
         spec = read_spec(gold)
     except (ValueError, TypeError):
-        return Verdict(False, "bad_gold"), None, None
+        return Verdict(False, "bad_gold"), None
     code = extract_code(response)
     if code is None:
-        return Verdict(False, "no_answer"), None, None
+        return Verdict(False, "no_answer"), None
     entry = spec.get("entry_point")
     if entry and spec.get("prelude") and not re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry)}\b", code, re.MULTILINE):
         code = spec["prelude"].rstrip("\n") + "\n" + textwrap.indent(code, "    ")  # only the body: it completes the prompt
-    nonce = "DED-" + secrets.token_hex(8)
-    return None, json.dumps({"spec": spec, "code": code, "nonce": nonce, "per_test_s": float(per_test_s)}), nonce
+    params = {"spec": spec, "code": code, "per_test_s": float(per_test_s), "out": int(out_bytes), "runner": "fds"}
+    return None, json.dumps(params)
 
 
-def _verdict(result, nonce: str) -> Verdict:
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith(nonce + " "):
-            try:
-                v = json.loads(line[len(nonce) + 1 :])
-            except ValueError:
-                break
-            return Verdict(bool(v["ok"]), v["reason"], v.get("detail") or None)
-    # no verdict line: the sandbox stopped the program (time, output) or it ended itself early
+def _verdict(result) -> Verdict:
+    """The judge's verdict, accepted only from a run that ended normally with exactly one verdict line."""
+    lines = result.stdout.splitlines()
+    if result.status == "ok" and len(lines) == 1:
+        try:
+            v = json.loads(lines[0])
+            return Verdict(v["ok"] is True, str(v["reason"]), str(v.get("detail") or "") or None)
+        except (ValueError, TypeError, KeyError):
+            pass
+    # no verdict: the sandbox stopped the judge (the whole run's time or output) or it failed
     reason = result.status if result.status in ("timeout", "output_limit") else "runtime_error"
     return Verdict(False, reason, (result.stderr or result.status)[-400:])
 
@@ -152,17 +154,18 @@ class CodeAnswer(AnswerKind):
         return self.check_many([(response, str(gold))], settings or GradingSettings())[0]
 
     def check_many(self, items, settings, progress=False) -> list[Verdict]:
-        """Verdicts for (response, gold spec) pairs: the driver runs in parallel sandboxes
+        """Verdicts for (response, gold spec) pairs: the judge and runner run in parallel sandboxes
         (``sandbox.workers`` at once); a pair checked before under the same limits runs nothing."""
         limits, per_test_s, workers = _limits(settings.sandbox), float(settings.sandbox.per_test_s), int(settings.sandbox.workers)
         keys = [_memo_key(r, str(g), per_test_s, limits, settings.hide) for r, g in items]
-        jobs = [(_MEMO[k], None, None) if k in _MEMO else _job(r, str(g), per_test_s) for k, (r, g) in zip(keys, items)]
-        todo = [i for i, (v, _, _) in enumerate(jobs) if v is None]
-        results = run_many([(DRIVER, jobs[i][1]) for i in todo], limits, workers=workers or None, progress=progress,
-                           hide=settings.hide) if todo else []  # fmt: skip
-        out = [v for v, _, _ in jobs]
+        jobs = [(_MEMO[k], None) if k in _MEMO else _job(r, str(g), per_test_s, limits.output_bytes)
+                for k, (r, g) in zip(keys, items)]  # fmt: skip
+        todo = [i for i, (v, _) in enumerate(jobs) if v is None]
+        results = run_many([(JUDGE, jobs[i][1]) for i in todo], limits, workers=workers or None, progress=progress,
+                           hide=settings.hide, partner=RUNNER) if todo else []  # fmt: skip
+        out = [v for v, _ in jobs]
         for i, res in zip(todo, results):
-            out[i] = _verdict(res, jobs[i][2])
+            out[i] = _verdict(res)
         if len(_MEMO) > MEMO_SIZE:
             _MEMO.clear()
         _MEMO.update(zip(keys, out))

@@ -1,5 +1,7 @@
-"""The grading driver (ded/grading/driver.py) on its own: its comparisons imported directly, and the
-program run as a plain subprocess (no sandbox) with its parameters as JSON on stdin, per style."""
+"""The judge and the runner (ded/grading/judge.py, ded/grading/runner.py) on their own: the
+comparisons imported directly, and the judge run as a plain subprocess (no sandbox: it then starts
+the runner itself) with its parameters as JSON on stdin, per style. What the sandbox adds (another
+uid, another PID namespace) is tested with the adversarial suite, tests/grading/test_adversarial.py."""
 
 import ast
 import json
@@ -9,24 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from ded.grading import driver
+from ded.grading import judge, runner
 from ded.grading.code import make_spec
-from ded.grading.driver import same_text, same_value
+from ded.grading.judge import same_text, same_value
 
-DRIVER = Path(driver.__file__)
-NONCE = "DED-test-nonce"
+JUDGE = Path(judge.__file__)
 
 
 def grade(tmp_path: Path, spec: str, code: str, per_test_s: float = 2.0) -> dict:
-    """The driver's verdict on `code` against `spec` (make_spec's JSON), run in a scratch folder
-    without a sandbox; `-I`: its own folder (ded/grading, with a code.py) is not on sys.path."""
-    params = {"spec": json.loads(spec), "code": code, "nonce": NONCE, "per_test_s": per_test_s}
-    p = subprocess.run([sys.executable, "-I", str(DRIVER)], input=json.dumps(params), capture_output=True, text=True,
+    """The judge's verdict on `code` against `spec` (make_spec's JSON), run without a sandbox;
+    `-I`: its own folder (ded/grading, with a code.py) is not on sys.path."""
+    params = {"spec": json.loads(spec), "code": code, "per_test_s": per_test_s, "out": 1 << 20}
+    p = subprocess.run([sys.executable, "-I", str(JUDGE)], input=json.dumps(params), capture_output=True, text=True,
                        cwd=tmp_path, timeout=60)  # fmt: skip
     assert p.returncode == 0, p.stderr
-    lines = [line for line in p.stdout.splitlines() if line.startswith(NONCE + " ")]
-    assert len(lines) == 1, p.stdout  # one verdict line, tagged with the nonce it was given
-    return json.loads(lines[0][len(NONCE) + 1 :])
+    lines = p.stdout.splitlines()
+    assert len(lines) == 1, p.stdout  # one verdict line, nothing else
+    return json.loads(lines[0])
 
 
 ASSERT = make_spec("assert", test_code="assert add(2, 3) == 5\nassert add(-1, 1) == 0")
@@ -35,8 +36,9 @@ STDIN = make_spec("stdin", tests=[{"input": "1 2\n", "output": "3\n"}, {"input":
 FUNCTIONAL = make_spec("functional", tests=[{"input": "[1, 2]", "output": "[2, 4]"}, {"input": "[]", "output": "[]"}], fn_name="doubled")
 
 
-def test_the_driver_imports_only_the_standard_library():
-    tree = ast.parse(DRIVER.read_text())
+@pytest.mark.parametrize("module", [judge, runner])
+def test_the_judge_and_the_runner_import_only_the_standard_library(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported and imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
@@ -85,7 +87,6 @@ def test_a_wrong_solution_fails_naming_the_test(tmp_path, spec, code, detail):
 def test_a_syntax_error_is_unparsable_before_any_test_runs(tmp_path, spec):
     v = grade(tmp_path, spec, "def f(:\n    return")
     assert v["ok"] is False and v["reason"] == "unparsable" and "SyntaxError" in v["detail"]
-    assert not (tmp_path / "in.txt").exists()  # no test was started
 
 
 def test_a_prelude_that_does_not_compile_is_unparsable_too(tmp_path):
