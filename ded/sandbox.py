@@ -14,7 +14,11 @@ network, mount, PID, IPC, UTS and cgroup namespaces:
 * a fresh /proc that shows only the run's own processes, and a minimal environment: nothing of the
   harness's environment variables (API keys, tokens) reaches the program;
 * limits: wall clock (enforced here), CPU time, address space, processes, file size, open files
-  (rlimits); stdout + stderr capped at ``output_bytes`` (past it the run is killed);
+  (rlimits); stdout + stderr capped at ``output_bytes`` (past it the run is killed); where this
+  process may make memory cgroups, ``memory_mb`` bounds the whole run, whatever holds the memory
+  (``memory_bound`` says which bound applies here); System V IPC capped in the run's IPC namespace;
+* a syscall filter (seccomp): no keyrings, memfds, io_uring, userfaultfd, bpf or perf_event_open,
+  sockets of the unix and inet families only, no other ABI (``syscall_filter`` says what applies);
 * as root the program runs as a fresh uid (2_000_000 + random, no groups, no capabilities,
   no_new_privs), because rlimits do not bind root; without root it runs in an unprivileged user
   namespace as the harness's own uid, with the same mounts and limits;
@@ -28,8 +32,10 @@ only SandboxError, when the sandbox itself cannot be built here (``check_isolati
 
 from __future__ import annotations
 
+import errno
 import marshal
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -52,9 +58,13 @@ CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class Limits:
+    """A run's limits. ``memory_mb`` is each process's RLIMIT_AS everywhere and, where this process
+    may make memory cgroups (``memory_bound()`` says), also the bound of the whole run: every process,
+    tmpfs file and System V segment of it together (past it the OOM killer takes the program)."""
+
     wall_s: float = 10.0  # wall clock for the whole run
     cpu_s: int = 10  # RLIMIT_CPU of the program (and of each process it starts)
-    memory_mb: int = 1024  # RLIMIT_AS, per process
+    memory_mb: int = 1024  # RLIMIT_AS per process; the whole run's memory where a cgroup can be made (above)
     nproc: int = 16  # RLIMIT_NPROC: processes and threads of the run
     output_bytes: int = 1 << 20  # stdout + stderr kept; past it the run is killed ("output_limit")
     disk_mb: int = 64  # size of each private tmpfs (/tmp holding /tmp/work, /var/tmp, /dev/shm); RLIMIT_FSIZE
@@ -223,13 +233,22 @@ def _detect_interpreter(path: str | None) -> tuple[str, tuple[str, ...]]:
                                "(pass interpreter=, or make one world-executable)")
         path = usable[0]
     path = os.path.abspath(path)
-    try:  # a trusted interpreter, asked once, outside the sandbox, where its files are
-        out = subprocess.run([path, "-I", "-S", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+    try:  # a trusted interpreter, asked once, outside the sandbox, where its files are; with site (no -S): a venv's prefix
+        out = subprocess.run([path, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
                              capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
     except (OSError, subprocess.SubprocessError) as e:
         raise SandboxError(f"the sandbox's interpreter {path} does not start: {e}") from e
-    keep = {path, os.path.realpath(path), *(os.path.realpath(p) for p in out[:2] if p)}
+    keep = {path, os.path.realpath(path), *_symlink_chain(path), *(os.path.realpath(p) for p in out[:2] if p)}
     return path, tuple(sorted(keep))
+
+
+def _symlink_chain(path: str) -> list[str]:
+    """Every link on the way from `path` to the file it names (venv/bin/python -> python3 -> /usr/bin/python3)."""
+    chain: list[str] = []
+    while os.path.islink(path) and len(chain) < 40:
+        chain.append(path)
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    return chain
 
 
 def _usable_by_anyone(path: str) -> bool:
@@ -314,6 +333,223 @@ def _uid_range() -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
+# what bounds a run here: the syscall filter, a memory cgroup per run
+
+FILTERED_MACHINES = ("x86_64", "aarch64")  # the machines ded/sandbox_init.py has syscall tables for (SYSCALL_NUMBERS)
+CGROUP_PREFIX = "ded-sandbox-"  # a run's memory cgroup: ded-sandbox-<harness pid>-<random>
+
+
+def syscall_filter() -> str:
+    """One line: the syscall filter every sandboxed program runs under on this machine, or why none."""
+    machine = os.uname().machine
+    if machine in FILTERED_MACHINES and sys.maxsize > 2**32:
+        return (f"seccomp ({machine}): keyrings, memfd, io_uring, userfaultfd, bpf, perf_event_open denied; "
+                "sockets only of the unix, inet and inet6 families; other syscall ABIs killed")
+    return f"none: no syscall table for {machine} (namespaces, rlimits and the fresh uid still apply)"
+
+
+def memory_bound() -> str:
+    """One line: what bounds a run's memory on this machine."""
+    found = _memory_cgroup()
+    if found is not None:
+        return f"a memory cgroup per run (cgroup {found[0]})"
+    if not (os.uname().machine in FILTERED_MACHINES and sys.maxsize > 2**32):
+        return "RLIMIT_AS per process; SysV shm capped by the IPC namespace (as root); memfd not denied (no syscall filter)"
+    if os.geteuid() != 0:  # no root in the run's user namespace to own its IPC limits: the filter denies SysV IPC instead
+        return "RLIMIT_AS per process; memfd and SysV shm denied"
+    return "RLIMIT_AS per process; memfd denied; SysV shm capped by the IPC namespace"
+
+
+def memory_cgroup_parent() -> str | None:
+    """The cgroup folder this process makes its runs' memory cgroups in, or None where it cannot."""
+    found = _memory_cgroup()
+    return None if found is None else found[1]
+
+
+_cgroup_lock = threading.Lock()
+_cgroup: list[tuple[str, str] | None] = []
+
+
+def _memory_cgroup() -> tuple[str, str] | None:
+    """("v1" | "v2", folder) where this process may make a memory cgroup per run; detected once."""
+    with _cgroup_lock:
+        if not _cgroup:
+            _cgroup.append(_find_memory_cgroup())
+        return _cgroup[0]
+
+
+def _find_memory_cgroup() -> tuple[str, str] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        memberships = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    v2 = v1 = None
+    for line in memberships:
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:
+            v2 = path
+        elif "memory" in controllers.split(","):
+            v1 = path
+    candidates = []
+    for line in mounts:
+        left, _, right = line.partition(" - ")
+        fields, fs = left.split(), right.split()
+        if len(fields) < 5 or len(fs) < 3:
+            continue
+        root, point = _unescape(fields[3]), _unescape(fields[4])
+        if fs[0] == "cgroup2" and v2 is not None and (own := _cgroup_folder(point, root, v2)):
+            # v2: children need "memory" in their parent's subtree_control; a cgroup holding processes
+            # (ours) cannot enable it unless it is the root, so the parent is the usual place
+            candidates += [("v2", own), ("v2", os.path.dirname(own))] if own != point else [("v2", own)]
+        elif fs[0] == "cgroup" and v1 is not None and "memory" in fs[2].split(",") and (own := _cgroup_folder(point, root, v1)):
+            candidates.append(("v1", own))
+    for version, folder in candidates:
+        if version == "v2":
+            try:
+                if "memory" not in Path(folder, "cgroup.subtree_control").read_text().split():
+                    continue
+            except OSError:
+                continue
+        if _can_make_cgroups(version, folder):
+            _remove_stale_cgroups(folder)
+            return version, folder
+    return None
+
+
+def _cgroup_folder(mount_point: str, mount_root: str, path: str) -> str | None:
+    """Where cgroup `path` (as /proc/self/cgroup names it) is under a mount of the hierarchy."""
+    if mount_root == "/":
+        return os.path.normpath(mount_point + path)
+    if path == mount_root or path.startswith(mount_root + "/"):
+        return os.path.normpath(mount_point + path[len(mount_root):])
+    return None
+
+
+def _unescape(path: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
+
+
+def _can_make_cgroups(version: str, folder: str) -> bool:
+    """Make a probe cgroup with a memory limit in `folder`, have a child process join it as a run's
+    outer process will, and remove it."""
+    probe = os.path.join(folder, f"{CGROUP_PREFIX}{os.getpid()}-probe-{os.urandom(4).hex()}")
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return False
+    try:
+        _set_memory_limit(version, probe, 1 << 30)
+        join = [sys.executable, "-I", "-S", "-c", "import sys\nwith open(sys.argv[1], 'w') as f: f.write('0')", _join_file(probe)]
+        return subprocess.run(join, capture_output=True, timeout=30, cwd="/", check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        _remove_cgroup(probe)
+
+
+def _set_memory_limit(version: str, folder: str, limit: int) -> None:
+    """Memory and swap together at most `limit` bytes (v1: memory+swap needs the memory limit first)."""
+    if version == "v2":
+        files = [("memory.max", str(limit)), ("memory.swap.max", "0")]
+    else:
+        files = [("memory.limit_in_bytes", str(limit)), ("memory.memsw.limit_in_bytes", str(limit))]
+    for name, value in files:
+        path = os.path.join(folder, name)
+        if name in ("memory.swap.max", "memory.memsw.limit_in_bytes") and not os.path.exists(path):
+            continue  # no swap accounting here (no swap, or it is off): the memory limit is all of it
+        with open(path, "w") as f:
+            f.write(value)
+
+
+def _make_run_cgroup(memory_mb: int) -> str | None:
+    """A fresh memory cgroup for one run, limited to `memory_mb`; None where none can be made here."""
+    found = _memory_cgroup()
+    if found is None:
+        return None
+    version, parent = found
+    path = os.path.join(parent, f"{CGROUP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}")
+    try:
+        os.mkdir(path)
+        try:
+            _set_memory_limit(version, path, memory_mb << 20)
+        except OSError:
+            _remove_cgroup(path)
+            raise
+    except OSError as e:
+        raise SandboxError(f"cannot make the run's memory cgroup in {parent} ({e.strerror}); "
+                           f"this machine made one before (cgroup {version}): is it out of cgroups or memory?") from e
+    return path
+
+
+def _join_file(cgroup: str) -> str:
+    """Where a process writes "0" to join `cgroup`: v1's ``tasks`` moves the writing thread without
+    the kernel's global lock (the outer process has one thread); v2 has ``cgroup.procs`` only."""
+    tasks = os.path.join(cgroup, "tasks")
+    return tasks if os.path.exists(tasks) else os.path.join(cgroup, "cgroup.procs")
+
+
+def _remove_cgroup(path: str, wait_s: float = 5.0) -> None:
+    """Remove a run's cgroup; whatever still lives in it (it should be nothing) is killed first."""
+    deadline, delay = time.monotonic() + wait_s, 0.001
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                return  # left for _remove_stale_cgroups of a later harness
+        _kill_cgroup(path)
+        time.sleep(delay)
+        delay = min(2 * delay, 0.05)
+
+
+def _kill_cgroup(path: str) -> None:
+    try:
+        with open(os.path.join(path, "cgroup.kill"), "w") as f:  # cgroup v2, Linux 5.14+
+            f.write("1")
+        return
+    except OSError:
+        pass
+    try:
+        pids = [int(p) for p in Path(path, "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _remove_stale_cgroups(parent: str) -> None:
+    """Empty run cgroups of harnesses that died before removing them (one try each: a live run's is never touched)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(CGROUP_PREFIX):
+            continue
+        try:
+            os.kill(int(name[len(CGROUP_PREFIX):].split("-")[0]), 0)
+            continue  # its harness lives
+        except ProcessLookupError:
+            pass
+        except (ValueError, OSError):
+            continue
+        try:
+            os.rmdir(os.path.join(parent, name))
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
 # one run
 
 
@@ -326,14 +562,19 @@ def _run(program: str, stdin: str, limits: Limits, files: dict[str, str], interp
     root = os.geteuid() == 0
     interpreter, keep = _interpreter(interpreter)
     uids = [_allocate_uid() for _ in range(2 if partner else 1)] if root else [os.getuid()] * 2
+    cgroup = None
     try:
+        cgroup = _make_run_cgroup(limits.memory_mb)
         spec = {
             "mode": "root" if root else "userns", "uid": uids[0], "partner_uid": uids[-1], "harness_pid": os.getpid(),
             "program": program, "partner": partner, "files": dict(files), "limits": asdict(limits),
             "interpreter": interpreter, "keep": list(keep), "hide": _hidden_paths(hide),
+            "cgroup_join": cgroup and _join_file(cgroup),  # the outer process joins the run's memory cgroup first
         }
         return _supervise(spec, stdin, limits, root, set(uids))
     finally:
+        if cgroup is not None:
+            _remove_cgroup(cgroup)  # the run is over (its processes killed, if it came to that)
         if root:
             for uid in uids:
                 _release_uid(uid)

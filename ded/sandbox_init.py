@@ -7,8 +7,9 @@ starts it fresh for every run as
     python -I -S sandbox_init.py --sweep UID            # kill every process of UID (harness clean-up)
 
 SPEC_FD is a memfd holding the run's spec (a ``marshal``-ed dict written by ded.sandbox: mode,
-uid, program, files, limits, interpreter, paths to hide and paths to keep). STATUS_FD is a pipe
-that only the harness reads; the program never holds it (it is close-on-exec). Lines on it:
+uid, program, files, limits, interpreter, paths to hide and paths to keep, the memory cgroup to
+join). STATUS_FD is a pipe that only the harness reads; the program never holds it (it is
+close-on-exec). Lines on it:
 
     error <text>             the sandbox could not be set up (the harness raises SandboxError)
     refused <text>           the program or its files could not be written (too big): a failed run
@@ -21,11 +22,14 @@ Process tree (mode "root"; mode "userns" is the same inside an unprivileged user
 without the uid change and the uid sweep, since there the program runs as the harness's uid):
 
     harness
-     └─ outer    this script: new network, mount, IPC, UTS, cgroup namespaces and a PID namespace
-        │        for its children; waits, then kills whatever the run's uid still has, says "done"
-        └─ reaper  PID 1 of the new PID namespace, root: seals the file system, starts the program,
-           │       reaps orphans; when it exits the kernel kills everything left in the namespace
-           └─ program  rlimits, a fresh uid, no groups, no capabilities, no_new_privs;
+     └─ outer    this script: joins the run's memory cgroup (where the harness made one), then new
+        │        network, mount, IPC, UTS, cgroup namespaces and a PID namespace for its children;
+        │        waits, then kills whatever the run's uid still has, says "done"
+        └─ reaper  PID 1 of the new PID namespace, root, ignoring every signal it can: seals the file
+           │       system, caps System V IPC, starts the program, reaps orphans; when it exits the
+           │       kernel kills everything left in the namespace
+           └─ program  rlimits, a fresh uid, no groups, no capabilities, no_new_privs, every signal
+                       at its default, first in line for the OOM killer, a syscall filter (seccomp);
                        execs the interpreter on /tmp/work/main.py with a minimal environment
 
 With a partner (``spec["partner"]``: a second program, the solution's side of a code check), the
@@ -63,6 +67,34 @@ WORKDIR = "/tmp/work"
 PROGRAM = "main.py"
 
 libc = ctypes.CDLL(None, use_errno=True)
+
+# The syscall filter (install_seccomp): per machine, its audit architecture and the numbers of the
+# calls it treats specially; a machine not listed here runs without a filter (ded.sandbox.syscall_filter).
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+SYSCALL_NUMBERS = {
+    "x86_64": {"socket": 41, "socketpair": 53, "add_key": 248, "request_key": 249, "keyctl": 250, "perf_event_open": 298,
+               "memfd_create": 319, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+               "io_uring_register": 427, "memfd_secret": 447, "shmget": 29, "msgget": 68},
+    "aarch64": {"socket": 198, "socketpair": 199, "add_key": 217, "request_key": 218, "keyctl": 219, "perf_event_open": 241,
+                "memfd_create": 279, "bpf": 280, "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
+                "io_uring_register": 427, "memfd_secret": 447, "shmget": 194, "msgget": 186},
+}
+DENIED_SYSCALLS = (  # each fails with EPERM
+    "add_key", "request_key", "keyctl",  # keyrings are not namespaced: keys charged to the run's uid outlive the run
+    "memfd_create", "memfd_secret",  # memory in a memfd escapes RLIMIT_AS (and memfd_secret's is unswappable)
+    "io_uring_setup", "io_uring_enter", "io_uring_register",  # attack surface: a large kernel interface, no program needs it
+    "userfaultfd",  # attack surface: stalls the kernel's page faults at will (the classic race widener)
+    "bpf",  # attack surface: the verifier and the JIT
+    "perf_event_open",  # attack surface, and a side channel
+)
+UNCAPPED_IPC = ("shmget", "msgget")  # denied too where limit_ipc cannot cap System V IPC (a user namespace maps no root)
+SOCKET_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6: the rest (vsock reaches the hypervisor) gets EAFNOSUPPORT
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_ERRNO, SECCOMP_RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
+EPERM, ENOSYS, EAFNOSUPPORT = 1, 38, 97
+X32_SYSCALL_BIT = 0x40000000
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x06
+ipc_capped = [True]  # limit_ipc's outcome, read by install_seccomp in the program (a child of the reaper)
 
 
 class SetupError(Exception):
@@ -127,6 +159,7 @@ def outer(spec_fd, status_fd):
     mode = spec["mode"]
     flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     try:
+        join_memory_cgroup(spec)
         if mode == "userns":
             uid, gid = os.getuid(), os.getgid()
             unshare(flags | CLONE_NEWUSER)
@@ -182,9 +215,11 @@ def sweep(uid):
 def reaper_main(spec, status_fd):
     try:
         _signal.signal(_signal.SIGUSR1, _signal.SIG_DFL)
+        ignore_signals()  # the program (same uid in mode userns) cannot end the run by signalling PID 1
         prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)  # the outer died (killed by the harness): the namespace goes
         libc.sethostname(b"sandbox", 7)
         seal_filesystem(spec)
+        limit_ipc(spec["limits"])  # in the fresh /proc: this IPC namespace's System V limits
         try:
             write_workdir(spec)
         except OSError as e:  # the program's own fault (bigger than disk_mb): a failed run, not a broken sandbox
@@ -222,7 +257,9 @@ def seal_filesystem(spec):
     disk = spec["limits"]["disk_mb"]
     for path in SCRATCH:
         if os.path.isdir(path) and not os.path.islink(path):
+            held = hold_kept(path, keep)  # an interpreter (a virtualenv) living there stays usable
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk}m,nr_inodes=16384,mode=1777")
+            bind_back(path, held)
     if os.path.isdir("/run") and not os.path.islink("/run"):  # host unix sockets (dbus, ...) live here
         mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,nr_inodes=64,mode=755")
     mount_proc()
@@ -338,7 +375,7 @@ def program_main(spec, status_fd, channel=None):
             argv = [interpreter, "-B", "-E", "-s", PROGRAM]
         else:
             become(spec, spec["uid"], "/")
-            argv = [interpreter, "-B", "-I", "-c", spec["program"]]  # no file: nothing the partner could rewrite
+            argv = [interpreter, "-B", "-I", "-S", "-c", spec["program"]]  # no file: nothing the partner could rewrite
         os.execve(interpreter, argv, program_env())
     except BaseException as e:  # noqa: BLE001
         report(status_fd, f"error starting the program: {e.args[0] if isinstance(e, SetupError) else repr(e)}")
@@ -389,6 +426,7 @@ def become(spec, uid, cwd, deathsig=True):
     the root-owned reaper is out of reach."""
     os.chdir(cwd)
     set_limits(spec["limits"])
+    oom_first()
     drop_bounding_set()
     if spec["mode"] == "root":
         os.setgroups([])
@@ -397,6 +435,8 @@ def become(spec, uid, cwd, deathsig=True):
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binaries, no file capabilities
     if deathsig:  # setuid cleared it; the reaper is our parent (the partner's launcher is not: it exits)
         prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
+    default_signals()  # the reaper's ignored signals would survive execve
+    install_seccomp()  # last: nothing after it may need a denied call
 
 
 def program_env():
@@ -405,6 +445,162 @@ def program_env():
         # numeric libraries would start a thread per core and run into the process limit
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     }
+
+
+def oom_first():
+    """Be the first the OOM killer picks (in the run's memory cgroup, and on the host): else a run
+    whose memory sits in tmpfs files or System V segments, which belong to no process, would cost
+    the bigger outer or reaper process, and the run's own report."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:  # raising it needs no privilege
+            f.write("1000")
+    except OSError:
+        pass  # no /proc (a user namespace that could not mount one): the cgroup still binds
+
+
+def default_signals():
+    """Every signal back to its default: the reaper ignores them all, and an ignored disposition
+    survives execve."""
+    for sig in range(1, _signal.NSIG):
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):
+            try:
+                _signal.signal(sig, _signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # the C library's own real-time signals
+
+
+def ignore_signals():
+    """The reaper ignores every signal it can (SIGCHLD aside, which it waits on): in mode userns
+    the program runs as the reaper's uid, and a signal Python handles (SIGINT) would end the run."""
+    for sig in range(1, _signal.NSIG):
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD):
+            try:
+                _signal.signal(sig, _signal.SIG_IGN)
+            except (OSError, ValueError):
+                pass
+
+
+def seccomp_filter(machine, denied_too=()):
+    """The classic BPF program for `machine`, as (code, jt, jf, k) tuples (struct seccomp_data:
+    nr at offset 0, arch at 4, the first argument's low half at 16 on these little-endian machines)."""
+    numbers = SYSCALL_NUMBERS[machine]
+    code = [
+        (BPF_LD_W_ABS, 0, 0, 4),
+        (BPF_JEQ_K, 1, 0, AUDIT_ARCH[machine]),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),  # another ABI (int 0x80 on x86_64): its numbers mean other calls
+        (BPF_LD_W_ABS, 0, 0, 0),
+    ]
+    if machine == "x86_64":
+        code += [(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT), (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS)]  # x32: not for us
+    denied = sorted({numbers[name] for name in (*DENIED_SYSCALLS, *denied_too)})
+    sockets = [numbers["socket"], numbers["socketpair"]]
+    # Below the checks: [allow] [EPERM] [family checks ...]; a check at index i jumps i' - i - 1 ahead.
+    checks = len(denied) + len(sockets)
+    eperm, family = checks + 1, checks + 2
+    for i, nr in enumerate(denied):
+        code.append((BPF_JEQ_K, eperm - i - 1, 0, nr))
+    for i, nr in enumerate(sockets, len(denied)):
+        code.append((BPF_JEQ_K, family - i - 1, 0, nr))
+    code += [(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW), (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | EPERM)]
+    code.append((BPF_LD_W_ABS, 0, 0, 16))  # the address family (an int)
+    n = len(SOCKET_FAMILIES)
+    for i, af in enumerate(SOCKET_FAMILIES):
+        code.append((BPF_JEQ_K, n - i, 0, af))
+    code += [(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | EAFNOSUPPORT), (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW)]
+    return code
+
+
+def install_seccomp():
+    """The syscall filter, last thing before execve (no_new_privs is set): see DENIED_SYSCALLS and
+    SOCKET_FAMILIES (and UNCAPPED_IPC where limit_ipc failed); another ABI is killed. On a machine
+    without a table, nothing (and False)."""
+    machine = os.uname().machine
+    if machine not in SYSCALL_NUMBERS or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    code = seccomp_filter(machine, () if ipc_capped[0] else UNCAPPED_IPC)
+    instructions = (SockFilter * len(code))(*code)
+    program = SockFprog(len(code), instructions)
+    _call(libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(program),
+                     ctypes.c_ulong(0), ctypes.c_ulong(0)), "installing the syscall filter (seccomp)")
+    return True
+
+
+def join_memory_cgroup(spec):
+    """Move this process, and so everything of the run, into the run's memory cgroup (made by the
+    harness: ded.sandbox), before the cgroup namespace is made, so that it is the run's root there.
+    "0" is the writer itself; through v1's ``tasks`` (this process has one thread) the kernel skips
+    the global lock that a cgroup.procs write takes (an RCU grace period, ~10 ms a run)."""
+    path = spec.get("cgroup_join")
+    if path:
+        try:
+            with open(path, "w") as f:
+                f.write("0")
+        except OSError as e:
+            raise SetupError(f"joining the run's memory cgroup {os.path.dirname(path)}: {e.strerror}") from e
+
+
+def limit_ipc(limits):
+    """Cap System V IPC in the run's own IPC namespace: a segment (or a queued message) belongs to
+    no process, so RLIMIT_AS never sees it and it outlives the process that made it. Skipped where
+    /proc/sys is not writable (in mode userns, where no root is mapped to own these files): the
+    filter then denies System V segments and queues altogether (UNCAPPED_IPC)."""
+    size = limits["memory_mb"] << 20
+    for name, value in (("shmmax", size), ("shmall", size // os.sysconf("SC_PAGE_SIZE")), ("shmmni", 64), ("msgmni", 16)):
+        try:
+            with open(f"/proc/sys/kernel/{name}", "w") as f:
+                f.write(str(value))
+        except OSError:
+            ipc_capped[0] = False
+
+
+def hold_kept(scratch, keep):
+    """Handles on the kept paths (the interpreter's) below `scratch`, taken before a tmpfs covers
+    it: (path, target of a symlink or None, O_PATH fd of anything else)."""
+    held = []
+    for path in sorted(k for k in keep if k.startswith(scratch + "/")):
+        if any(path.startswith(p + "/") for p, _, _ in held) or not os.path.lexists(path):
+            continue  # inside a kept folder already, or not there at all
+        if os.path.islink(path):
+            held.append((path, os.readlink(path), None))
+        else:
+            held.append((path, None, os.open(path, os.O_PATH | os.O_CLOEXEC)))
+    return held
+
+
+def bind_back(scratch, held):
+    """Recreate each held path in the fresh tmpfs at `scratch` (root's folders, 0755) and bind the
+    original there, read-only, nosuid, nodev; a symlink is made again."""
+    for path, link, fd in held:
+        parts = os.path.relpath(path, scratch).split("/")
+        folder = scratch
+        for name in parts[:-1]:
+            folder = os.path.join(folder, name)
+            if not os.path.isdir(folder):
+                os.mkdir(folder)
+                os.chmod(folder, 0o755)
+        if link is not None:
+            os.symlink(link, path)
+            continue
+        source = f"/proc/self/fd/{fd}"
+        if os.path.isdir(source):
+            os.mkdir(path)
+            os.chmod(path, 0o755)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        mount(source, path, None, MS_BIND | MS_REC)
+        os.close(fd)
+        kept = os.statvfs(path).f_flag  # flags a user namespace may not drop: kept as they are
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        for st, ms in ((8, MS_NOEXEC), (1024, MS_NOATIME), (2048, MS_NODIRATIME), (4096, MS_RELATIME), (8192, MS_NOSYMFOLLOW)):
+            flags |= ms if kept & st else 0
+        mount(None, path, None, flags)
 
 
 def set_limits(limits):
@@ -417,6 +613,7 @@ def set_limits(limits):
         resource.RLIMIT_FSIZE: (limits["disk_mb"] * mb,) * 2,
         resource.RLIMIT_NOFILE: (256, 256),
         resource.RLIMIT_CORE: (0, 0),
+        resource.RLIMIT_MSGQUEUE: (1 << 16, 1 << 16),  # POSIX message queues: 64 KiB, not the default 800 KB per uid
     }
     for which, (soft, hard) in wanted.items():
         _, current = resource.getrlimit(which)

@@ -11,6 +11,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,9 @@ from ded import sandbox
 from ded.sandbox import Limits, Result, run, run_many
 
 REPO = Path(__file__).resolve().parents[1]
+# How the repository looks from inside a sandbox: an empty, read-only directory; or, when it lives
+# under /tmp (which the sandbox replaces with a tmpfs of its own), not there at all.
+HIDDEN_REPO = "False" if REPO.parts[1:2] == ("tmp",) else "[]"
 
 _reason = sandbox.check_isolation()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"no sandbox here: {_reason}")
@@ -143,13 +147,16 @@ def test_interpreter_inside_a_hidden_path_stays_usable_and_the_rest_stays_hidden
         (home / "secret.txt").write_text(secret)
         program = textwrap.dedent(f"""
             import os
-            print(os.path.exists({str(home / "bin" / "python3")!r}), os.listdir({str(REPO / "ded")!r}))
+            print(os.path.exists({str(home / "bin" / "python3")!r}), os.path.isdir({str(REPO / "ded")!r}) and os.listdir({str(REPO / "ded")!r}))
             for path in {[str(home / "secret.txt"), str(REPO / "pyproject.toml")]!r}:
-                print(path, open(path).read()[:100])
+                try:
+                    print(path, open(path).read()[:100])
+                except OSError as e:  # not there at all (a repository under /tmp)
+                    print(path, "unreadable", type(e).__name__)
         """)
         r = run(program, interpreter=str(home / "bin" / "python3"))
         assert r.status == "ok", r
-        assert r.stdout.splitlines()[0] == "True []"
+        assert r.stdout.splitlines()[0] == f"True {HIDDEN_REPO}"
         assert secret not in r.stdout and "[project]" not in r.stdout
     finally:
         shutil.rmtree(home)
@@ -288,7 +295,7 @@ def test_deleting_the_repository_and_test_files_changes_nothing(tmp_path, host_b
     """)
     r = run(program)
     assert r.status == "ok" and "removed 0" in r.stdout, r
-    assert f"rmtree {REPO} []" in r.stdout  # the repository is an empty, read-only directory in there
+    assert f"rmtree {REPO} {HIDDEN_REPO}" in r.stdout  # the repository is an empty, read-only directory in there (or absent)
     assert keep.read_text() == "still here"
     assert tracked_hash() == host_before["tracked"]
 
@@ -418,6 +425,326 @@ def test_run_many_mixes_outcomes():
 
 
 # ---------------------------------------------------------------------------------------------
+# the kernel's surface: a syscall filter, memory for the whole run, signals to PID 1, /tmp
+
+# The syscall numbers the hostile programs call through ctypes (syscall(2)), per machine.
+SYSCALL_NUMBERS = {
+    "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "memfd_secret": 447, "io_uring_setup": 425,
+               "userfaultfd": 323, "bpf": 321, "perf_event_open": 298, "socketpair": 53},
+    "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "memfd_secret": 447, "io_uring_setup": 425,
+                "userfaultfd": 282, "bpf": 280, "perf_event_open": 241, "socketpair": 199},
+}
+needs_filter = pytest.mark.skipif(os.uname().machine not in SYSCALL_NUMBERS,
+                                  reason=f"no syscall filter on {os.uname().machine}: {sandbox.syscall_filter()}")
+
+DENIED_PROGRAM = textwrap.dedent("""
+    import ctypes, errno, json, os, socket
+    NR = json.loads(input())
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(name, *args):
+        ctypes.set_errno(0)
+        ret = libc.syscall(ctypes.c_long(NR[name]), *args)
+        return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())) if ret == -1 else "OK"
+
+    attr = ctypes.create_string_buffer(128)  # perf_event_attr, bpf_attr, io_uring_params: zeros
+    out = {
+        "uid": os.getuid(),
+        "add_key": call("add_key", b"user", b"ded-probe", b"secret", ctypes.c_size_t(6), ctypes.c_int(-4)),  # to the user keyring
+        "keyctl": call("keyctl", ctypes.c_int(1), b"ded-probe"),  # KEYCTL_JOIN_SESSION_KEYRING: a new named keyring
+        "request_key": call("request_key", b"user", b"ded-probe", None, ctypes.c_int(0)),
+        "memfd_secret": call("memfd_secret", ctypes.c_uint(0)),
+        "io_uring_setup": call("io_uring_setup", ctypes.c_uint(4), attr),
+        "userfaultfd": call("userfaultfd", ctypes.c_int(1)),  # UFFD_USER_MODE_ONLY: allowed unprivileged
+        "bpf": call("bpf", ctypes.c_int(0), attr, ctypes.c_uint(128)),
+        "perf_event_open": call("perf_event_open", attr, ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_int(-1), ctypes.c_ulong(0)),
+        "socketpair_packet": call("socketpair", ctypes.c_int(17), ctypes.c_int(3), ctypes.c_int(0), (ctypes.c_int * 2)()),
+    }
+    try:
+        os.memfd_create("ded-probe")
+        out["memfd_create"] = "OK"
+    except OSError as e:
+        out["memfd_create"] = errno.errorcode.get(e.errno, str(e.errno))
+    families = {"vsock": (40, socket.SOCK_STREAM), "packet": (17, socket.SOCK_RAW), "netlink": (16, socket.SOCK_RAW),
+                "alg": (38, socket.SOCK_SEQPACKET), "pfkey": (15, socket.SOCK_RAW), "bluetooth": (31, socket.SOCK_STREAM)}
+    for name, (family, kind) in families.items():
+        try:
+            socket.socket(family, kind).close()
+            out[name] = "OK"
+        except OSError as e:
+            out[name] = errno.errorcode.get(e.errno, str(e.errno))
+    print(json.dumps(out))
+""")
+
+
+def key_users() -> set[int]:
+    """The uids the kernel holds keys for (/proc/key-users)."""
+    try:
+        lines = Path("/proc/key-users").read_text().splitlines()
+    except OSError:
+        return set()
+    return {int(line.split(":")[0]) for line in lines if line.strip()}
+
+
+def purge_keys(uid: int) -> None:
+    """Invalidate `uid`'s persistent keyrings (a failing run of the test below leaves none behind)."""
+    # By serial number: looking either keyring up by its special id would create the other anew.
+    keyctl = SYSCALL_NUMBERS.get(os.uname().machine, {}).get("keyctl", -1)
+    code = ("import ctypes, os, sys; libc = ctypes.CDLL(None); uid = int(sys.argv[1]); os.setresuid(uid, uid, 0)\n"
+            f"keyctl = ctypes.c_long({keyctl})\n"
+            "serials = [libc.syscall(keyctl, 0, keyring, 0) for keyring in (-4, -5)]  # KEYCTL_GET_KEYRING_ID: user, user session\n"
+            "for serial in serials: libc.syscall(keyctl, 21, serial)  # KEYCTL_INVALIDATE\n")
+    subprocess.run([sys.executable, "-I", "-S", "-c", code, str(uid)], check=False, timeout=30)
+
+
+@needs_filter
+def test_keys_memfd_exotic_sockets_and_kernel_attack_surface_are_denied():
+    """The syscall filter: keyrings (keys charged to the run's uid outlive it), memfds (memory
+    outside RLIMIT_AS), sockets of any family but unix/inet/inet6 (vsock reaches the hypervisor),
+    io_uring, userfaultfd, bpf, perf_event_open; and no key of the run's uid is left in the kernel."""
+    r = run(DENIED_PROGRAM, stdin=json.dumps(SYSCALL_NUMBERS[os.uname().machine]) + "\n")
+    assert r.status == "ok", r
+    out = json.loads(r.stdout)
+    try:
+        denied = ("add_key", "keyctl", "request_key", "memfd_create", "memfd_secret", "io_uring_setup", "userfaultfd", "bpf",
+                  "perf_event_open")
+        assert {name: out[name] for name in denied} == {name: "EPERM" for name in denied}, out
+        families = ("vsock", "packet", "netlink", "alg", "pfkey", "bluetooth", "socketpair_packet")
+        assert {name: out[name] for name in families} == {name: "EAFNOSUPPORT" for name in families}, out
+        time.sleep(0.2)  # the key garbage collector runs asynchronously
+        assert out["uid"] not in key_users(), Path("/proc/key-users").read_text()
+    finally:
+        if os.geteuid() == 0 and out["uid"] != 0:
+            purge_keys(out["uid"])
+
+
+def run_bpf(code: list[tuple[int, int, int, int]], arch: int, nr: int, arg0: int = 0) -> int:
+    """What a classic BPF seccomp program returns for one call (the four instructions it uses)."""
+    data = {0: nr, 4: arch, 16: arg0}
+    pc, acc = 0, 0
+    while True:
+        op, jt, jf, k = code[pc]
+        if op == 0x20:  # load a word of seccomp_data
+            acc = data[k]
+        elif op in (0x15, 0x35):  # jeq, jge
+            pc += jt if (acc == k if op == 0x15 else acc >= k) else jf
+        elif op == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected instruction {op:#x}")
+        pc += 1
+
+
+def test_the_filter_of_every_machine_it_knows():
+    """Both tables, run through the BPF program (not only this machine's); the harness names the same machines."""
+    from ded import sandbox_init as si
+
+    assert set(sandbox.FILTERED_MACHINES) == set(si.SYSCALL_NUMBERS) == set(si.AUDIT_ARCH)
+    kill, allow, errno_ = 0x80000000, 0x7FFF0000, 0x00050000
+    for machine, numbers in si.SYSCALL_NUMBERS.items():
+        code, arch = si.seccomp_filter(machine), si.AUDIT_ARCH[machine]
+        for name in si.DENIED_SYSCALLS:
+            assert run_bpf(code, arch, numbers[name]) == errno_ | 1, (machine, name)  # EPERM
+        for name in ("socket", "socketpair"):
+            for family in (1, 2, 10):
+                assert run_bpf(code, arch, numbers[name], family) == allow
+            for family in (16, 17, 38, 40, 0, 1 << 20):
+                assert run_bpf(code, arch, numbers[name], family) == errno_ | 97, (machine, name, family)  # EAFNOSUPPORT
+        for nr in (0, 1, 39, 56, 57, 59, 60, 231, numbers["shmget"], numbers["msgget"]):  # read, write, getpid, clone, ...
+            assert run_bpf(code, arch, nr) == allow, (machine, nr)
+        assert run_bpf(code, 0x40000003, 20) == kill  # i386 (int 0x80)
+        shm = si.seccomp_filter(machine, si.UNCAPPED_IPC)
+        assert run_bpf(shm, arch, numbers["shmget"]) == run_bpf(shm, arch, numbers["msgget"]) == errno_ | 1
+    assert run_bpf(si.seccomp_filter("x86_64"), si.AUDIT_ARCH["x86_64"], 0x40000000 | 39) == errno_ | 38  # x32: ENOSYS
+    assert "seccomp" in sandbox.syscall_filter() or os.uname().machine not in si.SYSCALL_NUMBERS
+
+
+FOREIGN_ABI_PROGRAM = textwrap.dedent("""
+    import ctypes, errno, mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    ret = libc.syscall(ctypes.c_long(0x40000000 | 39))  # getpid through the x32 ABI
+    print("x32", ret, errno.errorcode.get(ctypes.get_errno()), flush=True)
+    code = bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3])  # mov eax, 20 (getpid on i386); int 0x80; ret
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    getpid32 = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
+    print("int 0x80 returned", getpid32(), flush=True)
+""")
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 only: 32-bit (int 0x80) and x32 system calls")
+def test_foreign_syscall_abis_are_refused():
+    """A 32-bit syscall (int 0x80) bypasses a filter keyed on x86_64 numbers: the process is killed;
+    an x32 syscall gets ENOSYS."""
+    r = run(FOREIGN_ABI_PROGRAM)
+    assert "x32 -1 ENOSYS" in r.stdout, r
+    assert "returned" not in r.stdout, r
+    # SIGSYS from the filter; a kernel without 32-bit emulation faults the int 0x80 itself (SIGSEGV)
+    assert r.status == "signal" and r.returncode in (-signal.SIGSYS, -signal.SIGSEGV), r
+
+
+ORDINARY_PROGRAM = textwrap.dedent("""
+    import asyncio, json, math, multiprocessing, socket, threading
+
+    def square(x):
+        return x * x
+
+    async def later():
+        await asyncio.sleep(0.01)
+        return "async"
+
+    if __name__ == "__main__":
+        a, b = socket.socketpair()  # AF_UNIX
+        a.sendall(b"ping")
+        assert b.recv(4) == b"ping"
+        for family, kind in ((socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_DGRAM), (socket.AF_UNIX, socket.SOCK_STREAM)):
+            socket.socket(family, kind).close()
+        with multiprocessing.Pool(2) as pool:
+            squares = pool.map(square, range(10))
+        found = []
+        threads = [threading.Thread(target=lambda i=i: found.append(math.factorial(i))) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(json.dumps({"squares": sum(squares), "threads": sorted(found), "async": asyncio.run(later()),
+                          "json": json.loads("[1.5]"), "pi": round(math.pi, 3)}))
+""")
+
+
+def test_an_ordinary_program_with_sockets_processes_threads_and_asyncio_still_runs():
+    r = run(ORDINARY_PROGRAM)
+    assert r.status == "ok", r
+    assert json.loads(r.stdout) == {"squares": 285, "threads": [1, 1, 2, 6], "async": "async", "json": [1.5], "pi": 3.142}
+
+
+SHM_PROGRAM = textwrap.dedent("""
+    import ctypes, os, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    libc.shmdt.argtypes = [ctypes.c_void_p]
+    size, held = 48 << 20, 0
+    for _ in range(8):  # 8 x 48 MB, each detached once touched: no process maps it, RLIMIT_AS does not see it
+        shmid = libc.shmget(0, ctypes.c_size_t(size), 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+        if shmid < 0:
+            print("shmget:", os.strerror(ctypes.get_errno()), flush=True)
+            break
+        address = libc.shmat(shmid, None, 0)
+        ctypes.memset(address, 1, size)
+        libc.shmdt(address)
+        held += 48
+        print("held", held, flush=True)
+    time.sleep(1.5)
+    print("kept", held)
+""")
+
+TMPFS_PROGRAM = textwrap.dedent("""
+    import time
+    held = 0
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):  # three tmpfs of disk_mb each
+        for i in range(64):
+            try:
+                with open(f"{folder}/fill{i}", "wb") as f:
+                    f.write(bytes(16 << 20))
+                held += 16
+            except OSError as e:
+                print(folder, e.strerror, flush=True)
+                break
+            print("held", held, flush=True)
+    time.sleep(1.5)
+    print("kept", held)
+""")
+
+
+def shmem_kb() -> int:
+    """The host's shared memory (tmpfs, SysV shm), all namespaces together."""
+    return int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("Shmem:")).split()[1])
+
+
+@pytest.mark.parametrize("program", [SHM_PROGRAM, TMPFS_PROGRAM], ids=["sysv_shm", "tmpfs_files"])
+def test_memory_held_outside_any_process_is_bounded_by_memory_mb(program):
+    """SysV segments and tmpfs files belong to no process (RLIMIT_AS misses them): the run as a
+    whole cannot hold more than memory_mb. The host's Shmem is watched while the program holds it."""
+    import threading
+
+    limits = Limits(memory_mb=128, disk_mb=192, wall_s=20)
+    before = peak = shmem_kb()
+    results: list[Result] = []
+    worker = threading.Thread(target=lambda: results.append(run(program, limits=limits)))
+    worker.start()
+    while worker.is_alive():
+        peak = max(peak, shmem_kb())
+        time.sleep(0.02)
+    worker.join()
+    r = results[0]
+    held = [int(line.split()[1]) for line in r.stdout.splitlines() if line.startswith(("held", "kept"))]
+    assert (peak - before) // 1024 < limits.memory_mb + 16, (peak - before, r)
+    assert r.status != "ok" or max(held, default=0) <= limits.memory_mb, r
+    for _ in range(100):  # all of it goes with the run (the kernel frees a dead IPC namespace shortly after)
+        if shmem_kb() - before < 32 * 1024:
+            break
+        time.sleep(0.05)
+    assert shmem_kb() - before < 32 * 1024
+
+
+def test_an_honest_program_within_memory_mb_passes():
+    program = "data = bytearray(100 << 20)\nfor i in range(0, len(data), 4096):\n    data[i] = 1\nprint(len(data) >> 20)"
+    r = run(program, limits=Limits(memory_mb=256))
+    assert r.status == "ok" and r.stdout == "100\n", r
+    assert sandbox.memory_bound()  # one line saying what bounds memory here
+
+
+SIGNALS_PROGRAM = textwrap.dedent("""
+    import os, signal, time
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+        try:
+            os.kill(1, sig)  # PID 1 of its namespace: the sandbox's reaper
+        except OSError as e:
+            print("kill", int(sig), type(e).__name__)
+    time.sleep(0.3)
+    print("still here")
+""")
+
+
+def test_signals_to_the_reaper_do_not_break_a_batch():
+    jobs = [("print(1)", ""), (SIGNALS_PROGRAM, ""), ("print(input())", "x\n"), ("print(2)", "")]
+    results = run_many(jobs, Limits(wall_s=10), workers=2)
+    assert len(results) == 4 and [results[i].status for i in (0, 2, 3)] == ["ok"] * 3, results
+    assert [results[i].stdout for i in (0, 2, 3)] == ["1\n", "x\n", "2\n"]
+    assert results[1].status == "ok" and results[1].stdout.endswith("still here\n"), results[1]
+
+
+def test_an_interpreter_under_tmp_stays_usable_and_the_repository_stays_hidden():
+    """A virtualenv in /tmp (which the sandbox replaces with its own tmpfs) is bound back, read-only."""
+    if not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("needs /usr/bin/python3")
+    venv = Path(f"/tmp/ded-venv-{secrets.token_hex(4)}")
+    try:
+        made = subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            pytest.skip(f"cannot make a venv with /usr/bin/python3: {made.stderr.strip()[-200:]}")
+        (venv / "secret.txt").write_text("not for you")
+        program = textwrap.dedent(f"""
+            import os, sys
+            print(6 * 7)
+            print(sys.prefix)
+            print(os.path.isdir({str(REPO)!r}) and os.listdir({str(REPO)!r}))
+            try:
+                open({str(venv / "pwned")!r}, "w")
+                print("wrote into the venv")
+            except OSError as e:
+                print("read-only", type(e).__name__)
+        """)
+        r = run(program, interpreter=str(venv / "bin" / "python"))
+        assert r.status == "ok", r
+        assert r.stdout.splitlines()[:3] == ["42", str(venv), HIDDEN_REPO], r
+        assert "read-only" in r.stdout and not (venv / "pwned").exists()
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # without root: an unprivileged user namespace
 
 
@@ -432,26 +759,28 @@ FALLBACK_SCRIPT = textwrap.dedent("""
     program, stdin = json.loads(sys.stdin.read())
     fork_bomb = "import os\\nwhile True:\\n    os.fork()"
     results = [sandbox.run(program, stdin), sandbox.run(fork_bomb, limits=sandbox.Limits(nproc=8, wall_s=3)),
-               sandbox.run("while True: pass", limits=sandbox.Limits(wall_s=1))]
+               sandbox.run("while True: pass", limits=sandbox.Limits(wall_s=1)), sandbox.run(sys.argv[2]),
+               sandbox.run(sys.argv[3], limits=sandbox.Limits(memory_mb=128, disk_mb=192, wall_s=20))]
     print(json.dumps([dataclasses.asdict(r) for r in results]))
 """)
 
 
 def test_unprivileged_fallback_is_sealed_too():
-    """The non-root path, as user nobody: same mounts, no network, no secrets, limits bind."""
+    """The non-root path, as user nobody: same mounts, no network, no secrets, limits bind; the
+    program runs as the reaper's uid there, so it can signal PID 1: the reaper ignores it."""
     if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
         pytest.skip("needs root (to become nobody), setpriv and /usr/bin/python3")
     listener = _loopback_listener()
     secret = secrets.token_hex(16)
     program = textwrap.dedent("""
         import os
-        print("UID", os.getuid(), "REPO", os.listdir(%r))
+        print("UID", os.getuid(), "REPO", os.path.isdir(%r) and os.listdir(%r))
         open("/tmp/ded_pwned", "w").write("x")
-    """ % str(REPO)) + NETWORK_PROGRAM + SECRETS_PROGRAM.replace("harness = int(input())", "harness = 1")
+    """ % (str(REPO), str(REPO))) + NETWORK_PROGRAM + SECRETS_PROGRAM.replace("harness = int(input())", "harness = 1")
     try:
         port = listener.getsockname()[1]
         proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-I", "-c", FALLBACK_SCRIPT, str(REPO)],
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-I", "-c", FALLBACK_SCRIPT, str(REPO), SIGNALS_PROGRAM, SHM_PROGRAM],
             input=json.dumps([program, f"{port}\n"]), capture_output=True, text=True, timeout=120, cwd="/",
             env={"PATH": "/usr/bin:/bin", "DED_TEST_SECRET": secret},
         )
@@ -459,13 +788,16 @@ def test_unprivileged_fallback_is_sealed_too():
         answer = json.loads(proc.stdout)
         if isinstance(answer, dict):
             pytest.skip(f"no unprivileged sandbox here: {answer['skip']}")
-        sealed, bomb, loop = answer
+        sealed, bomb, loop, signals, shm = answer
         assert sealed["status"] == "ok", sealed
-        assert "UID 65534 REPO []" in sealed["stdout"]
+        assert f"UID 65534 REPO {HIDDEN_REPO}" in sealed["stdout"]
         assert "CONNECTED" not in sealed["stdout"] and sealed["stdout"].count("BLOCKED") == 2
         assert secret not in sealed["stdout"] + sealed["stderr"]
         assert _accepted_nothing(listener)
         assert bomb["status"] != "ok" and loop["status"] == "timeout"
+        assert signals["status"] == "ok" and signals["stdout"] == "still here\n", signals  # every kill() reached PID 1
+        held = [int(line.split()[1]) for line in shm["stdout"].splitlines() if line.startswith(("held", "kept"))]
+        assert shm["status"] != "ok" or max(held, default=0) <= 128, shm  # SysV segments: no more than memory_mb
     finally:
         listener.close()
 
@@ -488,6 +820,9 @@ def test_nothing_is_left_behind(host_before):
     assert tracked_hash() == host_before["tracked"]
     zombies = [p for p in os.listdir("/proc") if p.isdigit() and _is_zombie_child(int(p))]
     assert zombies == []
+    assert {uid for uid in key_users() if sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SPAN} == set()
+    parent = sandbox.memory_cgroup_parent()  # this process's runs' memory cgroups: every one removed
+    assert parent is None or list(Path(parent).glob(f"ded-sandbox-{os.getpid()}-*")) == []
 
 
 def _is_zombie_child(pid: int) -> bool:

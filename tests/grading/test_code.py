@@ -370,3 +370,62 @@ def test_the_paper_scale_code_configuration_trains_before_and_scores_after_one_d
     (pool,) = c.corpus.pools
     assert pool.format == "livecodebench" and pool.until == "2024-07-31" and c.eval.since == "2024-08-01"
     assert c.eval.sets[0] == "livecodebench" and c.sandbox.per_test_s == 6 and not c.corpus.filters.repetition
+
+
+def _folder_the_sandbox_would_show(name: str) -> Path | None:
+    """A new, world-readable folder outside everything the sandbox hides or replaces anyway (/tmp,
+    /var/tmp, /dev/shm, the repository, home); None where no such place is writable."""
+    import os
+    import secrets
+
+    covered = [Path(p).resolve() for p in ("/tmp", "/var/tmp", "/dev/shm", ROOT, Path.home())]
+    for parent in (ROOT.parent, Path("/var/lib"), Path("/srv"), Path("/opt"), Path("/mnt")):
+        real = parent.resolve()
+        if any(real == c or c in real.parents for c in covered) or not os.access(real, os.W_OK):
+            continue
+        folder = real / f".ded-{name}-{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(mode=0o755)
+        except OSError:
+            continue
+        folder.chmod(0o755)
+        return folder
+    return None
+
+
+@needs_sandbox
+def test_every_folder_the_config_reads_data_from_is_hidden_from_graded_code(monkeypatch):
+    """The folders named by eval.data_dir, corpus.pools[].source, DED_DATA_DIR and the Hugging Face
+    cache variables are hidden from graded programs, whichever key named them: with DED_DATA_DIR
+    unset, a program that prints a benchmark file from eval.data_dir is not graded correct."""
+    import secrets
+    import shutil
+
+    from conftest import compose
+    from ded.config import PoolSpec
+    from ded.pipeline import grading_settings
+    from ded.plugins import validate
+
+    folders = [_folder_the_sandbox_would_show(name) for name in ("data", "pool", "hf")]
+    try:
+        if None in folders:
+            pytest.skip("no writable folder outside /tmp, the repository and home (the sandbox hides or replaces those anyway)")
+        data, pool, hf = folders
+        secret = secrets.token_hex(16)
+        (data / "benchmark.jsonl").write_text(secret)
+        (data / "benchmark.jsonl").chmod(0o644)
+        (pool / "pool.jsonl").write_text('{"question": "q", "answer": "1"}\n')
+        monkeypatch.delenv("DED_DATA_DIR", raising=False)
+        monkeypatch.setenv("HF_HOME", str(hf))
+        conf = validate(compose([f"eval.data_dir={data}", "paths.output_dir=/tmp/unused"]))
+        conf.corpus.pools.append(PoolSpec(source=str(pool / "pool.jsonl"), format="gsm8k"))
+        settings = grading_settings(conf)
+        assert {str(data), str(pool), str(hf)} <= set(settings.hide), settings.hide
+        spec = make_spec("stdin", tests=[{"input": "", "output": secret}])
+        reader = block(f"print(open({str(data / 'benchmark.jsonl')!r}).read())")
+        assert check_answers([(reader, spec, "code")], settings=GradingSettings(conf.sandbox))[0].correct  # visible unless hidden
+        assert check_answers([(reader, spec, "code")], settings=settings)[0].reason != "correct"
+    finally:
+        for folder in folders:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
