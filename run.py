@@ -27,18 +27,14 @@ FAILED: list[str] = []  # the multirun jobs that stopped on a user error (the sw
 
 
 def check_output_root(argv: list[str]) -> None:
-    """Hydra creates the run folder before any of our code runs; a path through a regular file
-    would stop it with a bare NotADirectoryError, so name the key here first."""
+    """Hydra creates the sweep folder before any of our code runs; a path through a regular file
+    would stop it with a bare NotADirectoryError, so name the key here first. (A single run's
+    folder is claimed before Hydra writes into it: ded.preflight.RunFolder.)"""
     roots = {"hydra.run.dir": "outputs", "hydra.sweep.dir": "multirun"}
     for arg in argv:
         key, _, value = arg.lstrip("+").partition("=")
         if key in roots and value:
             roots[key] = value
-    claimed = Path(roots["hydra.run.dir"], ".ded-run.json")  # ded.pipeline.claim_run_folder writes it
-    if claimed.exists():  # refuse before Hydra writes its .hydra/ files over the earlier run's
-        print(f"error: hydra.run.dir={roots['hydra.run.dir']}: this folder already holds the record of another run "
-              f"({claimed.read_text(errors='replace').strip()}); give this run its own folder", file=sys.stderr)  # fmt: skip
-        sys.exit(2)
     for key, root in roots.items():
         for p in (Path(root), *Path(root).parents):
             if p.exists():
@@ -93,9 +89,28 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(f"eval/heldout/trained/avg@{cfg.eval.k}")  # the value a Hydra sweeper optimises
 
 
+def launch() -> None:
+    """``main()`` with Hydra's compose errors (a mistyped key, a wrong type, an unknown option of a
+    config group, an override it cannot parse) as the one line every bad input gets, exit 2.
+    Hydra raises them to us instead of printing its own report (HYDRA_FULL_ERROR=1); anyone who
+    set HYDRA_FULL_ERROR=1 themselves gets Hydra's full traceback, as Hydra promises."""
+    from ded.config import compose_error
+
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except Exception as e:
+        err = None if wants_traceback else compose_error(e)
+        if err is None:
+            raise  # a bug: its traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     check_output_root(sys.argv[1:])
-    main()
+    launch()
     if FAILED:
         print(f"error: {len(FAILED)} job(s) of the sweep stopped on the errors above", file=sys.stderr)
         sys.exit(2)

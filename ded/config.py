@@ -12,14 +12,19 @@ imports only ded.core: it knows no plug-in. Stages read the dataclasses, never t
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from ded.core.registry import ConfigError  # re-exported: raised by every check below
 
@@ -40,8 +45,12 @@ def project_path(path: str) -> str:
 
 
 def check(cond: bool, key: str, msg: str) -> None:
+    """ConfigError ``key: msg`` unless `cond`. `key` is the full dotted key; a dataclass that can sit
+    at more than one place (Sampling, a model config and its parts, a pool) names the key relative
+    to itself, and ``to_dataclasses`` puts it under the path where that node sits
+    (``temperature`` -> ``teacher.sampling.temperature``)."""
     if not cond:
-        raise ConfigError(f"{key}: {msg}")
+        raise ConfigError(f"{key}: {msg}", key)
 
 
 def is_iso_date(value) -> bool:
@@ -62,9 +71,10 @@ class Sampling:
     max_new_tokens: int = 64
 
     def __post_init__(self):
-        check(self.temperature >= 0, "sampling.temperature", f"must be >= 0, got {self.temperature}")
-        check(0 < self.top_p <= 1, "sampling.top_p", f"must be in (0, 1], got {self.top_p}")
-        check(self.max_new_tokens > 0, "sampling.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
+        # keys relative to this node: teacher.sampling, student.sampling, eval.sampling, eval.per_set.<split>
+        check(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
+        check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+        check(self.max_new_tokens > 0, "max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
 
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -92,7 +102,7 @@ class PromptedModelConfig(ModelConfig):
     fewshot_task: Optional[str] = None  # whose worked examples (the yamls set ${corpus.task}); null: arithmetic's
     fewshot_style: str = "terse"  # terse | stepwise | think (multistep has all three; other tasks terse)
 
-    def __post_init__(self):
+    def __post_init__(self):  # keys relative to the model's node (teacher, student)
         one_of(self.dtype, DTYPES, "dtype")
         one_of(self.fewshot_style, ["terse", "stepwise", "think"], "fewshot_style")
         check(self.fewshot >= 0, "fewshot", f"must be >= 0, got {self.fewshot}")
@@ -169,9 +179,9 @@ class PoolSpec:
     limit: Optional[int] = None  # read at most this many rows
 
     def __post_init__(self):
-        def check(ok: bool, name: str, msg: str) -> None:
+        def check(ok: bool, name: str, msg: str) -> None:  # name: relative to the pool's node (corpus.pools[i])
             if not ok:
-                raise ConfigError(f"corpus.pools[].{name}: {msg} (pool {self.source})")
+                raise ConfigError(f"{name}: {msg} (pool {self.source})", name)
 
         check(self.on_error in ("raise", "skip"), "on_error", f"{self.on_error!r}; allowed: ['raise', 'skip']")
         check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
@@ -440,14 +450,122 @@ class Config:
 
 
 def to_dataclasses(cfg: DictConfig) -> Config:
-    """Instantiate the dataclasses (running every range check); raise ConfigError naming the key.
-    Plug-in names are not checked here: ``ded.plugins.validate`` does both."""
+    """Instantiate the dataclasses (running every range check); raise ConfigError naming the full
+    key. Plug-in names are not checked here: ``ded.plugins.validate`` does both."""
     try:
         return OmegaConf.to_object(cfg)
-    except ConfigError:
-        raise
+    except ConfigError as e:
+        raise at_full_key(e, cfg) from None
     except Exception as e:  # OmegaConf wraps errors raised inside __post_init__
         cause = e.__cause__ or e.__context__
         if isinstance(cause, ConfigError):
-            raise cause from None
+            raise at_full_key(cause, cfg) from None
         raise
+
+
+def compose_error(e: BaseException) -> Optional[ConfigError]:
+    """Hydra's error composing the config as one ConfigError that names the full key, the bad
+    value and what is allowed: a mistyped or renamed key (with the nearest key of that section),
+    a value of the wrong type (with the type the key takes), an unknown option of a config group
+    (with the available ones), an override Hydra cannot parse. None for any other error."""
+
+    def one_line(text: str) -> str:
+        return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+    if isinstance(e, MissingConfigException) and e.options is not None and "/" in (e.missing_cfg_file or ""):
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        return ConfigError(f"{group}: unknown option {name!r}; available: {sorted(e.options)}", group)
+    if isinstance(e, OverrideParseException):
+        return ConfigError(f"cannot read the overrides: {one_line(e)}")
+    if not isinstance(e, ConfigCompositionException):
+        return None
+    cause = e.__cause__
+    if not isinstance(cause, OmegaConfBaseException) or not getattr(cause, "full_key", None):
+        return ConfigError(one_line(e))
+    key, name = cause.full_key, str(cause.key)
+    section = key[: -len(name) - 1] if key.endswith(f".{name}") else key[: -len(name) - 2] if key.endswith(f"[{name}]") else ""
+    first = str(cause.msg).splitlines()[0] if cause.msg else one_line(cause)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):  # a key the schema does not have
+        if not dataclasses.is_dataclass(cause.object_type):  # a free mapping (eval.per_set): keys are added, not set
+            return ConfigError(f"{key}: no such key; to add it, start the override with + (+{key}...)", key)
+        names = section_keys(cause)
+        near = nearest_key(name, names)
+        where = f"{section}.{near}" if section else near
+        hint = f"did you mean {where}?" if near else f"the keys of {section or 'the config'}: {names}"
+        return ConfigError(f"{key}: no such key; {hint}", key)
+    parent = cause.parent_node
+    if isinstance(parent, ListConfig) and isinstance(cause.key, int) and cause.key >= len(parent):
+        return ConfigError(f"{key}: no such entry; {section or 'the list'} has {len(parent)}", key)
+    if isinstance(cause, ValidationError) and cause.value is not None:
+        expected = key_type(cause.object_type, name)
+        if expected:
+            return ConfigError(f"{key}: expected {expected}, got {cause.value!r}", key)
+    return ConfigError(f"{key}: {first}", key)
+
+
+def section_keys(cause) -> list[str]:
+    """The keys of the section an OmegaConf error is about (its dataclass's fields, else the node's keys)."""
+    if dataclasses.is_dataclass(cause.object_type):
+        return [f.name for f in dataclasses.fields(cause.object_type)]
+    parent = cause.parent_node
+    return [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
+
+
+def nearest_key(name: str, names: list[str]) -> Optional[str]:
+    """The key `name` was most likely meant to be: the closest spelling (corpus.sise -> size), else
+    the one key whose words include it (train.epochs -> num_train_epochs); None if neither."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    words = [n for n in names if name in n.split("_") or n in name.split("_")]
+    return words[0] if len(words) == 1 else None
+
+
+def key_type(object_type, name: str) -> Optional[str]:
+    """What a key of a dataclass takes, in words ("an integer or null"); None if unknown."""
+    try:
+        hint = typing.get_type_hints(object_type)[name]
+    except Exception:
+        return None
+
+    def words(t) -> Optional[str]:
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if typing.get_origin(t) is typing.Union:
+            inner = words(args[0]) if len(args) == 1 else None
+            return f"{inner} or null" if inner else None
+        if typing.get_origin(t) is list:
+            return "a list, e.g. [a, b]"
+        if typing.get_origin(t) is dict:
+            return "a mapping, e.g. {a: 1}"
+        return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t)
+
+    return words(hint)
+
+
+def at_full_key(e: ConfigError, cfg) -> ConfigError:
+    """`e` with its key under the path of the node whose check raised it (``temperature`` ->
+    ``teacher.sampling.temperature``); a key that is already full is left as it is."""
+    path = failing_node(cfg, node_path(cfg))
+    key = e.key
+    if key is None or not path or key == path or key.startswith((f"{path}.", f"{path}[")):
+        return e
+    return ConfigError(f"{path}.{e}", f"{path}.{key}")
+
+
+def node_path(node) -> str:
+    """The dotted path of a config node from its root ("" for the root)."""
+    return node._get_full_key(None) if node._get_parent() is not None else ""
+
+
+def failing_node(node, path: str) -> str:
+    """The path of the deepest node under `node` whose dataclass (or its checks) fails to build."""
+    for key in range(len(node)) if isinstance(node, ListConfig) else list(node.keys()):
+        child = node._get_node(key)
+        if not isinstance(child, (DictConfig, ListConfig)) or child._is_none() or child._is_missing():
+            continue
+        sub = f"{path}[{key}]" if isinstance(node, ListConfig) else f"{path}.{key}" if path else str(key)
+        try:
+            OmegaConf.to_object(child)
+        except Exception:
+            return failing_node(child, sub)
+    return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from omegaconf import DictConfig
@@ -24,7 +23,7 @@ from ded.core.cache import StageCache
 from ded.core.errors import UserError
 from ded.grading.answers import GradingSettings
 from ded.plugins import validate
-from ded.preflight import check_backends
+from ded.preflight import check_backends, claim_run_folder  # the claim: one run per folder
 from ded.reporting.tracking import Tracker
 from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, training, trajectories
 from ded.training.sft import check_environment
@@ -58,7 +57,7 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
     conf = validate(cfg)
     t0 = time.perf_counter()
     claim_run_folder(conf.paths.output_dir)
-    grading = GradingSettings(conf.sandbox, hide=(str(conf.paths.cache_dir), str(conf.paths.output_dir)))  # code runs see neither folder
+    grading = grading_settings(conf)
     ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir), grading=grading)
     ok = False
     try:
@@ -72,25 +71,36 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
         ctx.tracker.finish(ok)
 
 
-def claim_run_folder(path: str) -> None:
-    """Make `path` this process's run folder, or stop: a folder that holds another run's record is
-    never written to (two runs in one folder would mix their config, metrics and log)."""
-    import json
-    import os
-    import socket
+HF_CACHE_VARIABLES = ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")
 
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".ded-run.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        owner = (folder / ".ded-run.json").read_text(errors="replace").strip()
-        raise UserError(f"{folder}: this folder already holds the record of another run ({owner}); "
-                        "give this run its own folder (hydra.run.dir=... or the default outputs/<date>/<time>-<id>)") from None  # fmt: skip
-    except (NotADirectoryError, FileExistsError, PermissionError) as e:
-        raise UserError(f"paths.output_dir={path}: cannot create the run folder ({e.strerror}: {e.filename})") from None
-    with os.fdopen(fd, "w") as f:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+
+def grading_settings(conf) -> GradingSettings:
+    """How this run grades: the sandbox section, and the folders graded code must not see besides the
+    repository and home (ded.sandbox hides those): the run's cache and output, and every data folder."""
+    return GradingSettings(conf.sandbox, hide=(str(conf.paths.cache_dir), str(conf.paths.output_dir), *data_folders(conf)))
+
+
+def data_folders(conf) -> list[str]:
+    """Every local folder the run reads benchmark, pool or replayed data from, whichever key or
+    variable names it: eval.data_dir, the folder of each local corpus.pools[].source and of a local
+    replay dataset (teacher.replay.dataset), DED_DATA_DIR, and the Hugging Face caches (their
+    default, ~/.cache/huggingface, is under home, which the sandbox hides anyway)."""
+    import os
+    from pathlib import Path
+
+    named = [conf.eval.data_dir, os.environ.get("DED_DATA_DIR"), *(os.environ.get(v) for v in HF_CACHE_VARIABLES)]
+    files = [pool.source for pool in conf.corpus.pools]
+    files += [getattr(getattr(m, "replay", None), "dataset", None) for m in (conf.teacher, conf.student)]
+    for source in files:
+        path = Path(source).expanduser() if source else None
+        if path is not None and path.exists():  # a local file (a hub dataset name is no path here)
+            named.append(str(path if path.is_dir() else path.parent))
+    folders: list[str] = []
+    for folder in named:
+        absolute = os.path.abspath(os.path.expanduser(folder)) if folder else None
+        if absolute and absolute not in folders:
+            folders.append(absolute)
+    return folders
 
 
 def check_models(ctx: Run) -> None:

@@ -16,14 +16,20 @@ values); each checks the machine half itself on its node, before any model loads
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ded.config import STAGES
+from ded.config import STAGES, compose_error
 from ded.core.errors import UserError
 from ded.data.evalsets import EVAL_SETS, check_available
 from ded.data.pools import FORMATS
@@ -73,7 +79,7 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
     if STAGES.index(conf.stop_after) >= STAGES.index("questions"):
         found += [p for b in conf.eval.sets if (p := check_available(b, conf.eval.data_dir))]
         if conf.corpus.task == "pool":
-            found += [p for spec in conf.corpus.pools if (p := pool_available(spec))]
+            found += [p for i, spec in enumerate(conf.corpus.pools) if (p := pool_available(spec, f"corpus.pools[{i}]"))]
     if STAGES.index(conf.stop_after) >= STAGES.index("passrate") and grades_code(conf):
         if why := check_isolation():
             found.append(f"sandbox: this run grades code answers by running them, and the sandbox cannot run here: {why}")
@@ -119,8 +125,9 @@ class Preflight(Callback):
             try:
                 # the job's run folder is Hydra's to make at launch; nothing here writes to it
                 cfg = compose(config_name=config.hydra.job.config_name, overrides=[*overrides, "paths.output_dir=not-made-yet"])
-            except Exception as e:  # a bad override: Hydra's own message names it
-                found = [f"{' '.join(overrides)}: {e}"]
+            except Exception as e:  # a bad override: one line naming the key (Hydra's own message if it is no compose error)
+                err = compose_error(e)
+                found = [str(err) if err else f"{' '.join(overrides)}: {e}"]
             else:
                 found = problems(cfg, memo, here)
             for p in found:
@@ -134,3 +141,81 @@ class Preflight(Callback):
         stopped = len({n for nums in seen.values() for n in nums})
         print(f"error: {stopped} of {len(jobs)} jobs cannot run here; nothing was started", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+# ── one run per folder ─────────────────────────────────────────────────────────────────────────
+
+CLAIM = ".ded-run.json"  # the claim: which process made this folder its run folder
+HANDED_OVER: set[Path] = set()  # folders RunFolder claimed for the run this process is starting; its pipeline takes them over once
+
+
+def claim_run_folder(path: str, key: str = "paths.output_dir") -> None:
+    """Make `path` this process's run folder, or stop (UserError naming `key`): a folder that holds
+    another run's claim, or files without a claim (a record from an older version), is never
+    written to, since two runs in one folder would mix their config, metrics and log. The folder
+    RunFolder claimed for this process's run is taken over once (by that run's pipeline); the
+    files Hydra has just written for this very job (its .hydra/ and log) are no other run's."""
+    folder = Path(path)
+    again = "give this run its own folder (hydra.run.dir=..., or the default outputs/<date>/<time>-<id>)"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{key}={path}: cannot create the run folder ({e.strerror}: {e.filename})") from None
+    claim = folder / CLAIM
+    try:
+        if claim.exists():
+            raise FileExistsError
+        stray = sorted({p.name for p in folder.iterdir()} - hydra_job_files(folder))
+        if stray:
+            raise UserError(f"{key}={path}: this folder holds files ({', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}) "
+                            f"but no run claim ({CLAIM}), e.g. a record from an older version; {again}, or empty it")  # fmt: skip
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # of two runs started together, exactly one gets here
+    except FileExistsError:
+        owner = claim.read_text(errors="replace").strip()
+        if folder.resolve() in HANDED_OVER and is_mine(owner):
+            HANDED_OVER.discard(folder.resolve())
+            return
+        raise UserError(f"{key}={path}: this folder already holds the record of another run ({owner}); {again}") from None
+    except PermissionError as e:
+        raise UserError(f"{key}={path}: cannot create the run folder ({e.strerror}: {e.filename})") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+
+
+def is_mine(claim_text: str) -> bool:
+    """Whether a claim's text names this process."""
+    try:
+        owner = json.loads(claim_text)
+        return owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname()
+    except (ValueError, AttributeError):
+        return False
+
+
+def hydra_job_files(folder: Path) -> set[str]:
+    """The names Hydra writes into a job's folder before the job starts (its .hydra/ and its log),
+    when `folder` is the output folder of the Hydra job running in this process; else none."""
+    if not HydraConfig.initialized():
+        return set()
+    hc = HydraConfig.get()
+    out = OmegaConf.select(hc, "runtime.output_dir", default=None)
+    if not out or Path(out).resolve() != folder.resolve():
+        return set()
+    return {str(hc.output_subdir or ".hydra"), f"{hc.job.name}.log"}
+
+
+class RunFolder(Callback):
+    """Claim a single run's folder (hydra.run.dir) before Hydra writes anything into it (its
+    .hydra/ files, its log): of two launches into one folder, the one refused leaves the other's
+    record untouched, and a folder holding files without a claim is refused. One line, exit 2.
+    A multirun's jobs are claimed by the pipeline, each in its own subfolder of the sweep folder."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "train.num_machines", default=1) > 1 and int(os.environ.get("SLURM_PROCID") or 0) > 0:
+            return  # one task per node (run.py): task 0 claims the folder and runs the pipeline, the others only wait for it
+        folder = str(config.hydra.run.dir)
+        try:
+            claim_run_folder(folder, "hydra.run.dir")
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        HANDED_OVER.add(Path(folder).resolve())

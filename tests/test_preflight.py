@@ -105,7 +105,7 @@ def test_question_pools_are_checked_before_any_model_loads(tmp_path, monkeypatch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     missing = problems(compose(["corpus=gsm8k", f"corpus.pools.0.source={tmp_path / 'nope.jsonl'}", "paths.output_dir=x"]))
-    assert any("corpus.pools[].source" in p and "nope.jsonl: no such file" in p for p in missing)
+    assert any("corpus.pools[0].source" in p and "nope.jsonl: no such file" in p for p in missing)
     hub = problems(compose(["corpus=gsm8k", "corpus.pools.0.source=openai/gsm8k", "paths.output_dir=x"]))
     assert any("'openai/gsm8k' is not in the local cache" in p for p in hub)
     pool = tmp_path / "pool.jsonl"
@@ -143,7 +143,7 @@ def test_hub_datasets_are_probed_online_and_the_local_cache_decides_when_the_hub
             s.bind(("127.0.0.1", 0))
             monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
         got = found()
-        pool = [p for p in got if p.startswith("corpus.pools[].source: hub dataset 'openai/gsm8k' is not in the local cache and the hub cannot be reached")]
+        pool = [p for p in got if p.startswith("corpus.pools[0].source: hub dataset 'openai/gsm8k' is not in the local cache and the hub cannot be reached")]
         bench = [p for p in got if p.startswith("eval.sets: 'math500'") and "'HuggingFaceH4/MATH-500' is not in the local cache" in p]
         assert len(pool) == 1 and len(bench) == 1, got
         assert all("ConnectError" in p and "\n" not in p for p in pool + bench)

@@ -23,7 +23,13 @@ T = TypeVar("T")
 
 
 class ConfigError(UserError, ValueError):
-    """A config value outside its allowed range or vocabulary; the message names the key."""
+    """A config value outside its allowed range or vocabulary; the message names the key.
+    ``key``: the key the message starts with, where the raiser knows it (``ded.config.to_dataclasses``
+    puts a relative one under the path of the node that raised it)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class Registry(Generic[T]):
@@ -51,7 +57,7 @@ class Registry(Generic[T]):
 
     def check(self, name: str, key: str | None = None) -> str:
         if name not in self._items:
-            raise ConfigError(f"{key or self.key}: unknown value {name!r}; allowed: {self.names()}")
+            raise ConfigError(f"{key or self.key}: unknown value {name!r}; allowed: {self.names()}", key or self.key)
         return name
 
     def __getitem__(self, name: str) -> T:

@@ -235,15 +235,15 @@ def _is_file_like(source: str) -> bool:
     return source.endswith(POOL_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
 
 
-def check_available(spec: PoolSpec) -> str | None:
+def check_available(spec: PoolSpec, key: str = "corpus.pools[]") -> str | None:
     """Why pool `spec` cannot be read here, or None: a file that is not there, a hub dataset the hub
     does not serve, or one not in the local cache while offline or out of reach (a preflight: reads
-    no row)."""
+    no row). `key`: the pool's key (``corpus.pools[0]``)."""
     if _is_file_like(spec.source):
         path = Path(spec.source).expanduser()
-        return None if path.is_file() else f"corpus.pools[].source: {path}: no such file (pool {spec.name})"
+        return None if path.is_file() else f"{key}.source: {path}: no such file (pool {spec.name})"
     why = hub_dataset_problem(spec.source)
-    return f"corpus.pools[].source: hub dataset {spec.source!r} {why} (pool {spec.name}); download it or point the source at a local file" if why else None
+    return f"{key}.source: hub dataset {spec.source!r} {why} (pool {spec.name}); download it or point the source at a local file" if why else None
 
 
 def _jsonl_rows(path: Path, spec: PoolSpec) -> Iterator[tuple[str, object]]:
@@ -405,8 +405,8 @@ def as_spec(spec: PoolSpec | dict | str) -> PoolSpec:
         return check_spec(PoolSpec(**entry))
     except TypeError as e:
         raise PoolError(f"pool spec {entry}: {e}") from None
-    except ConfigError as e:
-        raise PoolSpecError(str(e)) from None
+    except ConfigError as e:  # a spec outside a config: no index to name
+        raise PoolSpecError(f"corpus.pools[].{e}") from None
 
 
 def check_spec(spec: PoolSpec, key: str = "corpus.pools[]") -> PoolSpec:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ded.config import STAGES  # re-exported: the stages in order
+from ded.config import STAGES, ConfigError  # STAGES re-exported: the stages in order
 from ded.core.memory import PeakMemory
 from ded.data.tasks import worked_examples
 from ded.generation import prompt_prefix
@@ -80,11 +80,17 @@ def stage(name: str) -> Callable:
     return wrap
 
 
-def prompt_prefix_for(mcfg) -> list[dict]:
+def prompt_prefix_for(mcfg, role: str | None = None) -> list[dict]:
     """The turns before every question for a model config: its system turn and `fewshot` worked
-    examples of its task (``fewshot_task``, the corpus task by default) in ``fewshot_style``."""
+    examples of its task (``fewshot_task``, the corpus task by default) in ``fewshot_style``.
+    `role` (teacher, student): the key a style or count the task lacks is named under."""
     fewshot = getattr(mcfg, "fewshot", 0)  # a replay or solver teacher is asked nothing: no prompt settings
-    shots = worked_examples(getattr(mcfg, "fewshot_task", None), fewshot, getattr(mcfg, "fewshot_style", "terse")) if fewshot else []
+    try:
+        shots = worked_examples(getattr(mcfg, "fewshot_task", None), fewshot, getattr(mcfg, "fewshot_style", "terse")) if fewshot else []
+    except ConfigError as e:
+        if not role:
+            raise
+        raise ConfigError(f"{role}.{e}", f"{role}.{e.key}" if e.key else None) from None
     return prompt_prefix(getattr(mcfg, "system_prompt", None), shots)
 
 

@@ -89,11 +89,11 @@ def _check_role(ctx: Run, role: str, checks: list[tuple[list[Question], str, int
     """One model's context against each (questions, key, max_new_tokens) it serves; its config
     and tokenizer are read once."""
     mcfg = getattr(ctx.cfg, role)
+    prefix = prompt_prefix_for(mcfg, role)  # a fewshot style or count the task lacks: named here, before any weights load
     found = model_context(mcfg, ctx.cache_root)
     if found is None:  # a replayed dataset, or a served model whose files are not here
         return
     where, n_ctx = found
-    prefix = prompt_prefix_for(mcfg)
     prefix_bytes = sum(len(m["content"].encode()) for m in prefix) + TEMPLATE_BYTES
     tok = None
     for questions, key, new_tokens in checks:

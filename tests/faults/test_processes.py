@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -50,6 +51,33 @@ def test_runs_started_together_keep_their_own_records_and_share_the_cache(tmp_pa
         assert len(ids) == len(set(ids)), key
     made = sum(json.loads((f / "metrics.json").read_text())["generation/new_samples"] for f in folders)
     assert made == sum(len(r) for r in _samples(Path(cache_dir)).values())  # nothing generated twice
+
+
+def test_two_runs_launched_into_one_folder_at_once_leave_the_winners_record_alone(tmp_path, cache_dir):
+    """Two launches into the same new folder at the same moment, each with its own overrides: one
+    runs, the other is refused in one line (exit 2) before it writes anything there, so Hydra's
+    .hydra/ files, the config and the log in the folder are the winner's alone. Three rounds."""
+    mine = {"a": ["name=a", "diversity=random"], "b": ["name=b", "corpus.seed=7"]}
+    for round_ in range(3):
+        out = tmp_path / f"run{round_}"
+        base = [sys.executable, str(ROOT / "run.py"), "logger=none", f"paths.cache_dir={cache_dir}", "stop_after=questions", f"hydra.run.dir={out}"]
+        procs = {k: subprocess.Popen([*base, *v], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, v in mine.items()}
+        done = {k: (*p.communicate(timeout=300), p.returncode) for k, p in procs.items()}
+        winners = [k for k, (_, _, rc) in done.items() if rc == 0]
+        assert len(winners) == 1, {k: (rc, err[-1500:]) for k, (_, err, rc) in done.items()}
+        (win,) = winners
+        (lose,) = set(mine) - {win}
+        _, err, rc = done[lose]
+        assert rc == 2 and len(err.splitlines()) == 1, err[-2000:]
+        assert err.startswith(f"error: hydra.run.dir={out}: this folder already holds the record of another run"), err
+        overrides = yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())
+        assert [o for o in overrides if o.startswith(("name=", "diversity=", "corpus.seed="))] == mine[win]
+        assert yaml.safe_load((out / ".hydra" / "config.yaml").read_text())["name"] == win
+        record = yaml.safe_load((out / "config.yaml").read_text())
+        assert record["name"] == win and (record["diversity"]["selector"] == "random") == (win == "a")
+        assert (record["corpus"]["seed"] == 7) == (win == "b")
+        assert json.loads((out / ".ded-run.json").read_text())["pid"] == procs[win].pid
+        assert "error" not in (out / "run.log").read_text()  # the refused launch wrote nothing into the winner's log
 
 
 def _fresh_cache(tmp_path: Path, model_cache: str, name: str) -> str:

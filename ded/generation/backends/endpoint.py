@@ -74,15 +74,15 @@ class EndpointConfig:
     tensor_parallel_size: int = 1  # launch=vllm: GPUs per server replica
     data_parallel_size: int = 1  # launch=vllm: server replicas
 
-    def __post_init__(self):
-        one_of(self.api, ("chat", "completions"), "endpoint.api")
-        one_of(self.launch, LAUNCH, "endpoint.launch")
-        check(self.concurrency > 0, "endpoint.concurrency", f"must be > 0, got {self.concurrency}")
-        check(self.timeout > 0, "endpoint.timeout", f"must be > 0, got {self.timeout}")
-        check(self.max_retries >= 0, "endpoint.max_retries", f"must be >= 0, got {self.max_retries}")
-        check(self.backoff >= 0, "endpoint.backoff", f"must be >= 0, got {self.backoff}")
-        check(self.tensor_parallel_size > 0, "endpoint.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
-        check(self.data_parallel_size > 0, "endpoint.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+    def __post_init__(self):  # keys relative to this node (teacher.endpoint / teacher.vllm, student's alike)
+        one_of(self.api, ("chat", "completions"), "api")
+        one_of(self.launch, LAUNCH, "launch")
+        check(self.concurrency > 0, "concurrency", f"must be > 0, got {self.concurrency}")
+        check(self.timeout > 0, "timeout", f"must be > 0, got {self.timeout}")
+        check(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
+        check(self.backoff >= 0, "backoff", f"must be >= 0, got {self.backoff}")
+        check(self.tensor_parallel_size > 0, "tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        check(self.data_parallel_size > 0, "data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
 
 
 @dataclass

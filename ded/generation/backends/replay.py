@@ -59,8 +59,9 @@ class ReplayConfig:
     only_correct: bool = False  # index only trajectories flagged correct
 
     def __post_init__(self):
-        check(not (self.model_value and not self.model_field), "replay.model_value", "needs replay.model_field (the column to match)")
-        check(not (self.only_correct and not self.correct), "replay.only_correct", "needs replay.correct (the flag column)")
+        # keys relative to this node (teacher.replay)
+        check(not (self.model_value and not self.model_field), "model_value", "needs model_field (the column to match)")
+        check(not (self.only_correct and not self.correct), "only_correct", "needs correct (the flag column)")
 
 
 @dataclass

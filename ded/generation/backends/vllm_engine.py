@@ -40,10 +40,10 @@ class VLLMConfig:
     sampling_extra: dict[str, Any] = field(default_factory=dict)  # more SamplingParams (top_k, min_p, ...); enters the cache key
     engine_extra: dict[str, Any] = field(default_factory=dict)  # more vllm.LLM(...) arguments
 
-    def __post_init__(self):
-        check(self.tensor_parallel_size > 0, "vllm.tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
-        check(self.data_parallel_size > 0, "vllm.data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
-        check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
+    def __post_init__(self):  # keys relative to this node (teacher.endpoint / teacher.vllm, student's alike)
+        check(self.tensor_parallel_size > 0, "tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
+        check(self.data_parallel_size > 0, "data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
+        check(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 @dataclass

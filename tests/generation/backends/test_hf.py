@@ -96,7 +96,7 @@ def test_engine_config():
     auto = make_backend(compose([]).student, "/nonexistent")
     assert auto.engine == ("continuous" if torch.cuda.is_available() else "generate")
     assert "engine" not in auto.identity or auto.engine == "continuous"  # generate is the engine a key without one means
-    with pytest.raises(ConfigError, match=r"^engine: unknown value 'paged'; allowed: \['auto', 'generate', 'continuous'\]"):
+    with pytest.raises(ConfigError, match=r"^teacher\.engine: unknown value 'paged'; allowed: \['auto', 'generate', 'continuous'\]"):
         validate(compose(["teacher.engine=paged"]))
 
 
