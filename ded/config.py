@@ -376,7 +376,7 @@ class SandboxConfig:
     wall_s: float = 20.0  # wall clock of one response's whole run (all its tests)
     per_test_s: float = 4.0  # one test (a call, a stdin run)
     cpu_s: int = 20  # CPU seconds (RLIMIT_CPU)
-    memory_mb: int = 1024  # address space (RLIMIT_AS)
+    memory_mb: int = 1024  # RLIMIT_AS per process, and the whole run's memory where a memory cgroup can be made
     nproc: int = 16  # processes of the sandbox's user (RLIMIT_NPROC): a fork bomb stops there
     output_bytes: int = 1048576  # stdout + stderr kept; more ends the run
     disk_mb: int = 64  # the private working directory (a tmpfs)
