@@ -133,9 +133,9 @@ def test_other_malformed_cases(tmp_path):
         load_pool(PoolSpec(str(math), "math"))
     with pytest.raises(PoolError, match=r"corpus\.pools\[\]\.format: unknown format 'csv'"):
         load_pool(PoolSpec(str(math), "csv"))  # the schema knows no format: reading the pool checks it
-    with pytest.raises(ConfigError, match=r"corpus\.pools\[\]\.fields: unknown name"):
+    with pytest.raises(ConfigError, match=r"^fields: unknown name"):  # a PoolSpec alone names its own key (in a config: corpus.pools[0].fields)
         PoolSpec(str(math), "math", fields={"problem": "q"})
-    with pytest.raises(ConfigError, match=r"corpus\.pools\[\]\.on_error: 'ignore'"):
+    with pytest.raises(ConfigError, match=r"^on_error: 'ignore'"):
         PoolSpec(str(math), on_error="ignore")
     with pytest.raises(PoolError, match="no such file"):
         load_pool(str(tmp_path / "missing.jsonl"))

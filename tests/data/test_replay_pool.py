@@ -133,7 +133,7 @@ def test_missing_column_or_dataset_fails_naming_key_and_file(tmp_path):
         read_pool(_pool_spec("replay_omr_qwq", "omr_replay", jsonl))
     with pytest.raises(PoolError, match=r"nope.parquet: no such file \(corpus.pools\[\].source\)"):
         read_pool(_pool_spec("replay_omr_qwq", "omr_replay", tmp_path / "nope.parquet"))
-    with pytest.raises(ConfigError, match=r"corpus.pools\[\].models: needs fields.model"):
+    with pytest.raises(ConfigError, match=r"corpus.pools\[0\].models: needs fields.model"):
         _pool_spec("replay_s1k_r1", "omr_replay", data)  # a teacher whose dataset names no model
 
 
