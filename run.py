@@ -64,6 +64,7 @@ def in_multirun() -> bool:
 def main(cfg: DictConfig) -> float | None:
     from ded.plugins import validate
     from ded.core.errors import UserError
+    from ded.core.interrupts import Interrupted
 
     logging.getLogger("ded").setLevel(logging.INFO)
     try:
@@ -80,6 +81,8 @@ def main(cfg: DictConfig) -> float | None:
         from ded.pipeline import run
 
         metrics = run(cfg)
+    except Interrupted as e:  # the record says why it stopped; the conventional status (143 SIGTERM, 130 SIGINT)
+        sys.exit(e.exit_code)
     except UserError as e:
         report(e)
         if not in_multirun():

@@ -19,6 +19,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
+from ded.core import interrupts
 from ded.core.cache import StageCache
 from ded.core.errors import UserError
 from ded.grading.answers import GradingSettings
@@ -59,16 +60,22 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
     claim_run_folder(conf.paths.output_dir)
     grading = grading_settings(conf)
     ctx = Run(conf, Tracker(cfg, conf.paths.output_dir), str(conf.paths.cache_dir), StageCache(conf.paths.cache_dir), grading=grading)
-    ok = False
+    ok, status = False, None
     try:
-        yield ctx
+        with interrupts.handled():  # SIGTERM/SIGINT: the record says so, W&B closes, the caller exits 128 + signal
+            yield ctx
         ok = True
     except StopPipeline as stop:
         log.info("stop_after=%s: done before the %s stage; the caches keep what was made", conf.stop_after, stop.args[0])
         ok = True
+    except interrupts.Interrupted as e:
+        status = "interrupted"
+        ctx.tracker.log({"run/interrupted_signal": e.name, "run/interrupted_stage": e.stage or "setup"})
+        log.warning("%s; the caches keep what was finished: run the same command again to resume", e)
+        raise
     finally:
         ctx.tracker.log({"run/seconds": time.perf_counter() - t0})
-        ctx.tracker.finish(ok)
+        ctx.tracker.finish(ok, status)
 
 
 HF_CACHE_VARIABLES = ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")

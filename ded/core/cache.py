@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 from filelock import FileLock
 
+from ded.core.interrupts import critical
+
 
 def short_hash(*parts: Any, n: int = 16) -> str:
     """Stable hash of JSON-serialisable parts (dict keys sorted)."""
@@ -161,17 +163,19 @@ class StageCache:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             files = file_list(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            manifest = {"stage": stage, "key": key, **meta, "files": files}
-            atomic_write_text(final / MANIFEST, json.dumps(manifest, indent=1, default=str))
+            with critical():  # a signal now takes effect once the output and its manifest are in place
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+                manifest = {"stage": stage, "key": key, **meta, "files": files}
+                atomic_write_text(final / MANIFEST, json.dumps(manifest, indent=1, default=str))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with critical():  # a signal waits until the file is whole and in place
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)

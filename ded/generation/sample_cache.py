@@ -38,6 +38,7 @@ from typing import Container, Iterator
 
 from filelock import FileLock
 
+from ded.core.interrupts import critical
 from ded.core.cache import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class SampleCache:
             if (why := _invalid(r)) is not None:
                 raise ValueError(f"{self.file}: refusing to cache an invalid sample record ({why}): {str(r)[:200]}")
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        with open(self.file, "a", encoding="utf-8") as f:
+        with critical(), open(self.file, "a", encoding="utf-8") as f:  # a signal waits for whole lines
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())

@@ -175,8 +175,9 @@ class Tracker:
     def _flush(self) -> None:
         atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics, indent=1, sort_keys=True, default=str))
 
-    def finish(self, ok: bool = True) -> None:
-        self.metrics["run/status"] = "finished" if ok else "failed"
+    def finish(self, ok: bool = True, status: str | None = None) -> None:
+        """Close the record: ``run/status`` finished, failed, or `status` (interrupted: a failed W&B run)."""
+        self.metrics["run/status"] = status or ("finished" if ok else "failed")
         self._flush()
         if self.wandb is not None:
             run = self.wandb

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ded.config import STAGES, ConfigError  # STAGES re-exported: the stages in order
+from ded.core.interrupts import entering
 from ded.core.memory import PeakMemory
 from ded.data.tasks import worked_examples
 from ded.generation import prompt_prefix
@@ -66,6 +67,7 @@ def stage(name: str) -> Callable:
             if not ctx.runs(name):
                 raise StopPipeline(name)
             t0 = time.perf_counter()
+            entering(name)
             with PeakMemory() as mem:
                 out = fn(ctx, *args, **kwargs)
             metrics = {f"time/{name}_s": time.perf_counter() - t0}

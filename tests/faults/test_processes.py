@@ -131,3 +131,29 @@ def test_sigkill_in_each_stage_resumes_to_the_uninterrupted_numbers(tmp_path, mo
         ids = [(r["q"], r["i"]) for r in recs]
         assert len(ids) == len(set(ids)), key
     assert not list(cache.glob("stages/train/*.tmp"))  # the killed training left nothing half-published
+
+
+def test_sigterm_in_training_ends_the_run_cleanly_and_says_so(tmp_path, model_cache):
+    """What SLURM sends at a time limit: the run stops within seconds, exit status 143, its record
+    says interrupted with the signal and the stage, its log says how to resume, no half-published
+    checkpoint is left; a second run of the same command resumes (the SIGKILL test checks the numbers)."""
+    cache = Path(_fresh_cache(tmp_path, model_cache, "cache"))
+    out = tmp_path / "term"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *TINY, "analysis.enabled=false", "eval.size=3",
+                             f"paths.cache_dir={cache}", f"hydra.run.dir={out}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not STAGE_REACHED["training"](cache):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before training"
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert time.time() - t0 < 60
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["run/status"] == "interrupted"
+    assert (record["run/interrupted_signal"], record["run/interrupted_stage"]) == ("SIGTERM", "training")
+    assert "interrupted by SIGTERM during the training stage" in (out / "run.log").read_text()
+    assert "Traceback" not in err
+    assert not list(cache.glob("stages/train/*.tmp"))  # nothing half-published

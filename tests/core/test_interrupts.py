@@ -1,0 +1,50 @@
+"""ded.core.interrupts: a signal becomes Interrupted in the main thread, waits for a critical
+section to end, and a second one ends the process at once."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ded.core.interrupts import Interrupted, critical, entering, handled
+
+
+def test_a_signal_raises_interrupted_naming_the_stage_and_the_conventional_status():
+    with pytest.raises(Interrupted) as e, handled():
+        entering("training")
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10**6):  # the handler runs at the next bytecode
+            pass
+    assert (e.value.name, e.value.stage, e.value.exit_code) == ("SIGTERM", "training", 143)
+    assert str(e.value) == "interrupted by SIGTERM during the training stage"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the old handler is back
+
+
+def test_a_signal_during_a_critical_section_waits_for_its_end():
+    done = []
+    with pytest.raises(Interrupted), handled():
+        with critical():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10**5):
+                pass
+            done.append("the section finished")
+        done.append("never: raised as the section ended")
+    assert done == ["the section finished"]
+
+
+def test_a_second_signal_ends_the_process_at_once():
+    program = textwrap.dedent("""
+        import os, signal, sys, time
+        from ded.core.interrupts import critical, handled
+        with handled(), critical():
+            os.kill(os.getpid(), signal.SIGTERM)  # deferred: inside a critical section
+            os.kill(os.getpid(), signal.SIGTERM)  # the second: at once
+            time.sleep(30)
+        print("not reached")
+    """)
+    p = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    assert p.returncode == 128 + signal.SIGTERM and "not reached" not in p.stdout, p.stderr
