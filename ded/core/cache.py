@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock
 
+from ded.core.errors import WriteError, write_problem
 from ded.core.interrupts import critical
 
 
@@ -159,8 +160,10 @@ class StageCache:
             tmp.mkdir()
             try:
                 yield tmp
-            except BaseException:
+            except BaseException as e:
                 shutil.rmtree(tmp, ignore_errors=True)
+                if why := write_problem(e):  # a full disk while writing a checkpoint: nothing is published
+                    raise WriteError(final, why) from e
                 raise
             files = file_list(tmp)
             with critical():  # a signal now takes effect once the output and its manifest are in place
@@ -174,8 +177,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with critical():  # a signal waits until the file is whole and in place
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            if why := write_problem(e):
+                raise WriteError(path, why, len(text.encode())) from e
+            raise

@@ -38,6 +38,7 @@ from typing import Container, Iterator
 
 from filelock import FileLock
 
+from ded.core.errors import WriteError, write_problem
 from ded.core.interrupts import critical
 from ded.core.cache import atomic_write_text
 
@@ -193,10 +194,22 @@ class SampleCache:
             if (why := _invalid(r)) is not None:
                 raise ValueError(f"{self.file}: refusing to cache an invalid sample record ({why}): {str(r)[:200]}")
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        with critical(), open(self.file, "a", encoding="utf-8") as f:  # a signal waits for whole lines
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+        data = payload.encode("utf-8")
+        with critical():  # a signal waits for whole lines
+            fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as e:  # a full disk: no torn line stays behind; the samples are made again next run
+                os.ftruncate(fd, size)
+                if why := write_problem(e):
+                    raise WriteError(self.file, why, len(data)) from e
+                raise
+            finally:
+                os.close(fd)
 
     def record_interval(self, entry: dict, new: bool = False) -> None:
         """A shard's generation intervals, kept in ``<i>of<n>.json``: ``new`` adds an entry for this

@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ded.core.cache import atomic_write_text
+from ded.core.errors import WriteError
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,10 @@ class Tracker:
         return path
 
     def _flush(self) -> None:
-        atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics, indent=1, sort_keys=True, default=str))
+        try:
+            atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics, indent=1, sort_keys=True, default=str))
+        except WriteError as e:  # a full disk must not hide the error that stopped the run: warn, keep the rest
+            log.warning("the run record was not updated: %s", e)
 
     def finish(self, ok: bool = True, status: str | None = None) -> None:
         """Close the record: ``run/status`` finished, failed, or `status` (interrupted: a failed W&B run)."""
