@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass
 
 from ded.core.cache import short_hash
+from ded.core.errors import UserError
 from ded.curation.diversity import diversity_report
 from ded.curation.filters import FilterLog, build_trajectory_filters, run_filters
 from ded.curation.selection import allocate, select_groups
@@ -33,7 +34,7 @@ def run(ctx: Run, passrate: PassRateResult, trajectories: TeacherSamples) -> Cor
     corpus = select_corpus(ctx, passrate, candidates)
     if not corpus.examples:
         why = ", ".join(f"{n} {r}" for r, n in flog.dropped.most_common()) or "none generated"
-        raise RuntimeError(
+        raise UserError(  # a run's outcome the user changes by a setting: one line, exit 2
             f"the corpus is empty: no kept question has a correct teacher trajectory (teacher trajectories "
             f"dropped: {why}; each one is in the run's filter/rejects table). Raise corpus.trajectories.n, "
             f"corpus.pool_size or teacher.sampling.max_new_tokens, loosen corpus.pass_rate, or use a stronger teacher."

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose
+from ded.core.errors import UserError
 from ded.core.cache import StageCache
 from ded.plugins import validate
 from ded.data import Question
@@ -86,7 +87,7 @@ def test_curation_stage_empty_corpus_names_the_drop_reasons(tmp_path, cache_dir)
     ctx = make_run(tmp_path, cache_dir)
     pr, tr = _hand_made(1)
     tr.samples = {q: [s for s in ss if "-1" in s["text"]] for q, ss in tr.samples.items()}
-    with pytest.raises(RuntimeError, match=r"corpus is empty.*1 wrong"):
+    with pytest.raises(UserError, match=r"corpus is empty.*1 wrong"):
         curation.run(ctx, pr, tr)
 
 
