@@ -31,6 +31,7 @@ import math
 import os
 import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -474,6 +475,7 @@ def spawned_runner():
     scratch = tempfile.mkdtemp(prefix="ded-judge-")
     proc = subprocess.Popen([sys.executable, "-I", str(Path(__file__).with_name("runner.py"))], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=scratch, start_new_session=True)  # fmt: skip
+    proc.scratch = scratch  # removed when the check ends
     return proc, proc.stdin.fileno(), proc.stdout.fileno()
 
 
@@ -495,6 +497,7 @@ def main():
             except OSError:
                 pass
             proc.wait()
+            shutil.rmtree(proc.scratch, ignore_errors=True)
     reason, detail = failure or ("correct", "")
     line = json.dumps({"ok": failure is None, "reason": reason, "detail": str(detail)[-400:]})
     os.write(verdict, (line + "\n").encode())
