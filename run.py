@@ -62,19 +62,18 @@ def in_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from ded.plugins import validate
     from ded.core.errors import UserError
     from ded.core.interrupts import Interrupted
+    from ded.plugins import validate
 
     logging.getLogger("ded").setLevel(logging.INFO)
     try:
         conf = validate(cfg)  # before the pipeline's imports: a bad value answers in about a second
-        if conf.train.num_machines > 1 and int(os.environ.get("SLURM_PROCID") or 0) > 0:
-            # one task per node (e.g. submitit with hydra.launcher.nodes=N): the pipeline runs on rank 0,
-            # which starts every node's training launch through srun
+        from ded.preflight import follower_task, problems
+
+        if follower_task(conf.train.num_machines):
             logging.getLogger("ded").info("SLURM task %s: the pipeline runs on task 0", os.environ["SLURM_PROCID"])
             return None
-        from ded.preflight import problems
 
         if found := problems(cfg):  # every missing model, GPU, package or file, before any model loads
             raise UserError("\nerror: ".join(found))

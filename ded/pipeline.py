@@ -13,8 +13,10 @@ docs/architecture.md describes the stages, the layers and the plug-in points; do
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from omegaconf import DictConfig
@@ -92,9 +94,6 @@ def data_folders(conf) -> list[str]:
     variable names it: eval.data_dir, the folder of each local corpus.pools[].source and of a local
     replay dataset (teacher.replay.dataset), DED_DATA_DIR, and the Hugging Face caches (their
     default, ~/.cache/huggingface, is under home, which the sandbox hides anyway)."""
-    import os
-    from pathlib import Path
-
     named = [conf.eval.data_dir, os.environ.get("DED_DATA_DIR"), *(os.environ.get(v) for v in HF_CACHE_VARIABLES)]
     files = [pool.source for pool in conf.corpus.pools]
     files += [getattr(getattr(m, "replay", None), "dataset", None) for m in (conf.teacher, conf.student)]
@@ -102,12 +101,7 @@ def data_folders(conf) -> list[str]:
         path = Path(source).expanduser() if source else None
         if path is not None and path.exists():  # a local file (a hub dataset name is no path here)
             named.append(str(path if path.is_dir() else path.parent))
-    folders: list[str] = []
-    for folder in named:
-        absolute = os.path.abspath(os.path.expanduser(folder)) if folder else None
-        if absolute and absolute not in folders:
-            folders.append(absolute)
-    return folders
+    return [os.path.expanduser(folder) for folder in named if folder]  # ded.sandbox resolves, dedupes and drops absent ones
 
 
 def check_models(ctx: Run) -> None:

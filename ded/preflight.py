@@ -203,6 +203,13 @@ def hydra_job_files(folder: Path) -> set[str]:
     return {str(hc.output_subdir or ".hydra"), f"{hc.job.name}.log"}
 
 
+def follower_task(num_machines: int) -> bool:
+    """A SLURM task other than 0 of a multi-node job (one task per node, e.g. submitit with
+    hydra.launcher.nodes=N): the pipeline runs on task 0, which starts every node's training
+    launch through srun, so this task does nothing."""
+    return num_machines > 1 and int(os.environ.get("SLURM_PROCID") or 0) > 0
+
+
 class RunFolder(Callback):
     """Claim a single run's folder (hydra.run.dir) before Hydra writes anything into it (its
     .hydra/ files, its log): of two launches into one folder, the one refused leaves the other's
@@ -210,8 +217,8 @@ class RunFolder(Callback):
     A multirun's jobs are claimed by the pipeline, each in its own subfolder of the sweep folder."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if OmegaConf.select(config, "train.num_machines", default=1) > 1 and int(os.environ.get("SLURM_PROCID") or 0) > 0:
-            return  # one task per node (run.py): task 0 claims the folder and runs the pipeline, the others only wait for it
+        if follower_task(OmegaConf.select(config, "train.num_machines", default=1)):
+            return  # task 0 claims the folder and runs the pipeline, the others only wait for it
         folder = str(config.hydra.run.dir)
         try:
             claim_run_folder(folder, "hydra.run.dir")

@@ -339,10 +339,15 @@ FILTERED_MACHINES = ("x86_64", "aarch64")  # the machines ded/sandbox_init.py ha
 CGROUP_PREFIX = "ded-sandbox-"  # a run's memory cgroup: ded-sandbox-<harness pid>-<random>
 
 
+def _filtered_here() -> bool:
+    """Whether ded/sandbox_init.py installs its syscall filter on this machine (a 64-bit one it has a table for)."""
+    return os.uname().machine in FILTERED_MACHINES and sys.maxsize > 2**32
+
+
 def syscall_filter() -> str:
     """One line: the syscall filter every sandboxed program runs under on this machine, or why none."""
     machine = os.uname().machine
-    if machine in FILTERED_MACHINES and sys.maxsize > 2**32:
+    if _filtered_here():
         return (f"seccomp ({machine}): keyrings, memfd, io_uring, userfaultfd, bpf, perf_event_open denied; "
                 "sockets only of the unix, inet and inet6 families; other syscall ABIs killed")
     return f"none: no syscall table for {machine} (namespaces, rlimits and the fresh uid still apply)"
@@ -353,7 +358,7 @@ def memory_bound() -> str:
     found = _memory_cgroup()
     if found is not None:
         return f"a memory cgroup per run (cgroup {found[0]})"
-    if not (os.uname().machine in FILTERED_MACHINES and sys.maxsize > 2**32):
+    if not _filtered_here():
         return "RLIMIT_AS per process; SysV shm capped by the IPC namespace (as root); memfd not denied (no syscall filter)"
     if os.geteuid() != 0:  # no root in the run's user namespace to own its IPC limits: the filter denies SysV IPC instead
         return "RLIMIT_AS per process; memfd and SysV shm denied"

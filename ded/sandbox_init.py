@@ -215,7 +215,7 @@ def sweep(uid):
 def reaper_main(spec, status_fd):
     try:
         _signal.signal(_signal.SIGUSR1, _signal.SIG_DFL)
-        ignore_signals()  # the program (same uid in mode userns) cannot end the run by signalling PID 1
+        set_signals(_signal.SIG_IGN, spare=[_signal.SIGCHLD])  # the program (same uid in mode userns) cannot end the run by signalling PID 1 (SIGCHLD: it waits on it)
         prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)  # the outer died (killed by the harness): the namespace goes
         libc.sethostname(b"sandbox", 7)
         seal_filesystem(spec)
@@ -359,8 +359,6 @@ def _parents_below(path, top):
 
 def program_main(spec, status_fd, channel=None):
     try:
-        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT):  # ignored dispositions survive execve
-            _signal.signal(sig, _signal.SIG_DFL)
         keep = [status_fd]
         if channel is not None:  # the pipes to the partner become fds 3 and 4 (moved out of the way first)
             status_fd, to_partner, from_partner = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (status_fd, *channel))
@@ -435,7 +433,7 @@ def become(spec, uid, cwd, deathsig=True):
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binaries, no file capabilities
     if deathsig:  # setuid cleared it; the reaper is our parent (the partner's launcher is not: it exits)
         prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
-    default_signals()  # the reaper's ignored signals would survive execve
+    set_signals(_signal.SIG_DFL)  # the reaper's ignored signals would survive execve
     install_seccomp()  # last: nothing after it may need a denied call
 
 
@@ -458,26 +456,14 @@ def oom_first():
         pass  # no /proc (a user namespace that could not mount one): the cgroup still binds
 
 
-def default_signals():
-    """Every signal back to its default: the reaper ignores them all, and an ignored disposition
-    survives execve."""
+def set_signals(disposition, spare=()):
+    """Every signal (but SIGKILL, SIGSTOP and `spare`) to `disposition`."""
     for sig in range(1, _signal.NSIG):
-        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP, *spare):
             try:
-                _signal.signal(sig, _signal.SIG_DFL)
+                _signal.signal(sig, disposition)
             except (OSError, ValueError):
                 pass  # the C library's own real-time signals
-
-
-def ignore_signals():
-    """The reaper ignores every signal it can (SIGCHLD aside, which it waits on): in mode userns
-    the program runs as the reaper's uid, and a signal Python handles (SIGINT) would end the run."""
-    for sig in range(1, _signal.NSIG):
-        if sig not in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD):
-            try:
-                _signal.signal(sig, _signal.SIG_IGN)
-            except (OSError, ValueError):
-                pass
 
 
 def seccomp_filter(machine, denied_too=()):
