@@ -4,6 +4,8 @@
     python sweep.py diversity_ablation debug=tiny      # extra overrides go to every job
     python sweep.py diversity_ablation --summarize-only multirun/diversity_ablation/<time>
     python sweep.py teacher_choice --scale paper       # the suite's cluster size (its `paper:` block)
+    python sweep.py components --replicates 1,2,3      # some replicates now ...
+    python sweep.py components --replicates 4,5 --into multirun/components/<time>   # ... the rest later, one report
 
 A suite is a yaml in experiments/: `sweep` (the multirun axes) and `fixed` (every job) at CPU size,
 `also` (more multiruns into the same sweep folder, for an arm that is no point of the product:
@@ -32,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent
@@ -58,76 +61,99 @@ def summarize(sweep_dir: Path, suite: dict) -> int:
     return len(table)
 
 
-MDE_FACTOR = 2.8  # z(0.975) + z(0.80): the difference a two-sided 5% test finds 80% of the time
+SIGNED, PLAIN = {"difference", "spearman rho"}, {"detectable", "rep_detectable", "score"}
 
 
-def compare(sweep_dir: Path, suite: dict, df=None) -> list[dict]:
-    """Each arm of suite['compare']['by'] minus the baseline arm, paired; written to comparisons.md/csv."""
+def _cell(col: str, v) -> str:
+    """One table cell: differences signed to 3 places, p values to 2 significant digits, df to 1 place."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (float, np.floating)):
+        if col in SIGNED | PLAIN:
+            return f"{v:+.3f}" if col in SIGNED else f"{v:.3f}"
+        if col.startswith("p"):
+            return "<0.001" if v < 0.001 else f"{v:.2g}"
+        return f"{v:.1f}" if col == "df" else f"{v:.3g}"
+    return str(v)
+
+
+def _md(rows: list[dict], cols: list[str], names: dict | None = None) -> list[str]:
+    """A markdown table of `rows` (pandas' to_markdown escapes "|" in arm names)."""
     import pandas as pd
 
-    from ded.reporting.results import load_runs, paired, paired_questions
-
-    spec = suite.get("compare")
-    if not spec:
-        return []
-    df = load_runs(sweep_dir, finished_only=True) if df is None else df.copy()  # df: the finished runs, read once by report()
-    cols = [c for c in ([spec["by"]] if isinstance(spec["by"], str) else spec["by"]) if c in df]
-    if df.empty or not cols:
-        return []
-    join = lambda r: "/".join(str(v) for v in r if pd.notna(v)) or None  # noqa: E731  e.g. selected/random
-    df["arm"] = df[cols[0]] if len(cols) == 1 else df[cols].apply(join, axis=1)  # one column keeps its values' type
-    by, base, metric = "arm", spec["baseline"], suite.get("plot") or "eval/heldout/trained/avg@k"
-    rows = []
-    for arm in sorted(set(df[by].dropna()) - {base}, key=str):
-        for level, res in (("seeds", paired(df, metric, by, base, arm)), ("seed x question", paired_questions(df, by, base, arm))):
-            rows.append({"arm": arm, "baseline": base, "paired over": level, "n pairs": res["n"], "difference": res["mean"],
-                         "ci95_low": res["ci95_low"], "ci95_high": res["ci95_high"], "se": res["se"],
-                         "detectable (80% power)": MDE_FACTOR * res["se"]})  # fmt: skip
-    table = pd.DataFrame(rows)
-    table.to_csv(sweep_dir / "comparisons.csv", index=False)
-    lines = [f"# {metric}: each arm minus {by}={base}, paired", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(f"{v:+.3f}" if isinstance(v, float) else str(v) for v in r) + " |" for r in table.itertuples(index=False)]
-    (sweep_dir / "comparisons.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return rows
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    if not len(table):
+        return ["(none)"]
+    for c in cols:
+        table[c] = [_cell(c, v) for v in table[c]]
+    return [table.rename(columns=names or {}).to_markdown(index=False, disable_numparse=True)]
 
 
-def predict(sweep_dir: Path, suite: dict, df=None) -> list[dict]:
-    """Spearman correlation across arms (their mean over seeds) between each predictor and the target: predictors.md/csv."""
+def _ci(lo, hi) -> str:
+    return "" if lo is None or lo != lo else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+PRIMARY_WHY = ("Primary interval: the crossed replicate x question estimate (ded/reporting/stats.py `crossed`): each "
+               "replicate is one trained model shared by every question and each question recurs in every replicate, "
+               "so the variance of a mean has replicate, question and cell parts; their method-of-moments estimates "
+               "with Satterthwaite's degrees of freedom give an interval for new replicates and new questions "
+               "(simulated coverage: tests/reporting/test_stats.py). `detectable`: the smallest true difference that "
+               "test finds with 80% power at the 5% level (noncentral t on its own df). Secondary: a t interval over "
+               "the replicates' means (valid for these questions only). `p (Holm)`: Holm-corrected over the suite's "
+               "declared comparisons and predictors together; exploratory rows are not corrected and claim nothing.")
+
+
+def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict], list[dict]]:
+    """The suite's comparisons (compare), arm scores and predictors (predict), Holm-corrected as
+    one family; written to comparisons.md/csv, predictors.md/csv and forest.png."""
     import pandas as pd
-    from scipy.stats import spearmanr
 
-    from ded.reporting.results import load_runs
+    from ded.reporting.comparisons import DEFAULT_METRIC, compare, forest_plot, holm_family, predict
 
-    spec = suite.get("predict")
-    if not spec:
-        return []
-    df = load_runs(sweep_dir, finished_only=True) if df is None else df.copy()  # df: the finished runs, read once by report()
-    by, target = spec["by"], spec.get("target") or suite.get("plot") or "eval/heldout/trained/avg@k"
-    preds = [p for p in spec["predictors"] if p in df]
-    if df.empty or by not in df or target not in df or not preds:
-        return []
-    means = df.groupby(by)[[target, *preds]].mean(numeric_only=True)
-    seeds = df.groupby(by).size()
-    rows = []
-    for p in preds:
-        ok = means[[p, target]].dropna()
-        rho, pval = spearmanr(ok[p], ok[target]) if len(ok) > 2 else (float("nan"), float("nan"))
-        rows.append({"predictor": p, "spearman rho": float(rho), "p value": float(pval), "arms": len(ok),
-                     "seeds per arm": f"{seeds.min()}-{seeds.max()}" if seeds.min() != seeds.max() else str(seeds.min())})  # fmt: skip
-    table = pd.DataFrame(rows)
-    table.to_csv(sweep_dir / "predictors.csv", index=False)
-    per_arm = means.assign(seeds=seeds).reset_index()
-    per_arm.to_csv(sweep_dir / "predictors_per_arm.csv", index=False)
-    fmt = lambda v: f"{v:+.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = [f"# Predictors of {target} across {by} (Spearman over the arms' means)", "",
-             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]  # fmt: skip
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table.itertuples(index=False)]
-    lines += ["", "Per arm (mean over seeds):", "", "| " + " | ".join(per_arm.columns) + " |", "|" + "---|" * len(per_arm.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in per_arm.itertuples(index=False)]
-    (sweep_dir / "predictors.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return rows
+    spec, pspec = suite.get("compare") or {}, suite.get("predict") or {}
+    comps, arms, preds = [], [], []
+    if spec and not df.empty:
+        comps, arms = compare(df, spec["by"], spec["baseline"], spec.get("within"), spec.get("pairs", ()), spec.get("explore", ()),
+                              spec.get("labels"))
+    if pspec and not df.empty:
+        preds = predict(df, pspec["by"], pspec.get("target") or suite.get("plot") or DEFAULT_METRIC, pspec["predictors"])
+    holm_family(comps, preds)
+    metric = suite.get("plot") or DEFAULT_METRIC
+    if comps or arms:
+        within = spec.get("within")
+        for r in comps:
+            r["95% CI"], r["over replicates"] = _ci(r.get("ci95_low"), r.get("ci95_high")), _ci(r.get("rep_ci95_low"), r.get("rep_ci95_high"))
+        for r in arms:
+            r["95% CI"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
+        pd.DataFrame(comps).to_csv(sweep_dir / "comparisons.csv", index=False)
+        pd.DataFrame(arms).to_csv(sweep_dir / "arms.csv", index=False)
+        lv = [within] if within else []
+        lines = [f"# {metric}: each arm minus the baseline ({spec['baseline']}), paired by replicate and question", "", PRIMARY_WHY, "",
+                 *_md([{**r, within: r["within"]} if within else r for r in comps],
+                      [*lv, "arm", "baseline", "family", "difference", "95% CI", "p", "p (Holm)", "survives Holm", "detectable",
+                       "df", "replicates", "questions", "over replicates", "rep_detectable", "note"],
+                      {"over replicates": "95% CI over replicates", "rep_detectable": "detectable over replicates"}),
+                 "", "## Each arm's score", "", "Crossed 95% interval; an arm whose cells are all equal (it solved nothing) "
+                 "gets the exact Clopper-Pearson bound over its samples instead.", "",
+                 *_md([{**r, within: r["within"]} if within else r for r in arms], [*lv, "arm", "score", "95% CI", "interval", "replicates", "questions", "samples"]),
+                 "", f"Replicate key: `{(comps or arms)[0]['replicate key']}`. Figure: [forest.png](forest.png)."]  # fmt: skip
+        (sweep_dir / "comparisons.md").write_text("\n".join(lines) + "\n")
+        forest_plot(comps, sweep_dir / "forest.png", suite.get("description", ""), metric, within)
+        print("\n".join(lines))
+    if preds:
+        for r in preds:
+            r["95% CI (bootstrap over replicates)"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
+        pd.DataFrame(preds).to_csv(sweep_dir / "predictors.csv", index=False)
+        lines = [f"# Predictors of {pspec.get('target') or metric} across {pspec['by']}", "",
+                 "Spearman's rho between each predictor and the target over the arms' means; p: exact permutation test "
+                 "(every ordering up to 8 arms); interval: 2,000 bootstrap resamples of each arm's replicates; "
+                 "p (Holm): over the suite's family.", "",
+                 *_md(preds, ["predictor", "spearman rho", "95% CI (bootstrap over replicates)", "p", "p (Holm)", "survives Holm", "arms", "replicates per arm"])]  # fmt: skip
+        (sweep_dir / "predictors.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+    return comps, arms, preds
 
 
 def report(sweep_dir: Path, suite: dict) -> int:
@@ -136,9 +162,7 @@ def report(sweep_dir: Path, suite: dict) -> int:
     if suite.get("compare") or suite.get("predict"):
         from ded.reporting.results import load_runs
 
-        runs = load_runs(sweep_dir, finished_only=True)
-        compare(sweep_dir, suite, runs)
-        predict(sweep_dir, suite, runs)
+        statistics(sweep_dir, suite, load_runs(sweep_dir, finished_only=True))
     return n
 
 
@@ -148,6 +172,8 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     ap.add_argument("--summarize-only", metavar="SWEEP_DIR", help="only rebuild the summary of a finished sweep")
     ap.add_argument("--scale", choices=["cpu", "paper"], default="cpu", help="cpu: the suite's sweep and fixed keys; paper: its paper block")
+    ap.add_argument("--replicates", metavar="LIST", help="run only these of the suite's replicates, e.g. 1,2,3 (default: all)")
+    ap.add_argument("--into", metavar="SWEEP_DIR", help="add the replicates to this earlier sweep folder of the suite (its report then covers all)")
     args = ap.parse_args()
     suite = load_suite(args.suite)
     if args.summarize_only:
@@ -161,15 +187,33 @@ def main() -> None:
             sys.exit(f"sweep.py: suite {args.suite!r} has no paper block")
         suite = {**suite, **suite["paper"]}
     sweep_dir = ROOT / "multirun" / f"{args.suite}{'_paper' if args.scale == 'paper' else ''}" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    if args.into:
+        sweep_dir = Path(args.into).resolve()
+        if not sweep_dir.is_dir():
+            sys.exit(f"sweep.py: --into {args.into}: no such folder")
     rc, start = 0, time.monotonic()
-    for i, axes in enumerate([suite["sweep"], *suite.get("also", [])]):  # one multirun each, one folder for all
-        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *suite.get("fixed", []), *axes, *args.overrides,
-               f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={chr(97 + i)}${{hydra.job.num}}"]  # a0, a1..., b0...
-        print("+", " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd) or rc
+    replicates = suite.get("replicates") or [None]  # outermost: a stopped suite holds every arm of its first replicates
+    if args.replicates:
+        wanted = [int(r) for r in args.replicates.split(",") if r.strip()]
+        if unknown := [r for r in wanted if r not in replicates]:
+            sys.exit(f"sweep.py: --replicates {args.replicates}: {unknown} not in the suite's replicates {replicates}")
+        taken = {p.name.split("_")[0] for p in sweep_dir.glob("r*_*")} if args.into else set()
+        if clash := [r for r in wanted if f"r{r}" in taken]:
+            sys.exit(f"sweep.py: --into {sweep_dir}: replicates {clash} are there already; pick others")
+        replicates = wanted
+    multiruns = [suite["sweep"], *suite.get("also", [])]
+    for r in replicates:
+        for i, axes in enumerate(multiruns):  # one multirun each, one folder for all
+            rep = [] if r is None else [f"replicate={r}"]
+            sub = ("" if r is None else f"r{r}_") + chr(97 + i)  # r1_a0, r1_a1..., r1_b0..., r2_a0...
+            cmd = [sys.executable, str(ROOT / "run.py"), "-m", *suite.get("fixed", []), *axes, *rep, *args.overrides,
+                   f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={sub}${{hydra.job.num}}"]  # fmt: skip
+            print("+", " ".join(cmd), flush=True)
+            rc = subprocess.call(cmd) or rc
     if sweep_dir.exists():  # a partly failed sweep is summarised too: its failed jobs say why
         wall = time.monotonic() - start
-        (sweep_dir / "wall_time.txt").write_text(f"{wall:.0f} s ({wall / 60:.1f} min) for {len(suite.get('also', [])) + 1} multirun(s)\n")
+        with open(sweep_dir / "wall_time.txt", "a") as f:  # --into adds a line per addition
+            f.write(f"{wall:.0f} s ({wall / 60:.1f} min) for {len(multiruns) * len(replicates)} multirun(s), replicates {replicates}\n")
         report(sweep_dir, suite)
         print(f"sweep.py: {args.suite} took {wall / 60:.1f} min; folder {sweep_dir}")
     sys.exit(rc)

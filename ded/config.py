@@ -26,6 +26,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from ded.core.cache import short_hash
 from ded.core.registry import ConfigError  # re-exported: raised by every check below
 
 log = logging.getLogger("ded")
@@ -436,9 +437,11 @@ class Config:
     debug: Any = None  # set by the debug/ group: a tag saying which debug preset is on
     experiment: Any = None
     stop_after: str = "evaluation"  # the last stage to run (STAGES); the cache keeps the rest for later
+    replicate: int = 0  # 0: the seeds as set; r > 0: a fresh corpus and model (replicate_seed), same questions
 
     def __post_init__(self):
         one_of(self.stop_after, STAGES, "stop_after")
+        check(isinstance(self.replicate, int) and self.replicate >= 0, "replicate", f"must be an integer >= 0, got {self.replicate!r}")
         # a shard holds only part of the samples: curating or training on it would silently use a partial corpus
         check(self.generation.shard is None or STAGES.index(self.stop_after) <= STAGES.index("trajectories"), "generation.shard",
                f"a sharded job ({self.generation.shard}) generates only part of the samples, so it must stop before curation: "
@@ -447,6 +450,15 @@ class Config:
         # the student's weights are trained and loaded: a backend that only replays a dataset cannot be one
         check(isinstance(self.student, PromptedModelConfig), "student.backend", f"{self.student.backend!r} has no model weights to train; "
                "use a student config on a model backend (hf, vllm, openai)")  # fmt: skip
+
+
+    def replicate_seed(self, base: int, stream: str) -> int:
+        """The seed of one random stream (``teacher``, ``select``, ``train``) in this replicate: `base`
+        itself in replicate 0 (so runs without the key keep their seeds and their cache), else a seed
+        drawn from (base, stream, replicate), so replicate 2 of train.seed=1 is not replicate 1 of
+        train.seed=2. What is not drawn anew (the questions, the student's pass rates, the
+        evaluation's sampling seed) is shared by every replicate and cached once."""
+        return base if self.replicate == 0 else int(short_hash(base, stream, self.replicate), 16) % 2**31
 
 
 def to_dataclasses(cfg: DictConfig) -> Config:

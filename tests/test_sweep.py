@@ -35,53 +35,83 @@ def test_unknown_suite_lists_known_ones():
 
 
 
-def test_comparisons_pair_each_arm_with_the_baseline_and_give_the_detectable_difference(tmp_path):
-    """sweep.py's comparisons.md: arm minus baseline paired over seeds, with 2.8 x its s.e. as the
-    difference the suite detects 80% of the time (values by hand in tests/reporting/test_results.py)."""
+def _sweep_module():
     import importlib.util
 
-    from test_results import VALUES, write_run
-
-    for i, ((div, seed), v) in enumerate(VALUES.items()):
-        if div != "none":
-            write_run(tmp_path, f"{i}", diversity=div, seed=seed, value=v, per_question={"q1": v, "q2": v / 2})
-    write_run(tmp_path, "9", diversity="none", seed=0, value=0.2, extra={}, per_question={"q1": 0.2, "q2": 0.1})
     spec = importlib.util.spec_from_file_location("sweep", ROOT / "sweep.py")
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
-    rows = sweep.compare(tmp_path, {"compare": {"by": ["choice.experiment", "choice.diversity"], "baseline": "random"},
-                                    "plot": "eval/heldout/trained/avg@k"})  # fmt: skip
-    by_arm = {(r["arm"], r["paired over"]): r for r in rows}
-    lev = by_arm[("levenshtein", "seeds")]
-    # levenshtein - random over seeds 0, 1, 2: 0.1, 0.15, 0.05 -> mean 0.1, se 0.028868
-    assert lev["n pairs"] == 3 and lev["difference"] == pytest.approx(0.1) and lev["detectable (80% power)"] == pytest.approx(2.8 * 0.028868, abs=1e-5)
-    q = by_arm[("levenshtein", "seed x question")]
-    assert q["n pairs"] == 6 and q["difference"] == pytest.approx((0.1 + 0.05) / 2)  # q2 halves each difference
-    none = by_arm[("none", "seeds")]
-    assert none["n pairs"] == 1 and none["difference"] == pytest.approx(0.2 - 0.4)  # one shared seed: no interval
-    assert "detectable" in (tmp_path / "comparisons.md").read_text() and (tmp_path / "comparisons.csv").exists()
+    return sweep
+
+
+def _write_run(*args, **kwargs):
+    """tests/reporting/test_results.py's run-record writer (imported by path: any test selection finds it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_results_helpers", ROOT / "tests" / "reporting" / "test_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_run(*args, **kwargs)
+
+
+def _suite_runs(root, arms, replicates=4, questions=12, seed=0):
+    """A suite's run records: every arm x replicate with per-question avg@2 (arms: name -> true accuracy)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for a, (arm, p) in enumerate(arms.items()):
+        for r in range(1, replicates + 1):
+            pq = {f"q{i}": rng.binomial(2, p) / 2 for i in range(questions)}
+            _write_run(root, f"{arm},{r}", diversity=arm, seed=0, k=2, value=sum(pq.values()) / questions, per_question=pq,
+                      extra={"entropy": 1.0 - p + rng.normal(0, 0.01)})  # fmt: skip
+            rec = root / f"{arm},{r}" / ".hydra" / "overrides.yaml"
+            rec.write_text(rec.read_text().replace("train.seed=0", f"replicate={r}"))
+            cfg = root / f"{arm},{r}" / "config.yaml"
+            cfg.write_text(cfg.read_text() + f"replicate: {r}\n")
+
+
+def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
+    """sweep.py's statistics: each arm minus the baseline with the crossed interval over replicate x
+    question, its noncentral-t detectable difference and Holm over the declared family; an arm that
+    solves nothing gets an exact bound, a declared `explore` pair is marked exploratory; forest.png."""
+    from ded.reporting.results import load_runs
+
+    _suite_runs(tmp_path, {"random": 0.3, "levenshtein": 0.6, "embedding": 0.32, "none": 0.0})
+    suite = {"compare": {"by": "choice.diversity", "baseline": "random", "explore": [["embedding", "levenshtein"]]},
+             "predict": {"by": "choice.diversity", "predictors": ["entropy"]}, "plot": "eval/heldout/trained/avg@k", "description": "t"}
+    comps, arms, preds = _sweep_module().statistics(tmp_path, suite, load_runs(tmp_path, finished_only=True))
+    rows = {(r["baseline"], r["arm"]): r for r in comps}
+    lev, emb, none = rows[("random", "levenshtein")], rows[("random", "embedding")], rows[("random", "none")]
+    assert lev["replicates"] == 4 and lev["questions"] == 12 and lev["family"] == "primary"
+    assert lev["ci95_low"] > 0 and lev["survives Holm"] and not emb["survives Holm"]
+    assert lev["detectable"] > 2.8 * (lev["ci95_high"] - lev["difference"]) / 3.2  # noncentral t on few df, not the normal rule
+    assert none["difference"] < 0
+    family = [r for r in comps + preds if r["family"] == "primary"]
+    assert len(family) == 4 and all(r["p (Holm)"] >= r["p"] for r in family)
+    assert rows[("embedding", "levenshtein")]["family"] == "exploratory" and "p (Holm)" not in rows[("embedding", "levenshtein")]
+    zero = next(a for a in arms if a["arm"] == "none")
+    assert zero["interval"].startswith("exact") and zero["ci95_low"] == 0 and 0 < zero["ci95_high"] < 0.05
+    md = (tmp_path / "comparisons.md").read_text()
+    assert "crossed replicate x question" in md and "exploratory" in md and "Clopper-Pearson" in md
+    assert (tmp_path / "forest.png").stat().st_size > 10_000 and (tmp_path / "arms.csv").exists()
 
 
 def test_predictors_rank_correlate_arm_means_with_the_target(tmp_path):
-    """Spearman over the arms' means: a predictor that orders the arms as the target does gets +1,
-    a reversed one -1; arms and seeds per arm are reported."""
-    import importlib.util
+    """Spearman over the arms' means with an exact permutation p and a bootstrap interval: a
+    predictor that orders the arms as the target does gets +1, a reversed one -1."""
+    from ded.reporting.results import load_runs
 
-    from test_results import write_run
-
-    spec = importlib.util.spec_from_file_location("sweep", ROOT / "sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    scores = {"levenshtein": [0.5, 0.7], "random": [0.3, 0.35], "none": [0.1, 0.2]}  # means 0.6 > 0.325 > 0.15
+    scores = {"levenshtein": [0.5, 0.7], "random": [0.3, 0.35], "none": [0.1, 0.2], "embedding": [0.8, 0.9]}
     for arm, values in scores.items():
         for seed, v in enumerate(values):
             mean = sum(values) / 2
-            write_run(tmp_path, f"{arm},{seed}", diversity=arm, seed=seed, value=v,
-                      extra={"up": mean * 10 + seed * 0.01, "down": -mean, "flat_then_noise": [3, 1, 2][list(scores).index(arm)]})  # fmt: skip
-    rows = {r["predictor"]: r for r in sweep.predict(tmp_path, {"predict": {"by": "choice.diversity", "predictors": ["up", "down", "flat_then_noise", "absent"]},
-                                                                  "plot": "eval/heldout/trained/avg@k"})}  # fmt: skip
+            _write_run(tmp_path, f"{arm},{seed}", diversity=arm, seed=seed, value=v,
+                      extra={"up": mean * 10 + seed * 0.01, "down": -mean, "absent_here": None})  # fmt: skip
+    suite = {"predict": {"by": "choice.diversity", "predictors": ["up", "down", "absent"]}, "plot": "eval/heldout/trained/avg@k"}
+    _, _, preds = _sweep_module().statistics(tmp_path, suite, load_runs(tmp_path, finished_only=True))
+    rows = {r["predictor"]: r for r in preds}
     assert rows["up"]["spearman rho"] == pytest.approx(1.0) and rows["down"]["spearman rho"] == pytest.approx(-1.0)
-    assert rows["flat_then_noise"]["spearman rho"] == pytest.approx(0.5)  # ranks 3,1,2 vs 3,2,1
-    assert "absent" not in rows and rows["up"]["arms"] == 3 and rows["up"]["seeds per arm"] == "2"
+    assert rows["up"]["p"] == pytest.approx(2 / 24)  # exact: 2 of the 4! orderings are as extreme
+    assert "absent" not in rows and rows["up"]["arms"] == 4 and rows["up"]["replicates per arm"] == "2"
     md = (tmp_path / "predictors.md").read_text()
-    assert "Spearman" in md and "levenshtein" in md and (tmp_path / "predictors_per_arm.csv").exists()
+    assert "exact permutation" in md and "up" in md

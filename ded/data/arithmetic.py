@@ -14,9 +14,11 @@ excluded from the pool.
 from __future__ import annotations
 
 import random
+import re
 
 from ded.core.registry import ConfigError
 from ded.data import Question
+from ded.data.solvers import SOLVERS, Solver
 from ded.data.tasks import TASKS, WORKED_EXAMPLES, WorkedExamples
 
 # Each level is a function rng -> (expression, value), ordered by how often the few-shot
@@ -125,3 +127,35 @@ def task(corpus, eval_size: int) -> tuple[list[Question], list[Question]]:
 
 
 WORKED_EXAMPLES.register("arithmetic", WorkedExamples(lambda n, style: fewshot_messages(n)))
+
+
+# The solver teacher on this task (``teacher=solver_varied teacher.task=arithmetic``): reads the
+# expression back from the question; never wrong, and in the varied style worded anew per sample.
+_EXPR = re.compile(r"^What is \$(\d+) (\+|\\times) (\d+)\$\?$")
+_SAY = {"+": ["${a} + {b} = {v}$.", "Adding {a} and {b} gives {v}.", "{a} plus {b} is {v}.", "Start at {a} and count on {b}: {v}."],
+        "\\times": ["${a} \\times {b} = {v}$.", "{a} times {b} is {v}.", "{a} groups of {b} make {v}.",
+                    "Multiplying {a} by {b} gives {v}."]}
+_CLOSE = ["The answer is $\\boxed{{{v}}}$.", "Answer: $\\boxed{{{v}}}$", "$\\boxed{{{v}}}$", "So the result is $\\boxed{{{v}}}$."]
+
+
+def read(text: str) -> tuple[int, str, int, int]:
+    """(a, op, b, value) of a question's text; ValueError if it is not one of this task's questions."""
+    m = _EXPR.match(text.strip())
+    if not m:
+        raise ValueError(f"not an arithmetic question: {text[:60]!r}")
+    a, op, b = int(m[1]), m[2], int(m[3])
+    return a, op, b, a + b if op == "+" else a * b
+
+
+def solve(text: str) -> str:
+    a, op, b, v = read(text)
+    return _SAY[op][0].format(a=a, b=b, v=v) + " " + _CLOSE[0].format(v=v)  # the worked examples' own form
+
+
+def solve_varied(text: str, rng: random.Random) -> str:
+    a, op, b, v = read(text)
+    return rng.choice(_SAY[op]).format(a=a, b=b, v=v) + rng.choice([" ", "\n"]) + rng.choice(_CLOSE).format(v=v)
+
+
+SOLVERS.register("arithmetic", Solver(fixed=lambda text, reference: solve(text),
+                                      varied=lambda text, reference, rng: solve_varied(text, rng)))

@@ -49,7 +49,7 @@ DEFAULT_METRICS = (
     "analysis/corpus/trained_entropy",
     "analysis/pca_shift/trained_vs_base",
 )
-SEED_KEYS = ("train.seed", "generation.seed")
+SEED_KEYS = ("replicate", "train.seed", "generation.seed")  # the replicate key first: it redraws the others
 FILES = ("runs.csv", "summary.csv", "summary.md", "summary.png")
 
 
@@ -146,7 +146,7 @@ def _md_table(df) -> list[str]:
 
 
 def seed_axis(runs) -> str | None:
-    """The seed key that varies across the sweep's runs (train.seed first), or None."""
+    """The seed key that varies across the sweep's runs (replicate first), or None."""
     for key in SEED_KEYS:
         if key in runs.columns and runs[key].dropna().astype(str).nunique() > 1:
             return key
@@ -257,7 +257,8 @@ def per_configuration(runs, jobs, keys, seed, metrics, main):
         if m == main:
             cols["n"] = agg["n"].values
             ci = zip(agg["ci95_low"], agg["ci95_high"])
-            cols[f"{m} 95% CI"] = [f"[{lo:.3g}, {hi:.3g}]" if not math.isnan(lo) else "" for lo, hi in ci]
+            # equal values give a zero-width t interval, which is no statement of uncertainty: comparisons.md has the exact bound
+            cols[f"{m} 95% CI"] = ["" if math.isnan(lo) else "no variation" if hi - lo < 1e-12 else f"[{lo:.3g}, {hi:.3g}]" for lo, hi in ci]
         out = cols if out is None else out.merge(cols, on=by, how="outer")
     if out is None:
         return pd.DataFrame()

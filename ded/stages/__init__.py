@@ -42,7 +42,13 @@ class Run:
 
     @property
     def seed(self) -> int:
+        """The seed of what every replicate shares: the student's pass-rate samples and the evaluation's."""
         return self.cfg.generation.seed
+
+    @property
+    def corpus_seed(self) -> int:
+        """The seed of what a replicate draws anew: the teacher's samples, selection tie-breaks, probes."""
+        return self.cfg.replicate_seed(self.cfg.generation.seed, "teacher")
 
     @property
     def shard(self) -> tuple[int, int] | None:

@@ -44,7 +44,7 @@ def run(ctx: Run, corpus: Corpus, passrate: PassRateResult, trained: Trained) ->
 def probe_rows(ctx: Run, corpus: Corpus, passrate: PassRateResult) -> tuple[list[dict], list[dict]]:
     """Up to ``analysis.probe_size`` corpus examples and as many of the student's own pass-rate answers."""
     n = ctx.cfg.analysis.probe_size
-    rng = random.Random(short_hash(ctx.seed, "probe"))
+    rng = random.Random(short_hash(ctx.corpus_seed, "probe"))
     probe = rng.sample(corpus.examples, min(n, len(corpus.examples)))
     own = [{"id": q.id, "question": q.text, "response": passrate.samples[q.id][0]["text"]} for q in passrate.kept]
     return probe, rng.sample(own, min(n, len(own)))

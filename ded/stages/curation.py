@@ -68,7 +68,7 @@ def select_corpus(ctx: Run, passrate: PassRateResult, candidates: dict[str, list
     cfg = ctx.cfg
     p = cfg.corpus.trajectories.p
     order = [q for q in passrate.kept if candidates[q.id]]
-    rngs = (random.Random(short_hash(ctx.seed, q.id, "select")) for q in order)  # one stream per question: order-independent
+    rngs = (random.Random(short_hash(ctx.corpus_seed, q.id, "select")) for q in order)  # one stream per question: order-independent
     chosen = select_groups((candidates[q.id] for q in order), rngs, p, cfg.diversity)  # diversity.workers > 1: in parallel
     # most valuable first: a smaller take is a prefix
     picks = {q.id: [candidates[q.id][i] for i in idx] for q, idx in zip(order, chosen)}

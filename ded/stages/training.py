@@ -3,7 +3,7 @@ cached by student, corpus content and train config, so a rerun retrains nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ded.core.models import local_checkpoint
 from ded.generation.identity import model_identity
@@ -30,12 +30,14 @@ def run(ctx: Run, corpus: Corpus) -> Trained:
         ctx.tracker.log(tracker_metrics(logs), step=step)
 
     student, prefix = model_identity(cfg.student), prompt_prefix_for(cfg.student)
-    path, key, info = train(student_path, student, corpus.examples, prefix, cfg.train, ctx.stage_cache, on_log=log_entry)
+    train_cfg = replace(cfg.train, seed=cfg.replicate_seed(cfg.train.seed, "train"))  # init, data order, dropout: drawn anew per replicate
+    path, key, info = train(student_path, student, corpus.examples, prefix, train_cfg, ctx.stage_cache, on_log=log_entry)
     if info["cached"]:  # the checkpoint's recorded curves, so this run's record holds them too (train/cached says so)
         for entry in info["log_history"]:
             log_entry(entry["step"], entry)
     ctx.tracker.log({
         "train/cached": info["cached"],
+        "train/seed": train_cfg.seed,  # the seed training ran with (train.seed itself in replicate 0)
         "train/train_loss": info["train_loss"],  # mean over training (TRL's name); train/loss is the per-step curve
         "train/steps": info["steps"],
         "train/seconds": info["seconds"],

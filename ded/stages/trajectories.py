@@ -20,7 +20,7 @@ def run(ctx: Run, passrate: PassRateResult) -> TeacherSamples:
     cfg = ctx.cfg
     teacher = ctx.backends["teacher"]
     samples, st = generate_cached(teacher, ctx.cache_root, passrate.kept, cfg.corpus.trajectories.n, prefix=prompt_prefix_for(cfg.teacher),
-                                  sampling=sampling_args(cfg.teacher.sampling), seed=ctx.seed, desc="teacher trajectories",
+                                  sampling=sampling_args(cfg.teacher.sampling), seed=ctx.corpus_seed, desc="teacher trajectories",
                                   shard=ctx.shard)  # fmt: skip
     teacher.close()
     ctx.tracker.log({

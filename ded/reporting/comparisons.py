@@ -1,0 +1,204 @@
+"""A suite's comparisons and predictors with the statistics of ded.reporting.stats, as tables,
+markdown and a forest plot (``sweep.py`` writes them next to the summary).
+
+    from ded.reporting.comparisons import compare, predict
+    rows = compare(runs, by=["name", "choice.diversity"], baseline="selected/random", within="corpus.size")
+
+An arm is a value of the `by` column(s) (several joined by "/", unset ones left out); `within`
+(optional) is a column every comparison is repeated at (a corpus size). Each declared comparison
+(every arm minus the baseline, and `pairs`) is primary: its p value is Holm-corrected together
+with every other primary test of the suite (the suite's family, predictors included); `explore`
+pairs are reported with their own p values, marked exploratory. The replicate key is the column
+``replicate`` when it varies, else the first seed key that does (older suites replicate over
+``train.seed``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ded.reporting.results import per_question
+from ded.reporting.stats import crossed, exact_bounds, holm, replicate_t, spearman_bootstrap, spearman_exact
+
+REPLICATE_KEYS = ("replicate", "train.seed", "generation.seed")
+DEFAULT_METRIC = "eval/heldout/trained/avg@k"
+
+
+def replicate_key(df) -> str | None:
+    """The column the suite replicates over: the first of REPLICATE_KEYS that varies."""
+    for key in REPLICATE_KEYS:
+        if key in df.columns and df[key].dropna().astype(str).nunique() > 1:
+            return key
+    return None
+
+
+def with_arms(df, by) -> Any:
+    """`df` with an ``arm`` column: the `by` value, or several joined by "/" (unset ones left out)."""
+    import pandas as pd
+
+    cols = [c for c in ([by] if isinstance(by, str) else by) if c in df.columns]
+    if not cols:
+        raise KeyError(f"none of the arm columns {by} is in the runs table")
+    df = df.copy()
+    join = lambda r: "/".join(str(v) for v in r if pd.notna(v)) or None  # noqa: E731  e.g. selected/random
+    df["arm"] = df[cols].apply(join, axis=1) if len(cols) > 1 else df[cols[0]].map(lambda v: None if pd.isna(v) else str(v))
+    return df
+
+
+def cells(df, rep: str | None) -> Any:
+    """One arm's replicate x question table of held-out accuracy (runs of one replicate averaged);
+    also ``samples`` (per cell: eval.k) in ``.attrs``."""
+    import pandas as pd
+
+    rows = []
+    for _, run in df.iterrows():
+        r = run[rep] if rep else 0
+        for q, acc in per_question(run["run_dir"]).items():
+            rows.append({"replicate": str(r), "question": q, "acc": acc})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).groupby(["replicate", "question"])["acc"].mean().unstack("question")
+    k = pd.to_numeric(df.get("eval.k"), errors="coerce").dropna() if "eval.k" in df else pd.Series(dtype=float)
+    table.attrs["k"] = int(k.iloc[0]) if len(k) else 1
+    return table
+
+
+def _complete(a, b=None):
+    """The replicates and questions every given table holds (the complete crossed design)."""
+    tables = [t for t in (a, b) if t is not None]
+    reps = sorted(set.intersection(*(set(t.index) for t in tables)), key=str)
+    qs = sorted(set.intersection(*(set(t.columns) for t in tables)), key=str)
+    return [t.loc[reps, qs].dropna(axis=1) for t in tables]
+
+
+def arm_score(table) -> dict:
+    """An arm's held-out score: the crossed estimate, or the exact (Clopper-Pearson) bound over its
+    samples when every cell is equal (an arm that solved nothing gets [0, upper], not [0, 0])."""
+    if table.empty:
+        return {}
+    k = table.attrs.get("k", 1)
+    values = table.to_numpy(dtype=float)
+    n = values.size * k
+    if values.min() == values.max() or len(table) < 2:
+        hits = int(round(values.sum() * k))
+        lo, hi = exact_bounds(hits, n)
+        return {"score": float(values.mean()), "ci95_low": lo, "ci95_high": hi, "interval": "exact (Clopper-Pearson)",
+                "replicates": len(table), "questions": table.shape[1], "samples": n}  # fmt: skip
+    est = crossed(values)
+    return {"score": est.mean, "ci95_low": est.ci95_low, "ci95_high": est.ci95_high, "interval": "crossed",
+            "replicates": len(table), "questions": table.shape[1], "samples": n}  # fmt: skip
+
+
+def difference(a, b) -> dict:
+    """b minus a: the primary (crossed) and secondary (over replicates) estimates, on the replicates
+    and questions both hold. Replicate r of one arm is paired with replicate r of the other."""
+    a, b = _complete(a, b)
+    out = {"replicates": len(a), "questions": a.shape[1]}
+    if len(a) < 2 or a.shape[1] < 2:
+        return out | {"difference": math.nan, "note": f"needs 2 replicates and 2 questions, has {len(a)} x {a.shape[1]}"}
+    d = b.to_numpy(dtype=float) - a.to_numpy(dtype=float)
+    primary, secondary = crossed(d), replicate_t(d.mean(axis=1))
+    out |= {"difference": primary.mean, "ci95_low": primary.ci95_low, "ci95_high": primary.ci95_high, "p": primary.p,
+            "df": primary.df, "detectable": primary.detectable, "var_replicate": primary.components["replicate"],
+            "var_question": primary.components["question"], "var_cell": primary.components["cell"],
+            "rep_ci95_low": secondary.ci95_low, "rep_ci95_high": secondary.ci95_high, "rep_detectable": secondary.detectable}  # fmt: skip
+    if not primary.se > 0:  # every cell equal (two arms that both solved nothing): bound it by the arms' exact intervals
+        k = min(a.attrs.get("k", 1), b.attrs.get("k", 1))
+        la, ha = exact_bounds(int(round(a.to_numpy().sum() * k)), a.size * k)
+        lb, hb = exact_bounds(int(round(b.to_numpy().sum() * k)), b.size * k)
+        out |= {"ci95_low": lb - ha, "ci95_high": hb - la, "note": "no variation: bounds from the arms' exact intervals"}
+    return out
+
+
+def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None) -> tuple[list[dict], list[dict]]:
+    """(comparisons, arms): every arm minus `baseline` and each of `pairs` ([a, b]: b minus a),
+    primary; each of `explore`, exploratory; at every value of `within`. `labels` renames arms
+    (``selected/none: first-P``); `baseline`, `pairs` and `explore` may use either name. Holm is
+    not applied here (``holm_family`` does it over the suite's family)."""
+    df = with_arms(df, by)
+    if labels:
+        df["arm"] = df["arm"].map(lambda a: labels.get(a, a))
+        baseline = labels.get(str(baseline), baseline)
+        pairs = [[labels.get(str(x), x) for x in p] for p in pairs]
+        explore = [[labels.get(str(x), x) for x in p] for p in explore]
+    rep = replicate_key(df)
+    levels = [(None, df)] if not within or within not in df else [(w, g) for w, g in df.groupby(within, sort=True, dropna=False)]
+    comps, arms = [], []
+    for level, g in levels:
+        tables = {arm: cells(ga, rep) for arm, ga in g.groupby("arm", sort=False)}
+        for arm, t in tables.items():
+            if not t.empty:
+                arms.append({"within": level, "arm": arm} | arm_score(t))
+        planned = [(str(baseline), a, "primary") for a in tables if a != str(baseline)]
+        planned += [(str(a), str(b), "primary") for a, b in pairs] + [(str(a), str(b), "exploratory") for a, b in explore]
+        for a, b, family in planned:
+            if a in tables and b in tables and not tables[a].empty and not tables[b].empty:
+                comps.append({"within": level, "arm": b, "baseline": a, "family": family} | difference(tables[a], tables[b]))
+    for row in comps + arms:
+        row["replicate key"] = rep
+    return comps, arms
+
+
+def predict(df, by: str, target: str, predictors) -> list[dict]:
+    """Each predictor's Spearman rho with `target` across the arms' means: exact permutation p
+    value, and a 95% bootstrap interval resampling each arm's replicates."""
+    import pandas as pd
+
+    rows = []
+    if by not in df or target not in df:
+        return rows
+    for p in [p for p in predictors if p in df]:
+        d = df[[by]].assign(**{p: pd.to_numeric(df[p], errors="coerce"), target: pd.to_numeric(df[target], errors="coerce")}).dropna()
+        means = d.groupby(by)[[p, target]].mean()
+        rho, pval = spearman_exact(means[p], means[target])
+        groups = {arm: (g[p].astype(float).to_numpy(), g[target].astype(float).to_numpy()) for arm, g in d.groupby(by)}
+        lo, hi = spearman_bootstrap(groups)
+        reps = d.groupby(by).size()
+        per_arm = "0" if not len(reps) else str(reps.min()) if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
+        rows.append({"predictor": p, "spearman rho": rho, "ci95_low": lo, "ci95_high": hi, "p": pval, "family": "primary",
+                     "arms": len(means), "replicates per arm": per_arm})  # fmt: skip
+    return rows
+
+
+def holm_family(*tables: list[dict]) -> None:
+    """Add ``p (Holm)`` to every primary row of the given tables, corrected as one family."""
+    primary = [r for t in tables for r in t if r.get("family") == "primary"]
+    for r, adj in zip(primary, holm([r.get("p", math.nan) for r in primary])):
+        r["p (Holm)"] = adj
+        r["survives Holm"] = bool(adj < 0.05) if not math.isnan(adj) else None
+
+
+def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT_METRIC, within: str | None = None) -> None:
+    """Each comparison's difference with its primary 95% interval, one panel per `within` level;
+    exploratory ones in grey, primary ones that survive Holm filled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in comps if not math.isnan(r.get("difference", math.nan))]
+    if not rows:
+        return
+    levels = list(dict.fromkeys(r["within"] for r in rows))
+    per = max(sum(1 for r in rows if r["within"] == lv) for lv in levels)
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.8 * len(levels) + 1.6, 0.55 * per + 1.6), sharex=True, squeeze=False)
+    for ax, lv in zip(axes[0], levels):
+        sub = [r for r in rows if r["within"] == lv][::-1]
+        for y, r in enumerate(sub):
+            colour = "0.55" if r["family"] == "exploratory" else ("tab:blue" if r.get("survives Holm") else "tab:orange")
+            ax.plot([r["ci95_low"], r["ci95_high"]], [y, y], color=colour, lw=2.2)
+            ax.plot(r["difference"], y, "o", color=colour, mfc=colour if r.get("survives Holm") else "white", ms=7)
+            p = r.get("p (Holm)", r.get("p"))
+            ax.annotate(f"{r['difference']:+.3f}" + ("" if p is None or p != p else f"  p{'(Holm)' if 'p (Holm)' in r else ''}={p:.2g}"),
+                        (r["ci95_high"], y), xytext=(4, 5), textcoords="offset points", fontsize=7.5, color="0.25")  # fmt: skip
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(sub)), [f"{r['arm']} − {r['baseline']}" for r in sub], fontsize=9)
+        ax.set_title("" if lv is None else f"{within or 'at'} = {lv}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(f"difference in {metric.split('/')[-1]} (95% CI)")
+    fig.suptitle(f"{title}\nfilled blue: primary, survives Holm · orange: primary, does not · grey: exploratory", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
