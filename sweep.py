@@ -8,17 +8,24 @@
     python sweep.py components --replicates 4,5 --into multirun/components/<time>   # ... the rest later, one report
 
 A suite is a yaml in experiments/: `sweep` (the multirun axes) and `fixed` (every job) at CPU size,
-`also` (more multiruns into the same sweep folder, for an arm that is no point of the product:
-the unselected full corpus; its overrides come after `fixed`, so they win), `paper` (the same
-keys at the paper's size), the summary's `metrics` and `plot`, and `compare` (`by`: the column(s)
-naming the arms, several joined by "/" with unset ones left out; `baseline`: the arm the others
-are paired against), which
-writes comparisons.md: each arm minus the baseline, paired over seeds and over (seed, question),
-with its 95% interval and the smallest difference the suite can detect (2.8 x the paired s.e.:
-80% power at the 5% level); and `predict` (`by`: the arm column, `target`: the trained score,
-`predictors`: metrics known before training), which writes predictors.md: each predictor's
-Spearman rank correlation with the target across the arms' means, with how many arms and seeds
-it rests on. The suite's wall time goes to wall_time.txt.
+`replicates` (run outermost, `replicate=<r>` on every job: each replicate redraws the teacher's
+samples, selection ties, data order and training seed, so a stopped suite holds every arm of its
+first replicates), `also` (more multiruns into the same sweep folder, for an arm that is no point of
+the product; its overrides come after `fixed`, so they win), `paper` (the same keys at the paper's
+size), the summary's `metrics` and `plot`, `compare` (`by`: the column(s) naming the arms, several
+joined by "/" with unset ones left out; `baseline`; optional `within`: a column every comparison is
+repeated at; `pairs`: more declared [a, b] comparisons; `explore`: [a, b] comparisons reported as
+exploratory; `labels`: display names of arms) and `predict` (`by`: the arm column, `target`: the
+trained score, `predictors`: metrics known before training).
+
+The statistics (ded/reporting/stats.py, ded/reporting/comparisons.py) go to comparisons.md/csv,
+arms.csv, predictors.md/csv and forest.png: each arm minus the baseline on the crossed replicate x
+question design (the primary interval; method-of-moments variance components, Satterthwaite df),
+the smallest difference its own test detects at 80% power (noncentral t), a secondary interval
+over the replicates' means, each arm's score (an all-zero arm gets its exact Clopper-Pearson
+bound), each predictor's Spearman rho with an exact permutation p and a bootstrap interval over
+replicates, and Holm's correction over the suite's declared comparisons and predictors together.
+The suite's wall time goes to wall_time.txt.
 
 The summary (summary.md, summary.csv, summary.png, runs.csv) is `ded.reporting.summary.summarize` over the
 sweep directory, with the suite's metrics, plotted metric and description; it is read from each

@@ -34,6 +34,7 @@ CASES = [
     ("unknown distance", ["diversity.metric=cosine"], "diversity.metric: unknown value 'cosine'"),
     ("unknown selector", ["diversity.selector=best"], "diversity.selector: unknown value 'best'"),
     ("unknown stage", ["stop_after=train"], "stop_after: unknown value 'train'"),
+    ("negative replicate", ["replicate=-1"], "replicate: must be an integer >= 0, got -1"),
     ("unknown eval set", ["eval.sets=[aime99]"], "eval.sets: unknown set(s) ['aime99']"),
     ("unknown optimizer", ["train.optim=adamw_wobble"], "train.optim: unknown value 'adamw_wobble'"),
     ("unknown hf engine", ["teacher.engine=paged"], "teacher.engine: unknown value 'paged'"),
