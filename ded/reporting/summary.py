@@ -267,6 +267,13 @@ def per_configuration(runs, jobs, keys, seed, metrics, main):
     return out.rename(columns={**{f"cfg:{k}": k for k in config_keys}, "__all": "configuration"})
 
 
+def _hue_label(keys: list[str], values) -> str:
+    """A legend entry: the set keys only (an arm that leaves a key unset shows no "key=")."""
+    if len(keys) == 1:
+        return str(values[0])
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values) if v != "")
+
+
 def plot_sweep(path: Path, runs, jobs: list[Job], keys: list[str], seed: str | None, metric: str, title: str) -> str:
     """summary.png: `metric` per configuration (x: the first swept key; colours: the others),
     error bars ± 1 s.e.; seed values as dots when the sweep has a seed axis. Returns the caption."""
@@ -284,15 +291,14 @@ def plot_sweep(path: Path, runs, jobs: list[Job], keys: list[str], seed: str | N
     else:
         x_col = f"cfg:{x_key}"
     hue_cols = [f"cfg:{k}" for k in hue_keys]
-    d["__hue"] = [", ".join(f"{k}={v}" if len(hue_keys) > 1 else v for k, v in zip(hue_keys, vals))
-                  for vals in zip(*[d[c] for c in hue_cols])] if hue_cols else ""  # fmt: skip
+    d["__hue"] = [_hue_label(hue_keys, vals) for vals in zip(*[d[c] for c in hue_cols])] if hue_cols else ""
 
     # Every configuration a job folder names, failed ones included (they show as "failed").
     job_cfg = []
     for j in jobs:
         ov = dict(split_override(o) for o in j.overrides)
         xv = ov.get(x_key, "") if x_key else ("all runs" if seed else j.dir.name)
-        hv = ", ".join(f"{k}={ov.get(k, '')}" if len(hue_keys) > 1 else ov.get(k, "") for k in hue_keys) if hue_keys else ""
+        hv = _hue_label(hue_keys, [ov.get(k, "") for k in hue_keys]) if hue_keys else ""
         job_cfg.append((xv, hv, j.status == "finished" and j.record))
     xs = list(dict.fromkeys(x for x, _, _ in job_cfg))
     hues = list(dict.fromkeys(h for _, h, _ in job_cfg))
