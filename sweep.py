@@ -108,8 +108,10 @@ PRIMARY_WHY = ("Primary interval: the crossed replicate x question estimate (ded
                "with Satterthwaite's degrees of freedom give an interval for new replicates and new questions "
                "(simulated coverage: tests/reporting/test_stats.py). `detectable`: the smallest true difference that "
                "test finds with 80% power at the 5% level (noncentral t on its own df). Secondary: a t interval over "
-               "the replicates' means (valid for these questions only). `p (Holm)`: Holm-corrected over the suite's "
-               "declared comparisons and predictors together; exploratory rows are not corrected and claim nothing.")
+               "the replicates' means (valid for these questions only). Both are conditional on what every replicate "
+               "shares: the question pool, the student's pass-rate samples (so which questions compression keeps) and "
+               "the evaluation's sampling seed. `p (Holm)`: Holm-corrected over the suite's declared comparisons (its "
+               "declared predictors are a family of their own); exploratory rows are not corrected and claim nothing.")
 
 
 def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict], list[dict]]:
@@ -126,7 +128,8 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
                               spec.get("labels"))
     if pspec and not df.empty:
         preds = predict(df, pspec["by"], pspec.get("target") or suite.get("plot") or DEFAULT_METRIC, pspec["predictors"])
-    holm_family(comps, preds)
+    holm_family(comps)  # the declared comparisons: one family
+    holm_family(preds)  # the declared predictors: another (exact Spearman p at 5 arms is at least 2/120)
     metric = suite.get("plot") or DEFAULT_METRIC
     if comps or arms:
         within = spec.get("within")
@@ -137,7 +140,8 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
         pd.DataFrame(comps).to_csv(sweep_dir / "comparisons.csv", index=False)
         pd.DataFrame(arms).to_csv(sweep_dir / "arms.csv", index=False)
         lv = [within] if within else []
-        lines = [f"# {metric}: each arm minus the baseline ({spec['baseline']}), paired by replicate and question", "", PRIMARY_WHY, "",
+        base = (spec.get("labels") or {}).get(str(spec["baseline"]), spec["baseline"])
+        lines = [f"# {metric}: each arm minus the baseline ({base}), paired by replicate and question", "", PRIMARY_WHY, "",
                  *_md([{**r, within: r["within"]} if within else r for r in comps],
                       [*lv, "arm", "baseline", "family", "difference", "95% CI", "p", "p (Holm)", "survives Holm", "detectable",
                        "df", "replicates", "questions", "over replicates", "rep_detectable", "note"],
@@ -151,13 +155,15 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
         print("\n".join(lines))
     if preds:
         for r in preds:
-            r["95% CI (bootstrap over replicates)"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
+            r["replicate stability: 95% bootstrap range"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
         pd.DataFrame(preds).to_csv(sweep_dir / "predictors.csv", index=False)
         lines = [f"# Predictors of {pspec.get('target') or metric} across {pspec['by']}", "",
                  "Spearman's rho between each predictor and the target over the arms' means; p: exact permutation test "
-                 "(every ordering up to 8 arms); interval: 2,000 bootstrap resamples of each arm's replicates; "
-                 "p (Holm): over the suite's family.", "",
-                 *_md(preds, ["predictor", "spearman rho", "95% CI (bootstrap over replicates)", "p", "p (Holm)", "survives Holm", "arms", "replicates per arm"])]  # fmt: skip
+                 "(every ordering up to 8 arms; the evidence); stability range: rho over 2,000 resamples of each arm's "
+                 "replicates, arms held fixed (descriptive: how much replicate noise moves the ranking, not a "
+                 "confidence interval); p (Holm): over the suite's declared predictors.", "",
+                 *_md(preds, ["predictor", "spearman rho", "p", "p (Holm)", "survives Holm", "replicate stability: 95% bootstrap range",
+                              "arms", "replicates per arm"])]  # fmt: skip
         (sweep_dir / "predictors.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     return comps, arms, preds
@@ -201,13 +207,16 @@ def main() -> None:
     rc, start = 0, time.monotonic()
     replicates = suite.get("replicates") or [None]  # outermost: a stopped suite holds every arm of its first replicates
     if args.replicates:
-        wanted = [int(r) for r in args.replicates.split(",") if r.strip()]
+        try:
+            wanted = [int(r) for r in args.replicates.split(",") if r.strip()]
+        except ValueError:
+            sys.exit(f"sweep.py: --replicates {args.replicates!r}: give replicate numbers separated by commas, e.g. 4,5")
         if unknown := [r for r in wanted if r not in replicates]:
             sys.exit(f"sweep.py: --replicates {args.replicates}: {unknown} not in the suite's replicates {replicates}")
-        taken = {p.name.split("_")[0] for p in sweep_dir.glob("r*_*")} if args.into else set()
-        if clash := [r for r in wanted if f"r{r}" in taken]:
-            sys.exit(f"sweep.py: --into {sweep_dir}: replicates {clash} are there already; pick others")
         replicates = wanted
+    taken = {p.name.split("_")[0] for p in sweep_dir.glob("r*_*")} if args.into else set()
+    if clash := [r for r in replicates if f"r{r}" in taken]:
+        sys.exit(f"sweep.py: --into {sweep_dir}: replicates {clash} are there already; name others with --replicates")
     multiruns = [suite["sweep"], *suite.get("also", [])]
     for r in replicates:
         for i, axes in enumerate(multiruns):  # one multirun each, one folder for all

@@ -441,7 +441,7 @@ class Config:
 
     def __post_init__(self):
         one_of(self.stop_after, STAGES, "stop_after")
-        check(isinstance(self.replicate, int) and self.replicate >= 0, "replicate", f"must be an integer >= 0, got {self.replicate!r}")
+        check(type(self.replicate) is int and self.replicate >= 0, "replicate", f"must be an integer >= 0, got {self.replicate!r}")
         # a shard holds only part of the samples: curating or training on it would silently use a partial corpus
         check(self.generation.shard is None or STAGES.index(self.stop_after) <= STAGES.index("trajectories"), "generation.shard",
                f"a sharded job ({self.generation.shard}) generates only part of the samples, so it must stop before curation: "

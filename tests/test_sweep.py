@@ -74,20 +74,28 @@ def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
     """sweep.py's statistics: each arm minus the baseline with the crossed interval over replicate x
     question, its noncentral-t detectable difference and Holm over the declared family; an arm that
     solves nothing gets an exact bound, a declared `explore` pair is marked exploratory; forest.png."""
-    from ded.reporting.results import load_runs
+    from scipy import stats
 
-    _suite_runs(tmp_path, {"random": 0.3, "levenshtein": 0.6, "embedding": 0.32, "none": 0.0})
+    from ded.reporting.results import load_runs
+    from ded.reporting.stats import detectable
+
+    _suite_runs(tmp_path, {"random": 0.3, "levenshtein": 0.8, "embedding": 0.32, "none": 0.0}, replicates=5, questions=30)
     suite = {"compare": {"by": "choice.diversity", "baseline": "random", "explore": [["embedding", "levenshtein"]]},
              "predict": {"by": "choice.diversity", "predictors": ["entropy"]}, "plot": "eval/heldout/trained/avg@k", "description": "t"}
     comps, arms, preds = _sweep_module().statistics(tmp_path, suite, load_runs(tmp_path, finished_only=True))
     rows = {(r["baseline"], r["arm"]): r for r in comps}
     lev, emb, none = rows[("random", "levenshtein")], rows[("random", "embedding")], rows[("random", "none")]
-    assert lev["replicates"] == 4 and lev["questions"] == 12 and lev["family"] == "primary"
+    assert lev["replicates"] == 5 and lev["questions"] == 30 and lev["family"] == "primary"
     assert lev["ci95_low"] > 0 and lev["survives Holm"] and not emb["survives Holm"]
-    assert lev["detectable"] > 2.8 * (lev["ci95_high"] - lev["difference"]) / 3.2  # noncentral t on few df, not the normal rule
+    se = (lev["ci95_high"] - lev["difference"]) / stats.t.ppf(0.975, lev["df"])
+    assert lev["detectable"] == pytest.approx(detectable(se, lev["df"]), rel=1e-6)  # noncentral t on the test's own df
+    few = min(comps, key=lambda r: r["df"])  # few df (the replicate term carries it): far above the normal rule's 2.8 se
+    few_se = (few["ci95_high"] - few["difference"]) / stats.t.ppf(0.975, few["df"])
+    assert few["df"] < 5 and few["detectable"] > 3.3 * few_se
     assert none["difference"] < 0
-    family = [r for r in comps + preds if r["family"] == "primary"]
-    assert len(family) == 4 and all(r["p (Holm)"] >= r["p"] for r in family)
+    family = [r for r in comps if r["family"] == "primary"]  # the declared comparisons; the predictors are their own family
+    assert len(family) == 3 and min(r["p (Holm)"] for r in family) == pytest.approx(3 * min(r["p"] for r in family))
+    assert preds[0]["p (Holm)"] == pytest.approx(preds[0]["p"])  # a family of one
     assert rows[("embedding", "levenshtein")]["family"] == "exploratory" and "p (Holm)" not in rows[("embedding", "levenshtein")]
     zero = next(a for a in arms if a["arm"] == "none")
     assert zero["interval"].startswith("exact") and zero["ci95_low"] == 0 and 0 < zero["ci95_high"] < 0.05
@@ -114,4 +122,33 @@ def test_predictors_rank_correlate_arm_means_with_the_target(tmp_path):
     assert rows["up"]["p"] == pytest.approx(2 / 24)  # exact: 2 of the 4! orderings are as extreme
     assert "absent" not in rows and rows["up"]["arms"] == 4 and rows["up"]["replicates per arm"] == "2"
     md = (tmp_path / "predictors.md").read_text()
-    assert "exact permutation" in md and "up" in md
+    assert "exact permutation" in md and "up" in md and "descriptive" in md
+
+
+def test_a_question_missing_from_one_arm_leaves_both_and_pairs_stay_aligned():
+    """Cells are paired by (replicate, question) name, never by position: a question one arm lacks
+    leaves the comparison for both, and an arm with one replicate gets no interval."""
+    import numpy as np
+    import pandas as pd
+
+    from ded.reporting.comparisons import arm_score, difference
+
+    a = pd.DataFrame(np.full((3, 4), 0.5), index=["1", "2", "3"], columns=["q0", "q1", "q2", "q3"])
+    b = a + 0.1
+    b.iloc[1, 3] = 0.9  # one odd cell, so the tables are not constant
+    a.loc["1", "q1"], b.loc["2", "q2"] = np.nan, np.nan
+    d = difference(a, b.iloc[:, ::-1])  # columns in another order too
+    assert d["questions"] == 2 and d["difference"] == pytest.approx(b[["q0", "q3"]].to_numpy().mean() - 0.5)
+    one = arm_score(a.iloc[:1])
+    assert one["interval"].startswith("none") and one["ci95_low"] != one["ci95_low"]  # NaN: one replicate says nothing of a new one
+    assert arm_score(a)["questions"] == 3  # q1 lacks a cell: left out, not a crash
+
+
+def test_into_refuses_replicates_already_in_the_folder(tmp_path):
+    (tmp_path / "r1_a0").mkdir()
+    for extra in ([], ["--replicates", "1,2"]):
+        p = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "components", "--into", str(tmp_path), *extra],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert p.returncode != 0 and "replicates [1]" in p.stderr and not (tmp_path / "multirun.yaml").exists()
+    p = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "components", "--replicates", "one"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "separated by commas" in p.stderr

@@ -7,20 +7,25 @@ markdown and a forest plot (``sweep.py`` writes them next to the summary).
 An arm is a value of the `by` column(s) (several joined by "/", unset ones left out); `within`
 (optional) is a column every comparison is repeated at (a corpus size). Each declared comparison
 (every arm minus the baseline, and `pairs`) is primary: its p value is Holm-corrected together
-with every other primary test of the suite (the suite's family, predictors included); `explore`
-pairs are reported with their own p values, marked exploratory. The replicate key is the column
+with the suite's other declared comparisons; the declared predictors are a second family (with
+5 teachers the smallest exact Spearman p is 2/120, so in one family they could never pass and
+would only double the comparisons' correction); `explore` pairs are reported with their own p
+values, marked exploratory. The replicate key is the column
 ``replicate`` when it varies, else the first seed key that does (older suites replicate over
 ``train.seed``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from ded.reporting.results import per_question
-from ded.reporting.stats import crossed, exact_bounds, holm, replicate_t, spearman_bootstrap, spearman_exact
+from ded.reporting.stats import ALPHA, crossed, exact_bounds, holm, replicate_t, spearman_bootstrap, spearman_exact
+
+log = logging.getLogger(__name__)
 
 REPLICATE_KEYS = ("replicate", "train.seed", "generation.seed")
 DEFAULT_METRIC = "eval/heldout/trained/avg@k"
@@ -52,11 +57,18 @@ def cells(df, rep: str | None) -> Any:
     also ``samples`` (per cell: eval.k) in ``.attrs``."""
     import pandas as pd
 
-    rows = []
+    rows, runs_per = [], {}
     for _, run in df.iterrows():
-        r = run[rep] if rep else 0
-        for q, acc in per_question(run["run_dir"]).items():
-            rows.append({"replicate": str(r), "question": q, "acc": acc})
+        r = str(run[rep] if rep else 0)
+        try:
+            accs = per_question(run["run_dir"])
+        except (FileNotFoundError, ValueError) as e:  # a finished run without per-question results: said, then left out
+            log.warning("left out of the comparisons: %s", e)
+            continue
+        runs_per[r] = runs_per.get(r, 0) + 1
+        rows += [{"replicate": r, "question": q, "acc": acc} for q, acc in accs.items()]
+    if doubled := sorted(r for r, n in runs_per.items() if n > 1):
+        log.warning("replicate(s) %s of one arm hold several runs, averaged: is a swept key missing from the arm columns?", doubled)
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows).groupby(["replicate", "question"])["acc"].mean().unstack("question")
@@ -65,12 +77,17 @@ def cells(df, rep: str | None) -> Any:
     return table
 
 
-def _complete(a, b=None):
-    """The replicates and questions every given table holds (the complete crossed design)."""
-    tables = [t for t in (a, b) if t is not None]
+def _complete(*tables):
+    """The tables cut to the replicates and questions all of them hold in every cell (the
+    complete crossed design), columns in one order, so cell [i, j] is the same pair in each."""
     reps = sorted(set.intersection(*(set(t.index) for t in tables)), key=str)
     qs = sorted(set.intersection(*(set(t.columns) for t in tables)), key=str)
-    return [t.loc[reps, qs].dropna(axis=1) for t in tables]
+    cut = [t.loc[reps, qs] for t in tables]
+    full = [q for q in qs if not any(c[q].isna().any() for c in cut)]  # a question missing anywhere leaves every table
+    out = [c[full] for c in cut]
+    for o, t in zip(out, tables):
+        o.attrs.update(t.attrs)
+    return out
 
 
 def arm_score(table) -> dict:
@@ -78,17 +95,20 @@ def arm_score(table) -> dict:
     samples when every cell is equal (an arm that solved nothing gets [0, upper], not [0, 0])."""
     if table.empty:
         return {}
+    (table,) = _complete(table)
     k = table.attrs.get("k", 1)
     values = table.to_numpy(dtype=float)
     n = values.size * k
-    if values.min() == values.max() or len(table) < 2:
+    info = {"replicates": len(table), "questions": table.shape[1], "samples": n}
+    if len(table) < 2 or table.shape[1] < 2:  # one replicate: no statement about a new replicate's model
+        return {"score": float(values.mean()) if values.size else math.nan, "ci95_low": math.nan, "ci95_high": math.nan,
+                "interval": "none (needs 2 replicates and 2 questions)", **info}  # fmt: skip
+    if values.min() == values.max():
         hits = int(round(values.sum() * k))
         lo, hi = exact_bounds(hits, n)
-        return {"score": float(values.mean()), "ci95_low": lo, "ci95_high": hi, "interval": "exact (Clopper-Pearson)",
-                "replicates": len(table), "questions": table.shape[1], "samples": n}  # fmt: skip
+        return {"score": float(values.mean()), "ci95_low": lo, "ci95_high": hi, "interval": "exact (Clopper-Pearson)", **info}
     est = crossed(values)
-    return {"score": est.mean, "ci95_low": est.ci95_low, "ci95_high": est.ci95_high, "interval": "crossed",
-            "replicates": len(table), "questions": table.shape[1], "samples": n}  # fmt: skip
+    return {"score": est.mean, "ci95_low": est.ci95_low, "ci95_high": est.ci95_high, "interval": "crossed", **info}
 
 
 def difference(a, b) -> dict:
@@ -106,8 +126,9 @@ def difference(a, b) -> dict:
             "rep_ci95_low": secondary.ci95_low, "rep_ci95_high": secondary.ci95_high, "rep_detectable": secondary.detectable}  # fmt: skip
     if not primary.se > 0:  # every cell equal (two arms that both solved nothing): bound it by the arms' exact intervals
         k = min(a.attrs.get("k", 1), b.attrs.get("k", 1))
-        la, ha = exact_bounds(int(round(a.to_numpy().sum() * k)), a.size * k)
-        lb, hb = exact_bounds(int(round(b.to_numpy().sum() * k)), b.size * k)
+        # 97.5% each, so the difference of the two bounds holds with at least 95% (Bonferroni)
+        la, ha = exact_bounds(int(round(a.to_numpy().sum() * k)), a.size * k, alpha=ALPHA / 2)
+        lb, hb = exact_bounds(int(round(b.to_numpy().sum() * k)), b.size * k, alpha=ALPHA / 2)
         out |= {"ci95_low": lb - ha, "ci95_high": hb - la, "note": "no variation: bounds from the arms' exact intervals"}
     return out
 
@@ -117,6 +138,8 @@ def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None) ->
     primary; each of `explore`, exploratory; at every value of `within`. `labels` renames arms
     (``selected/none: first-P``); `baseline`, `pairs` and `explore` may use either name. Holm is
     not applied here (``holm_family`` does it over the suite's family)."""
+    if within and within not in df:
+        raise KeyError(f"compare.within: no column {within!r} in the runs table")
     df = with_arms(df, by)
     if labels:
         df["arm"] = df["arm"].map(lambda a: labels.get(a, a))
@@ -124,15 +147,18 @@ def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None) ->
         pairs = [[labels.get(str(x), x) for x in p] for p in pairs]
         explore = [[labels.get(str(x), x) for x in p] for p in explore]
     rep = replicate_key(df)
-    levels = [(None, df)] if not within or within not in df else [(w, g) for w, g in df.groupby(within, sort=True, dropna=False)]
+    levels = [(None, df)] if not within else [(w, g) for w, g in df.groupby(within, sort=True, dropna=False)]
     comps, arms = [], []
     for level, g in levels:
         tables = {arm: cells(ga, rep) for arm, ga in g.groupby("arm", sort=False)}
         for arm, t in tables.items():
             if not t.empty:
                 arms.append({"within": level, "arm": arm} | arm_score(t))
+        if str(baseline) not in tables:
+            log.warning("no baseline arm %r%s (arms: %s): no comparisons", baseline, f" at {within}={level}" if within else "", sorted(tables))
         planned = [(str(baseline), a, "primary") for a in tables if a != str(baseline)]
         planned += [(str(a), str(b), "primary") for a, b in pairs] + [(str(a), str(b), "exploratory") for a, b in explore]
+        planned = list(dict.fromkeys(planned))  # a declared pair that repeats a baseline comparison counts once
         for a, b, family in planned:
             if a in tables and b in tables and not tables[a].empty and not tables[b].empty:
                 comps.append({"within": level, "arm": b, "baseline": a, "family": family} | difference(tables[a], tables[b]))
@@ -163,11 +189,11 @@ def predict(df, by: str, target: str, predictors) -> list[dict]:
 
 
 def holm_family(*tables: list[dict]) -> None:
-    """Add ``p (Holm)`` to every primary row of the given tables, corrected as one family."""
+    """Add ``p (Holm)`` and ``survives Holm`` to every primary row of the given tables, corrected as one family."""
     primary = [r for t in tables for r in t if r.get("family") == "primary"]
     for r, adj in zip(primary, holm([r.get("p", math.nan) for r in primary])):
         r["p (Holm)"] = adj
-        r["survives Holm"] = bool(adj < 0.05) if not math.isnan(adj) else None
+        r["survives Holm"] = bool(adj < ALPHA) if not math.isnan(adj) else None
 
 
 def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT_METRIC, within: str | None = None) -> None:
@@ -187,7 +213,8 @@ def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT
     for ax, lv in zip(axes[0], levels):
         sub = [r for r in rows if r["within"] == lv][::-1]
         for y, r in enumerate(sub):
-            colour = "0.55" if r["family"] == "exploratory" else ("tab:blue" if r.get("survives Holm") else "tab:orange")
+            untested = r.get("survives Holm") is None  # exploratory, or no variation to test
+            colour = "0.55" if untested else ("tab:blue" if r["survives Holm"] else "tab:orange")
             ax.plot([r["ci95_low"], r["ci95_high"]], [y, y], color=colour, lw=2.2)
             ax.plot(r["difference"], y, "o", color=colour, mfc=colour if r.get("survives Holm") else "white", ms=7)
             p = r.get("p (Holm)", r.get("p"))
@@ -198,7 +225,8 @@ def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT
         ax.set_title("" if lv is None else f"{within or 'at'} = {lv}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel(f"difference in {metric.split('/')[-1]} (95% CI)")
-    fig.suptitle(f"{title}\nfilled blue: primary, survives Holm · orange: primary, does not · grey: exploratory", fontsize=10)
+    fig.suptitle(f"{title}\nfilled blue: declared, survives Holm · orange: declared, does not · grey: exploratory or untestable",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -6,9 +6,10 @@ fresh corpus and a freshly trained model: ``replicate=``). A score is then one c
 design, y[r, q] = mu + a[r] + b[q] + e[r, q]: a replicate's model is shared by all its questions,
 and a question recurs in every replicate, so the R x Q cells are not independent. ``crossed`` is
 the primary estimate: the method-of-moments (two-way ANOVA) variance of the grand mean,
-Var = (MS_rep + MS_question - MS_cell) / (R Q), floored at MS_cell / (R Q), with Satterthwaite's
-degrees of freedom; unbiased for any mix of the three components, it generalises to new
-replicates and new questions. tests/reporting/test_stats.py simulates suites with known components
+Var = (MS_rep + MS_question - MS_cell) / (R Q) (unbiased for any mix of the three components),
+floored at MS_cell / (R Q), with Satterthwaite's degrees of freedom of the unfloored combination
+(so the df does not jump when the floor applies); it generalises to new replicates and new
+questions. tests/reporting/test_stats.py simulates suites with known components
 and checks its coverage. ``replicate_t`` (a t interval over the R replicate means, R - 1 dof)
 is the secondary estimate: valid for these questions only.
 """
@@ -92,11 +93,11 @@ def crossed(cells) -> Estimate:
                    ((y - rep[:, None] - que[None, :] + mean) ** 2).sum() / ((r - 1) * (q - 1))])  # cells  # fmt: skip
     dfs = np.array([r - 1, q - 1, (r - 1) * (q - 1)], dtype=float)
     coef = np.array([1.0, 1.0, -1.0])
-    if coef @ ms < ms[2]:  # the two between-components estimate below zero: the cell term alone, never less
-        coef = np.array([0.0, 0.0, 1.0])
-    v = float(coef @ ms)
+    v = max(float(coef @ ms), float(ms[2]))  # never below the cell term alone
+    # Satterthwaite on the unfloored combination: its df stays small when the replicate mean square
+    # (R - 1 df) carries the estimate, floored or not (a switch to the cell df would narrow the interval)
     denom = float((((coef * ms) ** 2) / dfs).sum())
-    df = v * v / denom if denom > 0 else math.inf  # Satterthwaite
+    df = v * v / denom if denom > 0 else math.inf
     comps = {"replicate": max(0.0, float(ms[0] - ms[2]) / q), "question": max(0.0, float(ms[1] - ms[2]) / r), "cell": float(ms[2])}
     return _t_estimate(mean, math.sqrt(v / (r * q)), df, "crossed replicate x question", n_replicates=r, n_questions=q, components=comps)
 
@@ -112,13 +113,13 @@ def replicate_t(values) -> Estimate:
     return _t_estimate(float(x.mean()), float(x.std(ddof=1) / math.sqrt(n)), n - 1, "replicates", n_replicates=n)
 
 
-def exact_bounds(successes: int, trials: int) -> tuple[float, float]:
-    """Clopper-Pearson 95% interval of a proportion: what is known of an arm that solved nothing
-    (or everything) instead of [0, 0]. Treats the samples as independent, so it is a lower bound
-    on the uncertainty of a clustered design."""
+def exact_bounds(successes: int, trials: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """Clopper-Pearson (1 - alpha) interval of a proportion: what is known of an arm that solved
+    nothing (or everything) instead of [0, 0]. Treats the samples as independent, so it is a lower
+    bound on the uncertainty of a clustered design."""
     from statsmodels.stats.proportion import proportion_confint
 
-    lo, hi = proportion_confint(successes, trials, alpha=ALPHA, method="beta")
+    lo, hi = proportion_confint(successes, trials, alpha=alpha, method="beta")
     return float(lo), float(hi)
 
 
@@ -138,11 +139,16 @@ EXACT_UP_TO = 8  # n! orderings enumerated up to n = 8 (40,320); beyond, a seede
 
 
 def spearman_exact(x, y, seed: int = 0) -> tuple[float, float]:
-    """Spearman's rho and its two-sided permutation p value: exact (every ordering) up to
-    EXACT_UP_TO points, else 100,000 seeded random orderings. NaN with fewer than 3 points."""
+    """Spearman's rho and its two-sided permutation p value (scipy's: twice the smaller one-sided
+    p, conservative under ties): exact (every ordering) up to EXACT_UP_TO points, else 100,000
+    seeded random orderings. Pairs with a NaN are left out; NaN with fewer than 3 points left."""
     from scipy import stats
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"spearman_exact: {len(x)} x values but {len(y)} y values")
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
     if len(x) < 3:
         return math.nan, math.nan
     rx, ry = stats.rankdata(x), stats.rankdata(y)
@@ -162,7 +168,8 @@ def spearman_exact(x, y, seed: int = 0) -> tuple[float, float]:
 
 def spearman_bootstrap(groups: dict, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of Spearman's rho between arm means, resampling each arm's
-    replicates with replacement. `groups`: arm -> (predictor values, target values), one pair per
+    replicates with replacement: how stable the ranking is under replicate noise (descriptive; the
+    arms are held fixed, and with few replicates a percentile interval runs narrow). `groups`: arm -> (predictor values, target values), one pair per
     replicate (a predictor that is a property of the corpus differs between replicates too)."""
     from scipy import stats
 

@@ -13,10 +13,11 @@ from ded.reporting.stats import crossed, detectable, exact_bounds, holm, replica
 R, Q, K = 5, 60, 2  # the suites' design: 5 replicates x 60 held-out questions x avg@2
 
 
-def simulated_difference(rng, delta, sd_rep=0.04, sd_q=0.10, sd_cell=0.05):
+def simulated_difference(rng, delta, sd_rep=0.04, sd_q=0.10, sd_cell=0.05, R=R):
     """One suite's replicate x question table of (arm b - arm a) accuracies. Each arm's success
-    probability is a shared question difficulty plus arm-specific replicate, question and cell
-    effects (uniform, mean 0, so nothing is clipped and the true difference is exactly `delta`);
+    probability is a shared question difficulty plus arm-specific effects (uniform, mean 0, so
+    nothing is clipped and the true difference is exactly `delta`): a replicate effect of sd
+    `sd_rep` per arm, question and cell effects whose difference has sd `sd_q` and `sd_cell`;
     each cell is the mean of K Bernoulli samples, as avg@k is."""
     def u(sd, shape):  # uniform with this standard deviation
         return rng.uniform(-1, 1, shape) * sd * math.sqrt(3)
@@ -57,8 +58,9 @@ def test_primary_interval_covers_the_true_difference_at_95_percent():
     assert cov_naive < 0.90  # replicate variance shared by 60 cells: the naive interval is too narrow
 
 
-@pytest.mark.parametrize("sd", [dict(sd_rep=0.0), dict(sd_rep=0.08), dict(sd_q=0.0, sd_rep=0.06), dict(sd_rep=0.02, sd_q=0.2)],
-                         ids=["no replicate variance", "large replicate variance", "no question variance", "question variance dominates"])  # fmt: skip
+@pytest.mark.parametrize("sd", [dict(sd_rep=0.0), dict(sd_rep=0.08), dict(sd_q=0.0, sd_rep=0.06), dict(sd_rep=0.02, sd_q=0.2), dict(R=3)],
+                         ids=["no replicate variance", "large replicate variance", "no question variance", "question variance dominates",
+                              "3 replicates (the paper blocks)"])  # fmt: skip
 def test_coverage_holds_whichever_component_dominates(sd):
     """Never below 93% when one component is absent or dominant (Satterthwaite's df adapts); with no
     replicate variance at all it is conservative (~98%: the replicate mean square, 4 df, still

@@ -2,7 +2,12 @@
 training seed, while the questions and the student's pass-rate samples are shared through the
 cache; the same replicate reproduces its corpus exactly."""
 
+from pathlib import Path
+
 from conftest import compose
+import pytest
+
+from ded.config import ConfigError
 from ded.plugins import validate
 from test_stages import make_run
 
@@ -31,8 +36,11 @@ def test_replicates_redraw_the_corpus_and_share_the_questions_and_pass_rates(tmp
     assert p1.new_samples > 0 and p2.new_samples == 0  # the student's pass rates: drawn once, shared
     assert t1.new_samples > 0 and t2.new_samples > 0  # the teacher's samples: drawn anew per replicate
     assert c1 != c2 and {q for q, _ in c1} == {q for q, _ in c2}  # other wordings of the same questions
-    *_, again = _corpus(tmp_path / "again", cache_dir, 1)
-    assert again == c1  # a replicate reproduces from its number
+    fresh = tmp_path / "fresh_cache"
+    fresh.mkdir()
+    (fresh / "models").symlink_to((Path(cache_dir) / "models").resolve(), target_is_directory=True)
+    *_, again = _corpus(tmp_path / "again", str(fresh), 1)
+    assert again == c1  # a replicate reproduces from its number, regenerated in an empty cache
 
 
 def test_replicate_seeds_are_distinct_per_stream_and_zero_keeps_the_set_seeds():
@@ -44,3 +52,5 @@ def test_replicate_seeds_are_distinct_per_stream_and_zero_keeps_the_set_seeds():
     seeds = {(r, s, stream): cfg(f"replicate={r}").replicate_seed(s, stream) for r in (1, 2) for s in (1, 2) for stream in ("teacher", "train")}
     assert len(set(seeds.values())) == len(seeds)  # replicate 2 of seed 1 is not replicate 1 of seed 2, nor another stream
     assert all(0 <= v < 2**31 for v in seeds.values())
+    with pytest.raises(ConfigError, match="replicate: must be an integer >= 0"):
+        cfg("replicate=-2")
