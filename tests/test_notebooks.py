@@ -75,9 +75,9 @@ def test_diversity_and_size_notebook(tiny_sweep, kernel, tmp_path):
     bars = pd.read_csv(out / "diversity_at_size.csv").set_index("arm")
     assert sorted(bars.index) == ["levenshtein", "random"] and (bars["n"] == 2).all()
     diffs = pd.read_csv(out / "diversity_paired.csv")
-    assert list(diffs["arm"]) == ["levenshtein"] and diffs["n_seeds"].iloc[0] == 2
-    assert diffs["n_cells"].iloc[0] == 2 * 6  # 2 seeds x 6 held-out questions (debug=tiny)
-    assert diffs["diff_seeds"].iloc[0] == pytest.approx(bars.loc["levenshtein", "mean"] - bars.loc["random", "mean"])
+    assert list(diffs["arm"]) == ["levenshtein"] and diffs["replicates"].iloc[0] == 2  # the sweep replicates over train.seed 1, 2
+    assert diffs["questions"].iloc[0] == 6  # debug=tiny's held-out questions, crossed with the 2 seeds
+    assert diffs["diff_crossed"].iloc[0] == pytest.approx(bars.loc["levenshtein", "mean"] - bars.loc["random", "mean"])
     curve = pd.read_csv(out / "size_curve.csv")
     assert len(curve) == 2 and set(curve["corpus.size"]) == {8}
 

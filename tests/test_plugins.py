@@ -28,7 +28,7 @@ def test_loading_fills_every_registry_in_a_fresh_process():
     got = eval(p.stdout.strip().splitlines()[-1])
     assert got["tasks"] == ["arithmetic", "multistep", "pool"]
     assert {"arithmetic", "multistep", "code"} <= set(got["examples"])
-    assert got["solvers"] == ["code", "multistep"]
+    assert got["solvers"] == ["arithmetic", "code", "multistep"]
     assert {"gsm8k", "math", "choice", "humaneval", "mbpp", "livecodebench"} <= set(got["formats"])
     assert got["kinds"] == ["choice", "code", "gsm8k", "math"]
     assert got["backends"] == ["hf", "openai", "replay", "solver", "vllm"]
