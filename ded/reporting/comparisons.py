@@ -209,7 +209,7 @@ def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT
         return
     levels = list(dict.fromkeys(r["within"] for r in rows))
     per = max(sum(1 for r in rows if r["within"] == lv) for lv in levels)
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.8 * len(levels) + 1.6, 0.55 * per + 1.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.8 * len(levels) + 1.6, 0.55 * per + 1.6), squeeze=False)  # own x range: one wide interval must not flatten the rest
     for ax, lv in zip(axes[0], levels):
         sub = [r for r in rows if r["within"] == lv][::-1]
         for y, r in enumerate(sub):
