@@ -215,12 +215,14 @@ def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT
         for y, r in enumerate(sub):
             untested = r.get("survives Holm") is None  # exploratory, or no variation to test
             colour = "0.55" if untested else ("tab:blue" if r["survives Holm"] else "tab:orange")
-            ax.plot([r["ci95_low"], r["ci95_high"]], [y, y], color=colour, lw=2.2)
+            lo, hi = max(r["ci95_low"], -1.0), min(r["ci95_high"], 1.0)  # a difference of accuracies lies in [-1, 1]
+            ax.plot([lo, hi], [y, y], color=colour, lw=2.2)
             ax.plot(r["difference"], y, "o", color=colour, mfc=colour if r.get("survives Holm") else "white", ms=7)
             p = r.get("p (Holm)", r.get("p"))
             ax.annotate(f"{r['difference']:+.3f}" + ("" if p is None or p != p else f"  p{'(Holm)' if 'p (Holm)' in r else ''}={p:.2g}"),
-                        (r["ci95_high"], y), xytext=(4, 5), textcoords="offset points", fontsize=7.5, color="0.25")  # fmt: skip
+                        (hi, y), xytext=(4, 5), textcoords="offset points", fontsize=7.5, color="0.25")  # fmt: skip
         ax.axvline(0, color="black", lw=0.8)
+        ax.margins(x=0.3)  # room for the labels right of each interval
         ax.set_yticks(range(len(sub)), [f"{r['arm']} − {r['baseline']}" for r in sub], fontsize=9)
         ax.set_title("" if lv is None else f"{within or 'at'} = {lv}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
