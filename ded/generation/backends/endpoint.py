@@ -69,8 +69,10 @@ class EndpointConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields (top_k, ...); enters the cache key
     launch: str = "none"  # none | vllm | transformers | llama_cpp: start this server for the run and stop it after
     launch_args: list[str] = field(default_factory=list)  # extra command-line arguments for the launched server
+    launch_command: list[str] = field(default_factory=list)  # the server command before its arguments, e.g. [/opt/vllm/bin/vllm, serve]; [] = this environment's
     port: int = 0  # launched server's port; 0 = a free one
     startup_timeout: float = 1800.0  # seconds to wait for the launched server's health check
+    max_restarts: int = 1  # a launched server that dies mid-run is started again this many times per run
     tensor_parallel_size: int = 1  # launch=vllm: GPUs per server replica
     data_parallel_size: int = 1  # launch=vllm: server replicas
 
@@ -81,6 +83,7 @@ class EndpointConfig:
         check(self.timeout > 0, "timeout", f"must be > 0, got {self.timeout}")
         check(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
         check(self.backoff >= 0, "backoff", f"must be >= 0, got {self.backoff}")
+        check(self.max_restarts >= 0, "max_restarts", f"must be >= 0, got {self.max_restarts}")
         check(self.tensor_parallel_size > 0, "tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
         check(self.data_parallel_size > 0, "data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
 
@@ -123,7 +126,7 @@ def build(mcfg: OpenAIModelConfig, cache_root: str, role: str, path: str, identi
 
     return OpenAIBackend(model=served, identity=identity, base_url=base_url, api_key=api_key, api=e.api, concurrency=e.concurrency,
                          timeout=e.timeout, max_retries=e.max_retries, backoff=e.backoff, max_backoff=e.max_backoff,
-                         n_per_request=e.n_per_request, extra_body=extra_body, server=server, tokenizer_loader=tokenizer,
+                         n_per_request=e.n_per_request, extra_body=extra_body, server=server, max_restarts=e.max_restarts, tokenizer_loader=tokenizer,
                          label=who, hint=hint, model_check=model_check)  # fmt: skip
 
 
@@ -152,7 +155,7 @@ def launched_server(mcfg, cache_root, path, who, checkpoint, identity: dict, ide
         extra_body.setdefault("generation_config", json.dumps({"do_sample": True}))
     server = Server(e.launch, location, served, port=e.port, args=args, log_dir=Path(cache_root) / "servers",
                     startup_timeout=e.startup_timeout, tensor_parallel_size=e.tensor_parallel_size,
-                    data_parallel_size=e.data_parallel_size)  # fmt: skip
+                    data_parallel_size=e.data_parallel_size, head=e.launch_command or None)  # fmt: skip
     return server, location, served
 
 
@@ -221,6 +224,7 @@ class OpenAIBackend(Backend):
         n_per_request: bool = False,
         extra_body: dict | None = None,
         server=None,
+        max_restarts: int = 1,
         tokenizer_loader: Callable | None = None,
         label: str = "model",
         hint: str = "",
@@ -242,6 +246,7 @@ class OpenAIBackend(Backend):
         self.n_per_request = n_per_request
         self.extra_body = dict(extra_body or {})
         self.server = server
+        self.max_restarts, self._restarts, self._restart_lock = max_restarts, 0, None
         self._tokenizer_loader = tokenizer_loader
         self._tok = None
         self._n_supported = True
@@ -254,10 +259,13 @@ class OpenAIBackend(Backend):
     # ── availability ──────────────────────────────────────────────────────────────────────
     def check(self) -> None:
         if self.server is not None:
-            from ded.generation.server import INSTALL, missing_modules  # httpx: only with a launched server
+            from ded.generation.server import INSTALL, install_problems, missing_modules  # httpx: only with a launched server
 
-            missing = missing_modules(self.server.kind)
-            if missing:
+            if self.server.head:  # another environment's server command: it brings its own modules
+                pass
+            elif self.server.kind == "vllm" and (problems := install_problems()):
+                raise ModelNotAvailable(f"{self.label}: endpoint.launch=vllm cannot start here: {'; '.join(problems)}. {self.hint}")
+            elif missing := missing_modules(self.server.kind):
                 raise ModelNotAvailable(
                     f"{self.label}: endpoint.launch={self.server.kind} needs the Python module(s) {missing}: {INSTALL[self.server.kind]}. {self.hint}"
                 )
@@ -370,11 +378,31 @@ class OpenAIBackend(Backend):
                     return
 
         self._loop = asyncio.get_running_loop()
+        self._restart_lock = asyncio.Lock()
         try:
             await asyncio.gather(*(worker() for _ in range(self.concurrency)), return_exceptions=True)
         finally:
             await client.close()
             out.put(_DONE)
+
+    async def _revive(self, where: str) -> bool:
+        """True when the server the harness launched had died and runs again (endpoint.max_restarts);
+        an EndpointError naming its exit code and log once the restarts are spent."""
+        s = self.server
+        if s is None or (rc := s.exit_code()) is None:
+            return False
+        async with self._restart_lock:  # one worker restarts it; the others find it running
+            if s.exit_code() is None:
+                return True
+            if self._restarts >= self.max_restarts:
+                raise EndpointError(f"{where}: the {s.kind} server launched for this run exited with code {rc} and endpoint.max_restarts="
+                                    f"{self.max_restarts} restart(s) are spent; every sample received so far is saved and a rerun generates "
+                                    f"only the rest. {s.log_path}:\n{s.log_tail()}")  # fmt: skip
+            self._restarts += 1
+            log.warning("%s: the %s server exited with code %s; starting it again (%d/%d)", where, s.kind, rc, self._restarts, self.max_restarts)
+            s.stop()
+            await asyncio.get_running_loop().run_in_executor(None, s.start)
+            return True
 
     async def _call(self, client, group: list[Request], sampling: dict) -> list[Completion]:
         """The group's completions; each request (and each fallback request) has its own
@@ -386,6 +414,8 @@ class OpenAIBackend(Backend):
                 done = await self._request(client, group, sampling)
                 break
             except Exception as e:
+                if await self._revive(where):  # the launched server had died: ask the new one
+                    continue
                 reason = self._reason(e)
                 if not _retryable(e):
                     raise EndpointError(f"{where}: {reason}") from None

