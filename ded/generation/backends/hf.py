@@ -139,6 +139,8 @@ class HFBackend(Backend):
         gen = GenerationConfig(**self._generation_kwargs(tok, s))
         # An unsupported sampling option must fail here, not be silently dropped from the samples.
         cb = ContinuousBatchingConfig(drop_unsupported_processors=False)
+        if model.device.type == "cpu":  # transformers 5.19 sizes the paged cache from free RAM (20 GB here): size it to the work
+            cb.num_blocks = len(ids) * -(-(max(map(len, ids)) + s["max_new_tokens"]) // (cb.block_size or cb.page_size)) + 1
         hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=s["max_new_tokens"], num_requests=len(ids))
         manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb, workload_hints=hints)
         done = 0
