@@ -71,6 +71,7 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
         log.info("stop_after=%s: done before the %s stage; the caches keep what was made", conf.stop_after, stop.args[0])
         ok = True
     except interrupts.Interrupted as e:
+        interrupts.acknowledge()
         status = "interrupted"
         ctx.tracker.log({"run/interrupted_signal": e.name, "run/interrupted_stage": e.stage or "setup"})
         log.warning("%s; the caches keep what was finished: run the same command again to resume", e)

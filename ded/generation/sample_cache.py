@@ -39,7 +39,7 @@ from typing import Container, Iterator
 from filelock import FileLock
 
 from ded.core.errors import WriteError, write_problem
-from ded.core.interrupts import critical
+from ded.core.interrupts import check, critical
 from ded.core.cache import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,7 @@ class SampleCache:
                 raise
             finally:
                 os.close(fd)
+        check()  # a signal whose first raise was dropped stops generation here, its samples kept
 
     def record_interval(self, entry: dict, new: bool = False) -> None:
         """A shard's generation intervals, kept in ``<i>of<n>.json``: ``new`` adds an entry for this

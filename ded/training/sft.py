@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ded.config import HARNESS_TRAIN_FIELDS, one_of, project_path
+from ded.core import interrupts
 from ded.core.cache import StageCache, short_hash
 from ded.core.memory import PeakMemory
 from ded.core.models import ModelNotAvailable
@@ -230,8 +231,11 @@ def log_callback(sink):
 
     class ForwardLogs(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
+            if sink is not None and state.is_world_process_zero and logs:
                 sink(state.global_step, dict(logs))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            interrupts.check()  # a SIGTERM whose first raise the garbage collector dropped ends training here
 
     return ForwardLogs()
 
@@ -254,8 +258,7 @@ def fit(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=Non
     kw = {"attn_implementation": train_cfg.attn_implementation} if train_cfg.attn_implementation else {}
     model = AutoModelForCausalLM.from_pretrained(student_path, **kw)
     trainer = make_trainer(model, tok, rows, train_cfg, str(Path(out_dir) / "trainer"))
-    if on_log is not None:
-        trainer.add_callback(log_callback(on_log))
+    trainer.add_callback(log_callback(on_log))  # also where a dropped SIGTERM is raised again
     cuda = torch.cuda if torch.cuda.is_available() else None  # the GPU training runs on (build_sft_config: use_cpu otherwise)
     if cuda and cuda.is_initialized():  # the Trainer has placed the model; before that there is nothing to reset
         cuda.reset_peak_memory_stats()
@@ -395,6 +398,7 @@ def launch(student_path: str, rows: list[dict], train_cfg, out_dir: str, on_log=
                 pass
             if on_log is not None:  # after the exit too: the last lines
                 offset = forward_entries(telemetry, offset, on_log)
+            interrupts.check()
     except BaseException:  # as subprocess.call: an interrupt or a failing sink stops the launch
         proc.kill()
         proc.wait()
