@@ -32,7 +32,7 @@ from ded.core.registry import ConfigError  # re-exported: raised by every check 
 log = logging.getLogger("ded")
 
 # The pipeline's stages, in order (ded/stages/, one module each): the values of stop_after.
-STAGES = ("questions", "passrate", "trajectories", "curation", "training", "analysis", "evaluation")
+STAGES = ("questions", "passrate", "trajectories", "curation", "training", "rl", "analysis", "evaluation")
 DEDUP_MODES = ("none", "exact", "fuzzy")  # corpus.decontam.dedup (ded/data/decontam.py)
 HELDOUT = "heldout"  # the task's own held-out split, evaluated beside the eval sets (eval.per_set may name it)
 POOL_FIELD_NAMES = ("question", "answer", "id", "domain", "level", "solution", "choices", "model", "date")  # corpus.pools[].fields
@@ -325,6 +325,73 @@ class TrainConfig:
         # would make every config check wait for torch.
 
 
+@dataclass
+class RLConfig:
+    """RLVR after distillation (``rl=grpo``; ``rl=none``: no RL stage). Fields named as in TRL's
+    ``GRPOConfig`` go to it under that name (ded.training.grpo.grpo_args); the rest
+    (HARNESS_RL_FIELDS) are the harness's own: which model it starts from, its prompts, its rewards."""
+
+    method: str = "none"  # none | grpo
+    init: str = "sft"  # sft: from the trained checkpoint; base: from the base student ("RL alone")
+    prompts: int = 32  # questions drawn from the train pool minus the SFT corpus's (held-out and benchmarks never enter the pool)
+    band: bool = False  # keep only prompts the starting policy solves sometimes, never always or never (0 < pass rate < 1)
+    format_weight: float = 0.0  # weight of the format reward (a final answer where the task's checker looks for one)
+    version: int = 1  # bump to invalidate cached RL checkpoints
+    # TRL GRPOConfig fields
+    learning_rate: float = 1e-6
+    num_generations: int = 8  # completions per prompt (the group)
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.0  # KL coefficient (0: no reference model is loaded)
+    epsilon: float = 0.2  # clipping range
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1
+    per_device_train_batch_size: int = 8  # completions per device step
+    gradient_accumulation_steps: int = 1
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    lr_scheduler_type: str = "constant"
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.0
+    optim: str = "adamw_torch"
+    bf16: bool = False
+    seed: int = 0
+    logging_steps: int = 1
+    mask_truncated_completions: bool = False
+    use_vllm: bool = False  # generation inside GRPO through vLLM (GPU clusters: vllm_mode colocate or server)
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
+    activation_checkpointing: bool = False
+
+    def __post_init__(self):
+        one_of(self.method, ["none", "grpo"], "rl.method")
+        one_of(self.init, ["sft", "base"], "rl.init")
+        check(self.prompts > 0, "rl.prompts", f"must be > 0, got {self.prompts}")
+        check(self.format_weight >= 0, "rl.format_weight", f"must be >= 0, got {self.format_weight}")
+        check(self.num_generations >= 2, "rl.num_generations", f"must be >= 2 (GRPO's advantage compares a completion with its group), got {self.num_generations}")
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        check(batch % self.num_generations == 0, "rl.num_generations",
+              f"must divide rl.per_device_train_batch_size x rl.gradient_accumulation_steps = {batch} (whole groups per step), got {self.num_generations}")  # fmt: skip
+        check(self.learning_rate > 0, "rl.learning_rate", f"must be > 0, got {self.learning_rate}")
+        check(self.max_completion_length > 0, "rl.max_completion_length", f"must be > 0, got {self.max_completion_length}")
+        check(self.temperature > 0, "rl.temperature", f"must be > 0 (GRPO samples), got {self.temperature}")
+        check(self.beta >= 0, "rl.beta", f"must be >= 0, got {self.beta}")
+        check(self.num_train_epochs > 0 or self.max_steps > 0, "rl.max_steps", "set rl.max_steps > 0 or rl.num_train_epochs > 0")
+        one_of(self.loss_type, ["grpo", "dr_grpo", "dapo", "bnpo"], "rl.loss_type")
+        one_of(self.scale_rewards, ["group", "batch", "none"], "rl.scale_rewards")
+        one_of(self.vllm_mode, ["colocate", "server"], "rl.vllm_mode")
+        one_of(self.lr_scheduler_type, ["linear", "cosine", "constant", "constant_with_warmup"], "rl.lr_scheduler_type")
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+
+HARNESS_RL_FIELDS = ("method", "init", "prompts", "band", "format_weight", "version")
+
 HARNESS_TRAIN_FIELDS = ("attn_implementation", "num_processes", "num_machines", "launcher", "accelerate_config", "lora_r", "lora_alpha", "lora_dropout", "version")
 LAUNCHERS = ("accelerate", "torchrun")
 
@@ -428,6 +495,7 @@ class Config:
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)

@@ -1,10 +1,10 @@
-"""The DED pipeline: seven stages in order, each a module of ded/stages/.
+"""The DED pipeline: eight stages in order, each a module of ded/stages/ (rl only with rl=grpo).
 
     python run.py                                # embedded CPU default, ~7 minutes on 2 cores
     python run.py debug=tiny                     # a minute or two
     python run.py stop_after=trajectories        # fill the sample cache only (e.g. on a generation node)
 
-questions -> passrate -> trajectories -> curation -> training -> analysis -> evaluation.
+questions -> passrate -> trajectories -> curation -> training -> [rl] -> analysis -> evaluation.
 Every generation goes through the per-sample cache and the checkpoint through the stage cache,
 so a rerun, a diversity change or a corpus-size change regenerates nothing.
 docs/architecture.md describes the stages, the layers and the plug-in points; docs/cache.md the cache rule.
@@ -28,7 +28,7 @@ from ded.grading.answers import GradingSettings
 from ded.plugins import validate
 from ded.preflight import check_backends, claim_run_folder  # the claim: one run per folder
 from ded.reporting.tracking import Tracker
-from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, training, trajectories
+from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, rl, training, trajectories
 from ded.training.sft import check_environment
 
 log = logging.getLogger("ded")
@@ -48,8 +48,9 @@ def run(cfg: DictConfig) -> dict:
         corpus = curation.run(ctx, pr, tr)
         # ── student: train, look inside, evaluate ───────────────────────────────────────
         trained = training.run(ctx, corpus)
+        rl_trained = rl.run(ctx, qs, corpus, trained) if ctx.cfg.rl.enabled else None  # RLVR after DED (rl=grpo)
         analysis.run(ctx, corpus, pr, trained)
-        ev = evaluation.run(ctx, qs, trained)
+        ev = evaluation.run(ctx, qs, trained, rl_trained)
         report(ev, tr, corpus)
     return dict(ctx.tracker.metrics)
 

@@ -51,12 +51,21 @@ TRAINING_PANELS = (
 )
 
 
-def training_curves(history: list[dict]):
+# GRPO's entries (TRL's names): what RL is doing to the reward, the groups, the answers and the policy
+RL_PANELS = (
+    ("reward", "Reward (mean over completions)", "reward"),
+    ("frac_reward_zero_std", "Groups with one reward for all", "share of groups (no signal)"),
+    ("completions/mean_length", "Completion length", "tokens"),
+    ("kl", "KL to the starting model", "KL (nats/token)"),
+)
+
+
+def training_curves(history: list[dict], panels=TRAINING_PANELS):
     """TRL's log history (entries with "step") as small panels sharing the optimizer-step axis."""
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(8, 5.2), sharex=True)
-    for ax, (key, title, ylabel) in zip(axes.flat, TRAINING_PANELS):
+    for ax, (key, title, ylabel) in zip(axes.flat, panels):
         points = [(h["step"], h[key]) for h in history if h.get(key) is not None]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3)

@@ -1,6 +1,6 @@
-"""Stage 7, evaluation: avg@k of the base and the trained student on the held-out split and
-every benchmark in ``eval.sets``, the in- and out-of-domain deltas, and eval.json with
-everything that changes an evaluation number (provenance) beside the results."""
+"""Stage 8, evaluation: avg@k of the base and the trained student (and, after ``rl=grpo``, the RL
+student) on the held-out split and every benchmark in ``eval.sets``, the in- and out-of-domain
+deltas, and eval.json with everything that changes an evaluation number (provenance) beside the results."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ded.stages.training import Trained
 
 @dataclass
 class Evaluation:
-    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" -> ded.evaluation.scoring.score(...) (per_question included)
+    results: dict[str, dict[str, dict]]  # split -> "base" | "trained" | "rl" -> ded.evaluation.scoring.score(...) (per_question included)
     deltas: dict[str, float]  # split -> trained avg@k - base avg@k
     k: int
 
@@ -28,10 +28,11 @@ class Evaluation:
         k, lines = self.k, []
         for split, r in self.results.items():
             b, t = r["base"], r["trained"]
+            rl = f" -> rl {r['rl'][f'avg@{k}']:.3f} ± {r['rl'][f'avg@{k}_se']:.3f}" if "rl" in r else ""
             lines.append(
                 f"{'held-out' if split == 'heldout' else split} avg@{k} over {b['questions']} questions: "
                 f"base {b[f'avg@{k}']:.3f} ± {b[f'avg@{k}_se']:.3f} -> trained {t[f'avg@{k}']:.3f} ± {t[f'avg@{k}_se']:.3f} "
-                f"(delta {self.deltas[split]:+.3f})"
+                f"(delta {self.deltas[split]:+.3f}){rl}"
             )
         return lines
 
@@ -41,16 +42,23 @@ def split_sampling(ctx: Run, split: str) -> dict:
 
 
 @stage("evaluation")
-def run(ctx: Run, questions: Questions, trained: Trained) -> Evaluation:
+def run(ctx: Run, questions: Questions, trained: Trained, rl=None) -> Evaluation:
+    """`rl`: the RL stage's ``RLTrained`` (rl=grpo), scored beside base and trained as ``eval/<split>/rl/...``."""
     cfg = ctx.cfg
     results: dict[str, dict] = {split: {} for split in questions.splits}
-    for model, path, identity in [("base", None, None), ("trained", trained.path, {"model": f"ckpt:{trained.key}", "dtype": cfg.student.dtype})]:
+    models = [("base", None, None), ("trained", trained.path, {"model": f"ckpt:{trained.key}", "dtype": cfg.student.dtype})]
+    if rl is not None:
+        models.append(("rl", rl.path, {"model": f"ckpt:{rl.key}", "dtype": cfg.student.dtype}))
+    for model, path, identity in models:
         backend = make_backend(cfg.student, ctx.cache_root, role="student", path=path, identity=identity)  # loads only if a sample is missing
         for split, qs in questions.splits.items():
             results[split][model] = sample_and_score(ctx, backend, model, split, qs)
         backend.close()
     k = cfg.eval.k
     ev = Evaluation(results, {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k)
+    if rl is not None:  # what RL added to distillation (rl.init=sft), or RL alone against the base (rl.init=base)
+        ctx.tracker.log({f"eval/{split}/rl_minus_trained_avg@{k}": r["rl"][f"avg@{k}"] - r["trained"][f"avg@{k}"] for split, r in results.items()})
+        ctx.tracker.log({f"eval/{split}/rl_minus_base_avg@{k}": r["rl"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()})
     log_evaluation(ctx, ev, trained, questions.trained_areas)
     return ev
 
