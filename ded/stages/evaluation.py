@@ -56,6 +56,9 @@ def run(ctx: Run, questions: Questions, trained: Trained, rl=None) -> Evaluation
         backend.close()
     k = cfg.eval.k
     ev = Evaluation(results, {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k)
+    final = "rl" if rl is not None else "trained"  # the run's last model, under one name for suites that mix rl=none and rl=grpo arms
+    ctx.tracker.log({f"eval/{split}/final/{key}": v for split, r in results.items() for key, v in r[final].items()
+                     if key not in ("by_level", "per_question")} | {"eval/final_model": final})  # fmt: skip
     if rl is not None:  # what RL added to distillation (rl.init=sft), or RL alone against the base (rl.init=base)
         ctx.tracker.log({f"eval/{split}/rl_minus_trained_avg@{k}": r["rl"][f"avg@{k}"] - r["trained"][f"avg@{k}"] for split, r in results.items()})
         ctx.tracker.log({f"eval/{split}/rl_minus_base_avg@{k}": r["rl"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()})
