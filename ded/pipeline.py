@@ -29,6 +29,7 @@ from ded.plugins import validate
 from ded.preflight import check_backends, claim_run_folder  # the claim: one run per folder
 from ded.reporting.tracking import Tracker
 from ded.stages import Run, StopPipeline, analysis, curation, evaluation, passrate, questions, rl, training, trajectories
+from ded.training.grpo import check_environment as check_rl_environment
 from ded.training.sft import check_environment
 
 log = logging.getLogger("ded")
@@ -114,6 +115,11 @@ def check_models(ctx: Run) -> None:
     if ctx.runs("training"):
         try:
             check_environment(ctx.cfg.train)  # liger-kernel / flash-attn / GPUs / nodes where the config asks for them
+        except UserError as e:
+            found.append(str(e))
+    if ctx.runs("rl") and ctx.cfg.rl.enabled:
+        try:
+            check_rl_environment(ctx.cfg.rl)  # vLLM and GPUs where GRPO is asked to generate through vLLM
         except UserError as e:
             found.append(str(e))
     if found:

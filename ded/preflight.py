@@ -38,6 +38,7 @@ from ded.generation.factory import make_backend
 from ded.plugins import validate
 from ded.sandbox import check_isolation
 from ded.training.sft import check_environment
+from ded.training.grpo import check_environment as check_rl_environment
 
 log = logging.getLogger("ded")
 
@@ -86,6 +87,11 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
     if STAGES.index(conf.stop_after) >= STAGES.index("training"):
         try:
             check_environment(conf.train)
+        except UserError as e:
+            found.append(str(e))
+    if STAGES.index(conf.stop_after) >= STAGES.index("rl") and conf.rl.enabled:
+        try:
+            check_rl_environment(conf.rl)
         except UserError as e:
             found.append(str(e))
     return found

@@ -19,9 +19,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ded.config import HARNESS_RL_FIELDS
+from ded.config import HARNESS_RL_FIELDS, one_of
 from ded.core.cache import StageCache, short_hash
 from ded.core.memory import PeakMemory
+from ded.core.models import ModelNotAvailable
 from ded.core.reasoning import split_reasoning
 from ded.core.registry import Registry
 from ded.grading.answers import GradingSettings, check_answers, final_text
@@ -60,6 +61,29 @@ def reward_funcs(rl_cfg, settings: GradingSettings) -> tuple[list, list[float]]:
         return reward
 
     return [bind(n) for n in names], [1.0] + ([float(rl_cfg.format_weight)] if rl_cfg.format_weight > 0 else [])
+
+
+def check_environment(rl_cfg) -> None:
+    """Raise ModelNotAvailable, naming the key, when the RL settings ask for what this machine lacks:
+    vLLM generation inside GRPO needs vLLM and GPUs (TRL colocates the engine with training on CUDA)."""
+    import importlib.util
+
+    if rl_cfg.optim not in ("adamw_torch", "adamw_torch_fused"):
+        from transformers.training_args import OptimizerNames
+
+        one_of(rl_cfg.optim, [o.value for o in OptimizerNames], "rl.optim")
+    if not rl_cfg.use_vllm:
+        return
+    need = []
+    if importlib.util.find_spec("vllm") is None:
+        need.append("rl.use_vllm=true needs vLLM (pip install vllm)")
+    import torch
+
+    if (have := torch.cuda.device_count()) < rl_cfg.vllm_tensor_parallel_size:
+        need.append(f"rl.use_vllm=true with rl.vllm_tensor_parallel_size={rl_cfg.vllm_tensor_parallel_size} needs as many GPUs and this "
+                    f"machine has {have}")  # fmt: skip
+    if need:
+        raise ModelNotAvailable("; ".join(need) + ". On CPU GRPO generates with transformers: rl.use_vllm=false.")
 
 
 def grpo_args(rl_cfg) -> dict:

@@ -80,6 +80,15 @@ def test_the_rl_presets_compose_and_validate(preset):
     assert batch % conf.rl.num_generations == 0
 
 
+def test_the_paper_rl_preset_passes_the_preflight_for_another_machine_and_names_what_this_one_lacks():
+    from ded.preflight import problems
+
+    cfg = compose(["experiment=paper_32b_rl", "paths.output_dir=x"])
+    assert problems(cfg, here=False) == []  # its values: what a submitit job checks before it is sent to the cluster
+    here = problems(cfg)
+    assert any("rl.use_vllm=true" in p and "GPUs" in p for p in here), here  # and here, the GPUs GRPO's vLLM needs
+
+
 def _rows(tok, n=2):
     qs = [Question(f"q{i}", f"What is {i} + {i}? Put the answer in \\boxed{{}}.", str(2 * i)) for i in range(1, n + 1)]
     return grpo.render_prompts(tok, qs, [])
