@@ -78,6 +78,7 @@ def _teacher_file(cache_dir: str) -> Path | None:
     return None
 
 
+@pytest.mark.slow  # a SIGKILL mid-generation and a resume, ~3 min on 2 cores (the faults suite's SIGKILL-in-each-stage test covers it too)
 def test_sigkill_during_teacher_generation_resumes_without_loss(cache_dir, tmp_path):
     args = [sys.executable, str(ROOT / "run.py"), *TINY, "logger=none", f"paths.cache_dir={cache_dir}",
             "teacher.batch_size=2", "stop_after=trajectories"]  # resumption is a generation matter: later stages are not needed

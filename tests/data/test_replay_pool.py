@@ -160,6 +160,7 @@ def test_hub_dataset_read_in_its_used_columns_and_checked_first(tmp_path, monkey
 # --- the comparison, end to end ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two replayed-teacher runs end to end, ~1 min on 2 cores
 def test_two_replayed_teachers_compared_end_to_end(cache_dir, tmp_path):
     """`run.py -m teacher=replay_omr_qwq,replay_omr_r1 corpus=omr_replay`: the pool comes from the
     dataset, the teachers' trajectories from its rows (no tokens generated), and each job trains and

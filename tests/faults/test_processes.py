@@ -26,6 +26,7 @@ def _samples(cache: Path) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.slow  # two tiny runs at once, ~1.5 min on 2 cores
 def test_runs_started_together_keep_their_own_records_and_share_the_cache(tmp_path, cache_dir):
     n = 4  # four runs at once (two was a separate case; four covers it)
     procs = [
