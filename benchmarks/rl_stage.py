@@ -50,9 +50,14 @@ def plain(path: str, rows: list[dict], rl_cfg, out: str) -> float:
     def correct(prompts, completions, answer, kind, **_):
         return [float(v.correct) for v in check_answers(list(zip(completions, answer, kind)))]
 
+    from dataclasses import fields
+
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
-    cfg = GRPOConfig(output_dir=out, **grpo_args(rl_cfg), use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none")
+    args = grpo_args(rl_cfg)
+    if "activation_checkpointing" not in {f.name for f in fields(GRPOConfig)}:  # transformers' older name
+        args["gradient_checkpointing"] = args.pop("activation_checkpointing")
+    cfg = GRPOConfig(output_dir=out, **args, use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none")
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=[correct], args=cfg,
                           train_dataset=Dataset.from_list(rows), processing_class=tok)  # fmt: skip
     t0 = time.perf_counter()
