@@ -171,7 +171,6 @@ def test_the_band_keeps_only_prompts_the_starting_policy_solves_sometimes(tmp_pa
     2 sums whose gold is wrong (no answer can match) at GRPO's temperature; a prompt it always or
     never solves is dropped."""
     from ded.core.cache import StageCache
-    from ded.curation.filters import pass_rates
     from ded.data import arithmetic
     from ded.reporting.tracking import Tracker
     from ded.stages import Run
