@@ -62,7 +62,7 @@ def run(ctx: Run, questions: Questions, trained: Trained, rl=None) -> Evaluation
     if rl is not None:  # what RL added to distillation (rl.init=sft), or RL alone against the base (rl.init=base)
         ctx.tracker.log({f"eval/{split}/rl_minus_trained_avg@{k}": r["rl"][f"avg@{k}"] - r["trained"][f"avg@{k}"] for split, r in results.items()})
         ctx.tracker.log({f"eval/{split}/rl_minus_base_avg@{k}": r["rl"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()})
-    log_evaluation(ctx, ev, trained, questions.trained_areas)
+    log_evaluation(ctx, ev, trained, questions.trained_areas, rl)
     return ev
 
 
@@ -78,7 +78,7 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
     return res
 
 
-def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained, areas: frozenset[str] = frozenset({"math"})) -> None:
+def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained, areas: frozenset[str] = frozenset({"math"}), rl=None) -> None:
     """`areas`: what the train pool covers; a benchmark of another area is out of domain."""
     k, t = ev.k, ctx.tracker
     t.log({f"eval/{split}/delta_avg@{k}": d for split, d in ev.deltas.items()})
@@ -90,12 +90,12 @@ def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained, areas: frozenset[
          **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": ev.deltas[split]}
         for split, r in ev.results.items()
     ])  # fmt: skip
-    record = t.write("eval.json", json.dumps({"provenance": provenance(ctx, trained), "results": ev.results}, indent=1, default=str))
+    record = t.write("eval.json", json.dumps({"provenance": provenance(ctx, trained, rl), "results": ev.results}, indent=1, default=str))
     log_eval_artifact(ctx, trained, record, table)  # W&B: eval.json + the summary table, the model artifact its input
     t.plot("eval/accuracy_by_level", plots.accuracy_by_level(ev.results["heldout"]["base"], ev.results["heldout"]["trained"], k))
 
 
-def provenance(ctx: Run, trained: Trained) -> dict:
+def provenance(ctx: Run, trained: Trained, rl=None) -> dict:
     """Everything that changes an evaluation number, stored beside it."""
     import importlib.metadata as md
     from dataclasses import asdict
@@ -104,6 +104,7 @@ def provenance(ctx: Run, trained: Trained) -> dict:
     return {
         "student": {"path": cfg.student.path, "revision": cfg.student.revision, "dtype": cfg.student.dtype},
         "trained_checkpoint": trained.key,
+        **({"rl_checkpoint": rl.key, "rl_init": rl.init} if rl is not None else {}),
         "backend": cfg.student.backend,
         "versions": {pkg: md.version(pkg) for pkg in ("torch", "transformers", "trl", "math-verify")},
         "sampling": {split: split_sampling(ctx, split) for split in ["heldout", *cfg.eval.sets]},

@@ -163,6 +163,8 @@ def test_a_killed_rl_stage_publishes_nothing_and_the_same_command_trains_it_then
         assert "eval/heldout/rl/avg@2" in record and "eval/heldout/rl_minus_trained_avg@2" in record
         history = [json.loads(line) for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
         assert [h["step"] for h in history if "rl/reward" in h] == [1]  # the live curve (replayed on a cache hit)
+        prov = json.loads((tmp_path / name / "eval.json").read_text())["provenance"]
+        assert prov["rl_init"] == "sft" and len(prov["rl_checkpoint"]) == 16 and prov["rl_checkpoint"] != prov["trained_checkpoint"]
 
 
 @pytest.mark.slow  # 24 real samples from the base student, ~1 min on 2 cores under load
