@@ -67,15 +67,16 @@ def in_band(ctx: Run, prompts: list[Question], path: str | None, identity: dict 
 @stage("rl")
 def run(ctx: Run, qs: Questions, corpus: Corpus, trained: Trained) -> RLTrained:
     cfg, rc = ctx.cfg, ctx.cfg.rl
-    base_path = local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision)
     if rc.init == "sft":
         start_path, start = trained.path, {"model": f"ckpt:{trained.key}", "dtype": cfg.student.dtype}
+        backend_args = (start_path, start)  # the starting policy as a backend: the checkpoint under its cache name
     else:
-        start_path, start = base_path, model_identity(cfg.student)
+        start_path, start = local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision), model_identity(cfg.student)
+        backend_args = (None, None)  # the student's own backend
     prompts = prompts_for(ctx, qs, corpus)
     metrics = {"rl/prompts_drawn": len(prompts)}
     if rc.band:
-        prompts, rates = in_band(ctx, prompts, start_path if rc.init == "sft" else None, start if rc.init == "sft" else None)
+        prompts, rates = in_band(ctx, prompts, *backend_args)
         metrics["rl/band_start_pass_rate"] = sum(rates.values()) / len(rates)
     metrics["rl/prompts"] = len(prompts)
     ctx.tracker.log(metrics)

