@@ -29,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from natsort import natsort_keygen, natsorted, ns
 
 log = logging.getLogger(__name__)
 
 FIXED_COLUMNS = ("run_dir", "status", "overrides")
+# Where the run went in W&B (metrics.json, or the W&B run itself): in every table, None where the source does not know.
+WANDB_COLUMNS = ("wandb/group", "wandb/name", "wandb/job_type", "wandb/run_dir", "wandb/sync", "wandb/url", "wandb/error")
 # Metric names that were renamed: a record written before the rename also gets the new name.
 RENAMED = {"train/train_loss": "train/loss"}
 _ERROR_LINE = re.compile(r"^(?:\[[^\]]*\])*\[ERROR\]\s*-\s*|^error:\s*", re.IGNORECASE)
@@ -41,41 +44,50 @@ _ERROR_LINE = re.compile(r"^(?:\[[^\]]*\])*\[ERROR\]\s*-\s*|^error:\s*", re.IGNO
 # ---------------------------------------------------------------- reading one record
 
 
-def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1, "c": [1, 2]}} -> {"a.b": 1, "a.c": [1, 2]}: nested mappings become dotted
-    keys; lists (and empty mappings) are kept as values."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
+def flatten(tree: Mapping) -> dict[str, Any]:
+    """{"a": {"b": 1, "c": [1, 2]}} -> {"a.b": 1, "a.c": [1, 2]} (``pandas.json_normalize``): nested
+    mappings become dotted keys, lists stay values, empty mappings vanish."""
+    import pandas as pd
+
+    return pd.json_normalize(dict(tree)).to_dict("records")[0] if tree else {}
+
+
+def sortable(name: str) -> str:
+    """`name` under W&B's rule for metric names its UI sorts and filters on (``^[_a-zA-Z][_a-zA-Z0-9]*$``;
+    ``@`` and ``/`` fall outside it): ``@`` -> ``_at_``, any other such character -> ``_``
+    (``eval/heldout/trained/avg@k`` -> ``eval_heldout_trained_avg_at_k``)."""
+    return re.sub(r"[^_a-zA-Z0-9]", "_", name.replace("@", "_at_"))
 
 
 def k_aliases(metrics: Mapping[str, Any], k: int | None) -> dict[str, Any]:
-    """The k-free alias of every metric whose name carries ``@<k>`` (``avg@4`` -> ``avg@k``,
-    ``avg@4_se`` -> ``avg@k_se``, ``delta_avg@4`` -> ``delta_avg@k``), for the run's own k."""
+    """The k-free names of every metric whose name carries ``@<k>`` (the run's own k), each unless
+    `metrics` already holds it: the alias with a literal ``k`` (``avg@4`` -> ``avg@k``, ``avg@4_se`` ->
+    ``avg@k_se``, ``delta_avg@4`` -> ``delta_avg@k``) and its `sortable` name (``..._avg_at_k``)."""
     if k is None:
         return {}
     pattern = re.compile(rf"@{int(k)}(?=$|[_/])")
     out = {}
     for name, value in metrics.items():
         alias = pattern.sub("@k", name)
-        if alias != name and alias not in metrics:
-            out[alias] = value
+        if alias != name:
+            out.update({a: value for a in (alias, sortable(alias)) if a not in metrics})
     return out
 
 
+def with_sortable_k_free(metrics: Mapping[str, Any], k: int) -> dict[str, Any]:
+    """`metrics` and, beside each name carrying ``@<k>``, its sortable k-free name: what the
+    evaluation stage logs, so a dashboard needs no k and W&B can sort and filter on the score."""
+    return {**metrics, **{n: v for n, v in k_aliases(metrics, k).items() if "@" not in n}}
+
+
 def infer_k(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> int | None:
-    """The run's eval.k: from its config, else from its metrics (``eval/<split>/<model>/k``, or
-    the one N of every ``avg@N`` name)."""
+    """The run's eval.k: from its config, else from its metrics (``eval_k``, ``eval/<split>/<model>/k``,
+    or the one N of every ``avg@N`` name)."""
     k = config.get("eval.k")
     if isinstance(k, (int, float)) and not isinstance(k, bool) and not _isnan(k):
         return int(k)
     for name, value in metrics.items():
-        if re.fullmatch(r"eval/[^/]+/(trained|base)/k", name) and isinstance(value, (int, float)):
+        if re.fullmatch(r"eval_k|eval/[^/]+/(trained|base)/k", name) and isinstance(value, (int, float)):
             return int(value)
     found = {int(m.group(1)) for name in metrics for m in [re.search(r"avg@(\d+)(?=$|[_/])", name)] if m}
     return found.pop() if len(found) == 1 else None
@@ -118,19 +130,21 @@ def record_row(
     status: str | None = None,
 ) -> dict[str, Any]:
     """One row of the runs table, from the parts of a record (local or W&B): the config is
-    flattened, the metrics keep their names and get their k-free aliases."""
-    flat = flatten(config or {})
+    flattened (columns in name order, so both sources give one order), the metrics keep their
+    names and get their k-free aliases; every `WANDB_COLUMNS` column is there (None: not known)."""
+    flat = dict(sorted(flatten(config or {}).items()))
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, (Mapping, list))}
     for new, old in RENAMED.items():
         if new not in metrics and old in metrics:
             metrics[new] = metrics[old]
     metrics.update(k_aliases(metrics, infer_k(flat, metrics)))
+    metrics.update({c: None for c in WANDB_COLUMNS if c not in metrics})
     row: dict[str, Any] = {
         "run_dir": str(run_dir),
         "status": metrics.get("run/status") or status or "incomplete",
         "overrides": list(overrides or []),
     }
-    row.update({f"choice.{g}": c for g, c in sorted((choices or {}).items()) if not str(g).startswith("hydra")})
+    row.update({f"choice.{g}": c for g, c in sorted((choices or {}).items()) if not str(g).startswith("hydra") and c is not None})
     row.update({k: v for k, v in flat.items() if k not in row})
     row.update({k: v for k, v in sorted(metrics.items()) if k not in row})
     return row
@@ -161,19 +175,17 @@ def read_record(run_dir: str | Path) -> dict[str, Any]:
                       choices, status)  # fmt: skip
 
 
-def natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+# Paths in natural order (job 2 before job 10), by natsort.
+natural_key = natsort_keygen(alg=ns.PATH)
 
 
 def frame(rows: Iterable[dict]):
-    """The runs DataFrame from rows: fixed columns first, then choices, config and metrics."""
+    """The runs DataFrame from rows (pandas keeps the columns in order of first appearance: the
+    fixed columns, then choices, config and metrics)."""
     import pandas as pd
 
     rows = list(rows)
-    cols: dict[str, None] = dict.fromkeys(FIXED_COLUMNS)
-    for r in rows:
-        cols.update(dict.fromkeys(r))
-    return pd.DataFrame(rows, columns=list(cols)) if rows else pd.DataFrame(columns=list(FIXED_COLUMNS))
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(FIXED_COLUMNS))
 
 
 def load_runs(root: str | Path, *, finished_only: bool = False):
@@ -181,33 +193,184 @@ def load_runs(root: str | Path, *, finished_only: bool = False):
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    dirs = sorted({m.parent for m in root.rglob("metrics.json")}, key=natural_key)
-    df = frame(read_record(d) for d in dirs)
-    if finished_only:
-        df = df[df["status"] == "finished"].reset_index(drop=True)
-    return df
+    dirs = natsorted({m.parent for m in root.rglob("metrics.json")}, alg=ns.PATH)
+    return _finished(frame(read_record(d) for d in dirs), finished_only)
 
 
-def load_wandb_runs(path: str, group: str | None = None):
+def _finished(df, finished_only: bool):
+    return df[df["status"] == "finished"].reset_index(drop=True) if finished_only and len(df) else df
+
+
+def load_wandb_runs(path: str, group: str | None = None, *, finished_only: bool = False):
     """The runs of a W&B project (``entity/project``), optionally one group (a sweep), with the
-    columns of `load_runs`: ``run_dir`` is the run's W&B path, the config is flattened (its
-    ``overrides`` and ``choices`` entries become ``overrides`` and ``choice.<group>``) and the
-    summary's metrics keep their names."""
+    columns of `load_runs`: ``run_dir`` is the run's W&B path (``entity/project/id``), the config
+    is flattened (its ``overrides`` and ``choices`` entries become ``overrides`` and
+    ``choice.<group>``) and the summary's metrics keep their names (curves, images and tables,
+    which W&B also keeps in the summary, are left out as in metrics.json)."""
     import wandb
 
     runs = wandb.Api().runs(path, filters={"group": group} if group else None, lazy=False)
-    return frame(wandb_row(r) for r in runs)
+    return _finished(frame(wandb_row(r) for r in runs), finished_only)
+
+
+def load_wandb_offline(root: str | Path, *, finished_only: bool = False):
+    """The offline W&B runs below `root` (``offline-run-*/run-*.wandb``, read by
+    ded.reporting.offline) with the columns of `load_runs`, exactly as `load_wandb_runs` gives
+    them once synced: the W&B way of reading a sweep, without a server. ``run_dir`` is the
+    offline run folder."""
+    from ded.reporting.offline import offline_runs
+
+    return _finished(frame(wandb_row(r) for r in offline_runs(root)), finished_only)
 
 
 def wandb_row(run) -> dict[str, Any]:
-    """One W&B public-API run as a runs-table row."""
-    config = dict(run.config)
+    """One W&B run as a runs-table row: a public-API ``Run`` or an offline `OfflineRun`."""
+    config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
     overrides = config.pop("overrides", None) or []
     choices = config.pop("choices", None) or {}
-    summary = {k: v for k, v in dict(run.summary_metrics).items() if not k.startswith("_")}
+    from ded.reporting.offline import OfflineRun
+
+    offline = isinstance(run, OfflineRun)
+    if offline:
+        summary, history, where = run.summary, run.history_keys, str(run.dir)
+    else:
+        summary, keys = dict(run.summary_metrics), getattr(run, "history_keys", None) or {}
+        history = set((json.loads(keys) if isinstance(keys, str) else keys).get("keys", {}))
+        where = "/".join(run.path)
+    # the summary holds the last point of every curve too; metrics.json holds summary metrics only
+    metrics = {k: v for k, v in summary.items() if not k.startswith("_") and k not in history}
+    metrics.update({"wandb/group": getattr(run, "group", None), "wandb/name": getattr(run, "name", None),
+                    "wandb/job_type": getattr(run, "job_type", None)})  # fmt: skip
+    if offline:
+        metrics.update({"wandb/run_dir": where, "wandb/sync": f"wandb sync {where}"})
+    elif getattr(run, "url", None):
+        metrics["wandb/url"] = run.url
     state = getattr(run, "state", None)  # finished | running | pending | crashed | failed | killed
     state = state if state == "finished" else "incomplete" if state in ("running", "pending", None) else "failed"
-    return record_row("/".join(run.path), summary, config, overrides, choices, state)
+    return record_row(where, metrics, config, overrides, choices, state)
+
+
+def newest_sweep(root: str | Path = "multirun") -> Path:
+    """The newest sweep folder below `root` (a folder holding Hydra's ``multirun.yaml``, by its
+    modification time): the notebooks' default, so they read one sweep, not every sweep ever run."""
+    found = [m.parent for m in Path(root).rglob("multirun.yaml")] if Path(root).is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"{root}: no sweep folder (one holding multirun.yaml) below it; set SWEEP to a sweep folder")
+    return max(found, key=lambda d: (d / "multirun.yaml").stat().st_mtime)
+
+
+def load_sweep(source: str = "local", sweep=None, *, project: str | None = None, group: str | None = None, finished_only: bool = True):
+    """The runs table of one sweep, from the source the notebooks name: ``local`` (`load_runs` on the
+    run records below `sweep`, a folder or a list of folders; None: `newest_sweep`),
+    ``wandb-offline`` (`load_wandb_offline` on the same folders: what `wandb sync` uploads) or
+    ``wandb`` (`load_wandb_runs` of W&B project `project`, ``entity/project``, group `group`)."""
+    import pandas as pd
+
+    if source == "wandb":
+        if not project or not group:
+            raise ValueError(f"source 'wandb' needs project ('entity/project', got {project!r}) and group (the sweep's W&B group, "
+                             f"metrics.json wandb/group; got {group!r})")  # fmt: skip
+        return load_wandb_runs(project, group, finished_only=finished_only)
+    readers = {"local": load_runs, "wandb-offline": load_wandb_offline}
+    if source not in readers:
+        raise ValueError(f"source {source!r}: expected one of local, wandb-offline, wandb")
+    folders = [newest_sweep()] if sweep is None else [sweep] if isinstance(sweep, (str, Path)) else list(sweep)
+    return pd.concat([readers[source](f, finished_only=finished_only) for f in folders], ignore_index=True)
+
+
+# ---------------------------------------------------------------- what a run logged besides its metrics
+
+
+def _kind(run_dir: str | Path) -> str:
+    """Where `run_dir` (a runs-table ``run_dir``) points: a local record, an offline W&B run, or a W&B run path."""
+    d = Path(str(run_dir))
+    if (d / "metrics.json").is_file():
+        return "local"
+    if d.name.startswith("offline-run-") and any(d.glob("run-*.wandb")):
+        return "offline"
+    if not d.exists() and str(run_dir).count("/") == 2:
+        return "wandb"
+    raise FileNotFoundError(f"{run_dir}: neither a run record (metrics.json), an offline W&B run folder, nor a W&B run path entity/project/id")
+
+
+def _offline(run_dir):
+    from ded.reporting.offline import read_run
+
+    return read_run(next(Path(str(run_dir)).glob("run-*.wandb")))
+
+
+def run_table(run_dir: str | Path, name: str):
+    """A table the run logged (``tracker.table(name, ...)``) as a DataFrame, from where `run_dir`
+    points: a run record (``tables/<name>.jsonl``; the corpus: ``corpus.jsonl``), an offline W&B run
+    (its ``files/media/table/...table.json``) or a W&B run path (that file, downloaded). Empty when
+    the run logged no such table."""
+    import pandas as pd
+
+    kind = _kind(run_dir)
+    if kind == "local":
+        path = Path(run_dir) / ("corpus.jsonl" if name == "corpus" else f"tables/{name.replace('/', '_')}.jsonl")
+        return pd.read_json(path, lines=True, dtype=False, convert_dates=False) if path.is_file() and path.stat().st_size else pd.DataFrame()
+    if kind == "offline":
+        entry, folder = _offline(run_dir).summary.get(name), Path(str(run_dir)) / "files"
+    else:
+        import tempfile
+
+        run = _api_run(run_dir)
+        entry, folder = run.summary.get(name), Path(tempfile.mkdtemp(prefix="ded-wandb-"))
+        if isinstance(entry, Mapping) and entry.get("path"):
+            run.file(entry["path"]).download(root=str(folder), replace=True)
+    if not isinstance(entry, Mapping) or not entry.get("path"):
+        return pd.DataFrame()
+    table = json.loads((folder / entry["path"]).read_text())
+    return pd.DataFrame(table["data"], columns=table["columns"])
+
+
+def eval_record(run_dir: str | Path) -> dict:
+    """The run's eval.json (provenance and results, per-question accuracies included): the file in a
+    run record, or the ``eval.json`` of the run's evaluation artifact (an offline run's staged copy,
+    or downloaded from W&B)."""
+    kind = _kind(run_dir)
+    if kind == "local":
+        path = Path(run_dir) / "eval.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no eval.json (the run did not evaluate)")
+        return json.loads(path.read_text())
+    if kind == "offline":
+        arts = [a for a in _offline(run_dir).artifacts if a["type"] == "evaluation"]
+        staged = arts[-1]["files"].get("eval.json") if arts else None
+        if not staged or not Path(staged).is_file():
+            raise FileNotFoundError(f"{run_dir}: no evaluation artifact with a staged eval.json "
+                                    "(the run did not evaluate, or it was synced and its staging copy removed)")
+        return json.loads(Path(staged).read_text())
+    arts = [a for a in _api_run(run_dir).logged_artifacts() if a.type == "evaluation"]
+    if not arts:
+        raise FileNotFoundError(f"{run_dir}: no evaluation artifact (the run did not evaluate)")
+    return json.loads(Path(arts[-1].get_entry("eval.json").download()).read_text())
+
+
+def run_history(run_dir: str | Path):
+    """The run's curves (``tracker.log(..., step=...)``) as a DataFrame with a ``step`` column: a run
+    record's history.jsonl, or the W&B history rows that carry a ``<prefix>/step`` axis (offline
+    run or W&B run path)."""
+    import pandas as pd
+
+    kind = _kind(run_dir)
+    if kind == "local":
+        path = Path(run_dir) / "history.jsonl"
+        return pd.read_json(path, lines=True, dtype=False, convert_dates=False) if path.is_file() and path.stat().st_size else pd.DataFrame()
+    rows = _offline(run_dir).history if kind == "offline" else list(_api_run(run_dir).scan_history())
+    out = []
+    for r in rows:
+        axes = [k for k in r if k.endswith("/step") and not k.startswith("_")]
+        if axes:  # a curve point (the images and tables advance W&B's own step, without an axis)
+            out.append({"step": r[axes[0]], **{k: v for k, v in r.items() if not k.startswith("_") and k not in axes}})
+    return pd.DataFrame(out)
+
+
+def _api_run(path):
+    import wandb
+
+    return wandb.Api().run(str(path))
 
 
 # ---------------------------------------------------------------- statistics
@@ -306,12 +469,9 @@ def paired(df, metric: str, by: str, a, b, on=("train.seed",)) -> dict[str, Any]
 
 def per_question(run_dir: str | Path, split: str = "heldout", model: str = "trained") -> dict[str, float]:
     """{question_id: accuracy} of one run, from its eval.json ``results[split][model][per_question]``."""
-    path = Path(run_dir) / "eval.json"
+    path = Path(str(run_dir)) / "eval.json" if _kind(run_dir) == "local" else f"{run_dir} (its evaluation artifact's eval.json)"
     try:
-        results = json.loads(path.read_text())["results"]
-        pq = results[split][model]["per_question"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no eval.json (the run did not evaluate)") from None
+        pq = eval_record(run_dir)["results"][split][model]["per_question"]
     except KeyError as e:
         raise ValueError(f"{path}: no results[{split!r}][{model!r}]['per_question'] (missing {e}); "
                        "runs recorded before eval.json held per-question accuracy cannot be paired by question") from None  # fmt: skip
