@@ -13,6 +13,7 @@ from ded.generation import generate_cached
 from ded.generation.factory import make_backend
 from ded.reporting import plots
 from ded.reporting.artifacts import log_eval_artifact
+from ded.reporting.results import with_sortable_k_free as k_free  # beside each avg@<k> name its sortable k-free name
 from ded.stages import Run, prompt_prefix_for, sampling_args, stage
 from ded.stages.questions import Questions
 from ded.stages.training import Trained
@@ -57,11 +58,11 @@ def run(ctx: Run, questions: Questions, trained: Trained, rl=None) -> Evaluation
     k = cfg.eval.k
     ev = Evaluation(results, {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k)
     final = "rl" if rl is not None else "trained"  # the run's last model, under one name for suites that mix rl=none and rl=grpo arms
-    ctx.tracker.log({f"eval/{split}/final/{key}": v for split, r in results.items() for key, v in r[final].items()
-                     if key not in ("by_level", "per_question")} | {"eval/final_model": final})  # fmt: skip
+    ctx.tracker.log(k_free({f"eval/{split}/final/{key}": v for split, r in results.items() for key, v in r[final].items()
+                            if key not in ("by_level", "per_question")}, k) | {"eval/final_model": final, "eval_k": k})  # fmt: skip
     if rl is not None:  # what RL added to distillation (rl.init=sft), or RL alone against the base (rl.init=base)
-        ctx.tracker.log({f"eval/{split}/rl_minus_trained_avg@{k}": r["rl"][f"avg@{k}"] - r["trained"][f"avg@{k}"] for split, r in results.items()})
-        ctx.tracker.log({f"eval/{split}/rl_minus_base_avg@{k}": r["rl"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()})
+        ctx.tracker.log(k_free({f"eval/{split}/rl_minus_trained_avg@{k}": r["rl"][f"avg@{k}"] - r["trained"][f"avg@{k}"] for split, r in results.items()}, k))
+        ctx.tracker.log(k_free({f"eval/{split}/rl_minus_base_avg@{k}": r["rl"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k))
     log_evaluation(ctx, ev, trained, questions.trained_areas, rl)
     return ev
 
@@ -72,7 +73,7 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
                                   sampling=split_sampling(ctx, split), seed=ctx.seed, desc=f"eval {split} {model}")  # fmt: skip
     res = score(qs, samples, ctx.grading)
     scalars = {key: v for key, v in res.items() if key not in ("by_level", "per_question")}  # per_question: eval.json only
-    ctx.tracker.log({f"eval/{split}/{model}/{key}": v for key, v in (scalars | {"new_samples": st.new_samples}).items()})
+    ctx.tracker.log(k_free({f"eval/{split}/{model}/{key}": v for key, v in (scalars | {"new_samples": st.new_samples}).items()}, ctx.cfg.eval.k))
     if split == "heldout":
         ctx.tracker.log({f"eval/{split}/{model}/level{lv}": v for lv, v in res["by_level"].items()})
     return res
@@ -81,10 +82,10 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
 def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained, areas: frozenset[str] = frozenset({"math"}), rl=None) -> None:
     """`areas`: what the train pool covers; a benchmark of another area is out of domain."""
     k, t = ev.k, ctx.tracker
-    t.log({f"eval/{split}/delta_avg@{k}": d for split, d in ev.deltas.items()})
+    t.log(k_free({f"eval/{split}/delta_avg@{k}": d for split, d in ev.deltas.items()}, k))
     for scope, label in (("in", "in_domain"), ("out", "out_of_domain")):  # DED's claim: a small curated corpus keeps out-of-domain skill
         if ds := [d for split, d in ev.deltas.items() if scope_of(split, areas) == scope]:
-            t.log({f"eval/{label}/delta_avg@{k}": sum(ds) / len(ds)})
+            t.log(k_free({f"eval/{label}/delta_avg@{k}": sum(ds) / len(ds)}, k))
     table = t.table("eval/summary", [
         {"split": split, "domain": scope_of(split, areas), **{f"{m}_avg@{k}": r[m][f"avg@{k}"] for m in r},
          **{f"{m}_se": r[m][f"avg@{k}_se"] for m in r}, "delta": ev.deltas[split]}
