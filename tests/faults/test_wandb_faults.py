@@ -78,32 +78,38 @@ def test_init_failure_warns_and_keeps_the_local_record(tmp_path, monkeypatch, ca
     assert json.loads((tmp_path / "history.jsonl").read_text())["train/loss"] == 1.0
 
 
-def test_log_failure_mid_run_warns_once_and_goes_local(tmp_path, monkeypatch, caplog):
-    """A real offline W&B run whose log call starts raising: one warning, the W&B run is closed,
-    the rest of the run is recorded locally."""
+def test_a_failing_log_call_warns_once_and_the_rest_still_reaches_wandb(tmp_path, monkeypatch, caplog):
+    """A real offline W&B run whose curve log starts raising (a full disk under W&B): one warning,
+    one entry in wandb/errors, and the run's other W&B calls (plot, table) still go to W&B; every
+    point stays in the local record. (The fault test on the run file: reporting/test_tracking.py.)"""
     for k, v in QUIET.items():
         monkeypatch.setenv(k, v)
     t = Tracker(_cfg("offline"), tmp_path)  # offline stays the working default
     assert t.wandb is not None and "wandb/run_dir" in t.metrics
     t.log({"passrate/pool/mean": 0.5})
-    calls = []
+    calls, logged = [], []
+    real_log = t.wandb.log
 
-    def broken(*a, **kw):
-        calls.append(a)
-        raise OSError(28, "No space left on device")
+    def broken(data, *a, **kw):
+        if "train/loss" in data:
+            calls.append(data)
+            raise OSError(28, "No space left on device")
+        logged.append(sorted(data))
+        return real_log(data, *a, **kw)
 
     monkeypatch.setattr(t.wandb, "log", broken)
     with caplog.at_level(logging.WARNING, logger="ded.reporting.tracking"):
         t.log({"train/loss": 1.0}, step=1)  # raises inside W&B
-        assert t.wandb is None
-        t.log({"train/loss": 0.5}, step=2)
+        assert t.wandb is not None
+        t.log({"train/loss": 0.5}, step=2)  # the same call fails again: not warned twice
         t.plot("passrate/histogram", plt.figure())
         t.table("corpus/examples", [{"q": "1+1", "a": 2}])
         t.finish(ok=True)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(calls) == 1 and len(warned) == 1 and "W&B log failed" in warned[0] and "No space left" in warned[0]
+    assert len(calls) == 2 and len(warned) == 1 and "W&B log train/loss failed" in warned[0] and "No space left" in warned[0]
+    assert logged == [["passrate/histogram"], ["corpus/examples"]]  # the plot and the table still went to W&B
     m = _metrics(tmp_path)
-    assert m["run/status"] == "finished" and m["wandb/error"].startswith("log: OSError")
+    assert m["run/status"] == "finished" and m["wandb/error"].startswith("log train/loss: OSError") and m["wandb/errors"] == [m["wandb/error"]]
     assert [h["train/loss"] for h in map(json.loads, (tmp_path / "history.jsonl").read_text().splitlines())] == [1.0, 0.5]
 
 
