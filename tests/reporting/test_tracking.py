@@ -14,8 +14,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import ROOT
-from ded.reporting.tracking import Tracker, run_name, sweep_group, sync_command
+from conftest import ROOT, compose
+from ded.reporting.tracking import Tracker, run_identity, run_name, sweep_group, sync_command
 from wandb_offline import OfflineRun
 
 QUIET = {"WANDB_SILENT": "true", "WANDB__DISABLE_STATS": "true", "WANDB__DISABLE_META": "true", "WANDB_ERROR_REPORTING": "false"}
@@ -131,6 +131,32 @@ def test_the_sweep_group_is_the_folder_from_multirun_on_however_it_was_given(tmp
     groups = [sweep_group(d) for d in deep]
     assert all(len(g) <= 128 for g in groups) and groups[0] != groups[1], groups
     assert [g.split("~")[0] for g in groups] == ["2026-12-03_05-14-13/" + "y" * 30] * 2 and groups == [sweep_group(d) for d in deep]
+
+
+@pytest.mark.parametrize("given", ["absolute", "relative"])
+def test_a_jobs_identity_has_one_group_whether_hydra_got_the_sweep_folder_absolute_or_relative(tmp_path, given):
+    """run_identity inside a multirun job (Hydra's job config set as the job sees it): sweep.py
+    passes the folder absolute, a user's `hydra.sweep.dir=multirun/...` is relative to the
+    launch folder (hydra.runtime.cwd); both give the group the docs' commands use."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    folder = tmp_path / "multirun" / "diversity_ablation" / "2026-12-03_05-14-13"
+    sweep_dir = folder if given == "absolute" else folder.relative_to(tmp_path)
+    cfg = compose(["diversity=random", "logger.entity=my-team", f"hydra.sweep.dir={sweep_dir}", "hydra.mode=MULTIRUN"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.cwd = str(tmp_path)  # where the multirun was launched (Hydra sets it in a job)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        ident = run_identity(cfg)
+        with open_dict(cfg):
+            cfg.logger.group = "g" * 200
+        named = run_identity(cfg)["group"]
+    finally:
+        HydraConfig.instance().cfg = None  # no job config leaks into the next test
+    assert ident["group"] == "multirun/diversity_ablation/2026-12-03_05-14-13" and ident["sweep_dir"] == str(folder)
+    assert ident["name"] == "diversity=random"  # logger.* overrides say where a run goes, not what it is
+    assert len(named) <= 128 and named.startswith("g" * 100)  # logger.group is used as given, fitted to W&B's limit
 
 
 def _suite_jobs(path: Path, scale: str) -> list[list[str]]:
