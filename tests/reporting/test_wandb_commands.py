@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from wandb_offline import OfflineRun
+from ded.reporting.offline import read_run
 
 DOC = ROOT / "docs" / "results.md"
 PLACEHOLDER = "multirun/2026-11-27/15-00-00-abc123"  # the sweep folder the docs' commands name
@@ -61,12 +61,12 @@ def test_each_job_records_the_group_the_docs_name_its_name_and_sync_command(swee
         assert m["wandb/name"] == f"diversity={choice},debug=tiny,stop_after=questions"  # the job's overrides; cache path and logger left out
         assert m["wandb/job_type"] == "until_questions" and "wandb/errors" not in m
         assert m["wandb/sync"] == f"wandb sync --project ded --entity my-team {m['wandb/run_dir']}"  # the entity the launch line set
-        r = OfflineRun(m["wandb/run_dir"])  # what W&B will show once synced
-        assert (r.run.run_group, r.run.display_name, r.run.job_type) == (group, m["wandb/name"], "until_questions")
-        assert (r.run.entity, r.run.project, r.exit_code) == ("my-team", "ded", 0)
-        assert {f"diversity:{choice}", "debug:tiny", "teacher:smollm2_fewshot"} <= set(r.run.tags)
-        assert not any(t.startswith("diversity:") and t != f"diversity:{choice}" for t in r.run.tags)
-        config = r.config()
+        r = read_run(next(Path(m["wandb/run_dir"]).glob("*.wandb")))  # what W&B will show once synced
+        assert (r.group, r.name, r.job_type) == (group, m["wandb/name"], "until_questions")
+        assert (r.entity, r.project, r.exit_code) == ("my-team", "ded", 0)
+        assert {f"diversity:{choice}", "debug:tiny", "teacher:smollm2_fewshot"} <= set(r.tags)
+        assert not any(t.startswith("diversity:") and t != f"diversity:{choice}" for t in r.tags)
+        config = r.config
         assert config["sweep_dir"] == str(folder) and config["choices"]["diversity"] == choice
         assert f"diversity={choice}" in config["overrides"] and config["diversity"]  # the resolved config beside them
 
@@ -74,7 +74,7 @@ def test_each_job_records_the_group_the_docs_name_its_name_and_sync_command(swee
 def test_the_docs_sync_and_dashboard_commands_find_the_sweep(sweep):
     work, folder, jobs = sweep
     group = str(folder.relative_to(work))
-    runs = [OfflineRun(json.loads((j / "metrics.json").read_text())["wandb/run_dir"]) for j in jobs]
+    runs = [read_run(next(Path(json.loads((j / "metrics.json").read_text())["wandb/run_dir"]).glob("*.wandb"))) for j in jobs]
     files = sorted(str(r.file.relative_to(work)) for r in runs)
 
     # The docs' sync lines: the same options and folders, one with --dry-run; the installed wandb
@@ -98,8 +98,8 @@ def test_the_docs_sync_and_dashboard_commands_find_the_sweep(sweep):
     assert shlex.split(save, comments=True) == shlex.split(outline, comments=True) + ["--save"]
     argv = shlex.split(outline.replace(PLACEHOLDER, group), comments=True)
     opts = dict(zip(argv[2::2], argv[3::2]))
-    assert opts["--group"] == group and {r.run.run_group for r in runs} == {group}
-    assert (opts["--entity"], opts["--project"]) == ("my-team", "ded") == (runs[0].run.entity, runs[0].run.project)
+    assert opts["--group"] == group and {r.group for r in runs} == {group}
+    assert (opts["--entity"], opts["--project"]) == ("my-team", "ded") == (runs[0].entity, runs[0].project)
     p = run([sys.executable, *argv[1:]], ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "in my-team/ded" in p.stdout and f"Metric(\"Group\") == '{group}'" in p.stdout, p.stdout[:2000]
