@@ -474,7 +474,7 @@ class LoggerConfig:
     project: str = "ded"
     entity: Optional[str] = None
     tags: list[str] = field(default_factory=list)
-    group: Optional[str] = None  # W&B group; null: the multirun's sweep folder (a single run has none)
+    group: Optional[str] = None  # W&B group; null: the multirun's sweep folder from `multirun/` on (tracking.sweep_group; a single run has none)
 
     def __post_init__(self):
         one_of(self.backend, ("wandb", "none"), "logger.backend")
