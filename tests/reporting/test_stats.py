@@ -116,6 +116,31 @@ def test_detectable_difference_is_the_noncentral_t_power_point():
     assert np.mean(np.abs(t) > stats.t.ppf(0.975, 2)) == pytest.approx(0.80, abs=0.01)
 
 
+@pytest.mark.parametrize("df", [0.5, 1.3, 2, 4.4, 30, 236, 5000])
+def test_detectable_from_statsmodels_is_the_two_sided_noncentral_t_80_percent_point(df):
+    """statsmodels' solver (one-sided at alpha/2) gives the difference at which scipy's exact two-sided
+    noncentral-t power (both rejection tails) is 0.80, and the value the earlier hand-written brentq
+    on that power found (to 1e-4); fractional df as Satterthwaite's, down to one replicate pair's 0.5."""
+    from scipy import optimize, stats
+
+    se = 0.03
+    crit = stats.t.ppf(0.975, df)
+
+    def two_sided(delta):  # the wrong-sign tail is NaN in scipy's far tail: it is 0 there
+        wrong = stats.nct.cdf(-crit, df, delta / se)
+        return stats.nct.sf(crit, df, delta / se) + (0.0 if math.isnan(wrong) else wrong)
+
+    mde = detectable(se, df)
+    assert two_sided(mde) == pytest.approx(0.80, abs=1e-4)
+    previous = optimize.brentq(lambda d: two_sided(d) - 0.80, 0.0, 1e4 * se)
+    assert mde == pytest.approx(previous, rel=1e-4)
+
+
+def test_detectable_is_nan_without_a_test():
+    """No s.e., no df, or under ~0.3 df (where the solver cannot reach 80%): NaN, not a wrong number."""
+    assert all(math.isnan(detectable(se, df)) for se, df in [(0.0, 4), (1.0, 0), (math.nan, 4), (1.0, 0.1)])
+
+
 def test_replicate_t_is_the_paired_t_interval():
     from scipy import stats
 
