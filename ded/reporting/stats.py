@@ -74,7 +74,9 @@ def _t_estimate(mean: float, se: float, df: float, method: str, **info) -> Estim
 
 def crossed(cells) -> Estimate:
     """The primary estimate of the mean of a complete replicate x question table (a 2-D array or a
-    DataFrame, rows = replicates, columns = questions)."""
+    DataFrame, rows = replicates, columns = questions). Hand-written on purpose: statsmodels' anova_lm
+    gives the same mean squares (the test checks) but no library combines them into the grand mean's
+    crossed variance with Satterthwaite's df (MixedLM fits crossed effects without a small-sample df)."""
     y = np.asarray(cells, dtype=float)
     if y.ndim != 2 or np.isnan(y).any():
         raise ValueError(f"crossed() needs a complete 2-D replicate x question table, got shape {y.shape} "
