@@ -209,6 +209,20 @@ def default_pool_name(source: str) -> str:
     return source.rstrip("/").split("/")[-1]
 
 
+def hub_repo_problem(repo) -> str | None:
+    """Why `repo` is not a Hub repo id with its namespace ("<user or org>/<name>"), by
+    huggingface_hub's own rule; None if it is one."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id  # third-party, and only when a push is asked for
+
+    if not isinstance(repo, str) or repo.count("/") != 1:
+        return "one '/' between the namespace and the name"
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        return " ".join(str(e).split())
+    return None
+
+
 @dataclass
 class CorpusConfig:
     task: str = "arithmetic"  # a task (ded.data.tasks.TASKS): arithmetic | multistep | pool
@@ -222,9 +236,14 @@ class CorpusConfig:
     filters: TrajectoryFilters = field(default_factory=TrajectoryFilters)
     decontam: Decontam = field(default_factory=Decontam)
     allocation: str = "fill"  # an ALLOCATIONS name (ded/curation/selection.py)
+    push_to_hub: Optional[str] = None  # "<user or org>/<name>": also push the corpus and its card to this Hub dataset repo (ded/reporting/cards.py)
+    push_private: bool = True  # a repo the push creates is private (an existing repo keeps its visibility)
 
     def __post_init__(self):
         check(self.task != "pool" or len(self.pools) > 0, "corpus.pools", "corpus.task=pool needs at least one pool")
+        if self.push_to_hub is not None:
+            why = hub_repo_problem(self.push_to_hub)
+            check(why is None, "corpus.push_to_hub", f"not a Hub dataset repo '<user or org>/<name>' ({why}), got {self.push_to_hub!r}; null: no push")
         check(self.size is None or self.size > 0, "corpus.size", f"must be > 0 (or null: no cap), got {self.size}")
         check(self.pool_size > 0, "corpus.pool_size", f"must be > 0, got {self.pool_size}")
         check(len(self.levels) > 0, "corpus.levels", "must name at least one level")

@@ -36,6 +36,7 @@ from ded.data.pools import FORMATS
 from ded.data.pools import check_available as pool_available
 from ded.generation.factory import make_backend
 from ded.plugins import validate
+from ded.reporting.cards import push_problem
 from ded.sandbox import check_isolation
 from ded.training.sft import check_environment
 from ded.training.grpo import check_environment as check_rl_environment
@@ -81,6 +82,9 @@ def problems(cfg: DictConfig, memo: dict | None = None, here: bool = True) -> li
         found += [p for b in conf.eval.sets if (p := check_available(b, conf.eval.data_dir))]
         if conf.corpus.task == "pool":
             found += [p for i, spec in enumerate(conf.corpus.pools) if (p := pool_available(spec, f"corpus.pools[{i}]"))]
+    if STAGES.index(conf.stop_after) >= STAGES.index("curation") and conf.corpus.push_to_hub:  # curation pushes the corpus
+        if why := push_problem(conf.corpus.push_to_hub):
+            found.append(why)
     if STAGES.index(conf.stop_after) >= STAGES.index("passrate") and grades_code(conf):
         if why := check_isolation():
             found.append(f"sandbox: this run grades code answers by running them, and the sandbox cannot run here: {why}")

@@ -1,17 +1,28 @@
 """The run's artifacts: the curated corpus, the trained checkpoint and the evaluation, each kept in
-the run folder with a card, and logged to W&B as an artifact feeding the next one.
+the run folder with a card (ded/reporting/cards.py), and logged to W&B as an artifact feeding the next one.
 
     <run>/corpus/            the corpus as a Hugging Face dataset (``datasets.load_from_disk``) + README.md (dataset card)
     <run>/checkpoint         a symlink to the checkpoint in the shared stage cache
     <run>/checkpoint.json    its path, cache key, whether this run reused it, the corpus it was trained on
-    <run>/MODEL_CARD.md      the model card (next to the link, not inside the shared checkpoint: see write_model_card)
+    <run>/MODEL_CARD.md      the model card (next to the link, not inside the shared checkpoint: see record_checkpoint)
     <run>/eval.json          the evaluation (ded/stages/evaluation.py), per-question accuracies included
 
 W&B: ``corpus-<content hash>`` (type dataset) -> ``model-<checkpoint key>`` (type model, file://
-references to the cached checkpoint) -> ``eval-<checkpoint key>`` (type evaluation). Each names
-its inputs in its metadata (``inputs``); online the run also declares them used, offline wandb
-cannot (see ``Tracker.artifact``). Names are content-addressed like the caches, so runs that
-share a corpus or a checkpoint share the W&B artifact (a new version only when the files differ).
+references to the cached checkpoint) -> ``eval-<checkpoint key>-<evaluation hash>`` (type
+evaluation). Each names its inputs in its metadata (``inputs``); online the run also declares
+them used, offline wandb cannot (see ``Tracker.artifact``).
+
+Each name is keyed by what determines the artifact, and its files depend on nothing else, so a
+run that changes nothing makes no new version (W&B versions an artifact when the digest of its
+files changes; the digest is over each file's path and content hash, never the metadata):
+
+- ``model-<key>``: the card and the cache manifest, both the same for every run that trains or
+  reuses the checkpoint; what is this run's (its folder, ``cached``) is in the run's
+  ``checkpoint.json`` and the artifact's metadata.
+- ``eval-<key>-<hash>``: the hash covers what changes an evaluation's numbers besides the
+  checkpoint (``evaluation_identity``: k, the evaluation sets, their sampling, size and limit,
+  the seed, the RL checkpoint...), so evaluations that differ are different artifacts, and a
+  rerun of the same one is a version of it.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from ded.core.cache import short_hash
+from ded.reporting.cards import dataset_card, model_card, push_corpus
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +51,9 @@ def model_artifact_name(key: str) -> str:
     return f"model-{key}"
 
 
-def eval_artifact_name(key: str) -> str:
-    return f"eval-{key}"
+def eval_artifact_name(key: str, identity: dict) -> str:
+    """``eval-<checkpoint key>-<hash of evaluation_identity>``."""
+    return f"eval-{key}-{short_hash(identity, n=8)}"
 
 
 # ── the corpus ────────────────────────────────────────────────────────────────────────────────
@@ -54,6 +67,7 @@ def corpus_facts(ctx, corpus) -> dict:
         "teacher": {"name": cfg.teacher.name, "model": cfg.teacher.path, "backend": cfg.teacher.backend},
         "student": {"name": cfg.student.name, "model": cfg.student.path},
         "task": cfg.corpus.task,
+        "sources": {"pools": [{"name": p.name, "source": p.source} for p in cfg.corpus.pools] if cfg.corpus.task == "pool" else []},
         "diversity": {"metric": cfg.diversity.metric, "selector": cfg.diversity.selector, "level": cfg.diversity.level,
                       "normalized": cfg.diversity.normalized},  # fmt: skip
         "N": cfg.corpus.trajectories.n,  # teacher trajectories per question
@@ -71,47 +85,6 @@ def corpus_facts(ctx, corpus) -> dict:
     }
 
 
-def corpus_card(name: str, f: dict) -> str:
-    pr, dc = f["pass_rate"], f["decontam"]
-    decontam = ", ".join(f"{k} {v}" for k, v in dc.items()) or "not run (corpus.decontam.enabled=false)"
-    return f"""---
-pretty_name: {name}
-tags: [ded, reasoning-distillation]
----
-# {name}
-
-A DED reasoning-distillation corpus: teacher trajectories for the questions the student finds
-hard, the most diverse correct ones kept per question.
-
-| fact | value |
-|---|---|
-| teacher | {f['teacher']['name']} ({f['teacher']['model']}, backend {f['teacher']['backend']}) |
-| student | {f['student']['name']} ({f['student']['model']}) |
-| task | {f['task']} |
-| diversity metric | {f['diversity']['metric']} (selector {f['diversity']['selector']}, level {f['diversity']['level']}) |
-| N (teacher trajectories per question) | {f['N']} |
-| P (kept per question) | {f['P']} |
-| pass-rate band (student, k={pr['k']}) | {pr['band']}: kept if {pr['min_rate']} <= pass rate < {pr['max_rate']} |
-| decontamination | {decontam} |
-| corpus size | {f['examples']} examples (corpus.size={f['size']}, allocation {f['allocation']}) |
-| questions | {f['questions']} |
-| duplicate share | {f['duplicate_share']} |
-| seed | {f['seed']} |
-
-## How it was made
-
-1. Pool questions decontaminated against the evaluation sets (n-gram overlap) and deduplicated.
-2. The student answered each pool question k={pr['k']} times; questions outside the pass-rate band were dropped.
-3. The teacher wrote N={f['N']} trajectories per kept question; only complete, correct ones passing the trajectory filters were kept.
-4. Per question the P={f['P']} most diverse under `{f['diversity']['metric']}` were selected, and
-   corpus.size allocated over questions ({f['allocation']}).
-
-Columns: `id`, `level`, `question`, `answer`, `pass_rate` (the student's), `response` (the teacher's).
-Open with `datasets.load_from_disk(<this folder>)`; the same rows are in `corpus.jsonl` beside it.
-Facts as JSON: `facts.json`.
-"""
-
-
 def save_corpus(ctx, corpus) -> Path:
     """<run>/corpus/: the corpus as a `datasets` dataset, its card (README.md) and facts.json; and
     the W&B dataset artifact."""
@@ -122,22 +95,53 @@ def save_corpus(ctx, corpus) -> Path:
     Dataset.from_list(corpus.examples).save_to_disk(str(out))
     name = corpus_artifact_name(corpus.examples)
     facts = corpus_facts(ctx, corpus)
-    (out / "README.md").write_text(corpus_card(name, facts))
+    dataset_card(name, facts).save(out / "README.md")
     (out / "facts.json").write_text(json.dumps(facts, indent=1, default=str))
     ctx.tracker.artifact("corpus", name, "dataset", local=out, files={".": out}, metadata=facts,
                          description=f"DED corpus: {facts['examples']} examples from {facts['questions']} questions")  # fmt: skip
+    if repo := ctx.cfg.corpus.push_to_hub:  # after the local corpus and W&B: a failed push stops the run with nothing lost (cards.py)
+        ctx.tracker.log({"artifact/corpus_hub": push_corpus(out, repo, ctx.cfg.corpus.push_private)})
+        log.info("corpus pushed to the Hugging Face Hub: %s", repo)
     return out
 
 
 # ── the checkpoint ────────────────────────────────────────────────────────────────────────────
 
+def checkpoint_facts(ctx, trained, corpus, train_config: dict) -> dict:
+    """What determines the checkpoint, and so its card: the key and the cache manifest, the base
+    model, the corpus it was trained on, the train config it was trained with (`train_config`:
+    the part the key hashes, ded.training.sft.checkpoint_config, the replicate's seed in it) and
+    what training recorded with it (steps, train loss: the checkpoint's train_info.json, the same
+    whether this run trained it or reused it)."""
+    cfg = ctx.cfg
+    return {
+        "key": trained.key,
+        "manifest": json.loads((Path(trained.path) / "manifest.json").read_text()),
+        "base_model": {"name": cfg.student.name, "path": cfg.student.path, "revision": cfg.student.revision},
+        "corpus": {"artifact": corpus_artifact_name(corpus.examples), "hub": cfg.corpus.push_to_hub,
+                   "examples": len(corpus.examples), "questions": len(corpus.groups)},  # fmt: skip
+        "train": _plain(train_config),
+        "steps": trained.info.get("steps"),
+        "train_loss": trained.info.get("train_loss"),
+    }
 
-def record_checkpoint(ctx, trained, corpus) -> dict:
+
+def record_checkpoint(ctx, trained, corpus, train_config: dict | None = None) -> dict:
     """Link the cached checkpoint from the run folder (``checkpoint`` symlink, ``checkpoint.json``),
-    write the model card, log the W&B model artifact (the corpus artifact as its input)."""
+    write the model card, log the W&B model artifact (the corpus artifact as its input).
+    `train_config`: the part of the train config the checkpoint's key hashes (the training
+    stage passes ``ded.training.sft.checkpoint_config``; default: all of ``cfg.train``).
+
+    The card lives in the run folder, not in the checkpoint folder: the checkpoint is a shared
+    stage-cache artifact whose manifest lists every file with its sha256, and a card added
+    after publication would change a shared folder under other runs. The card says only what
+    the checkpoint is (cards.model_card), so each run that reuses it writes the same one, and
+    the W&B artifact's files (the card as README.md, the cache manifest) are the same too: no
+    new version. What is this run's (``cached``, its folder) goes in ``checkpoint.json`` here
+    and in the artifact's metadata."""
     run_dir, cfg = Path(ctx.tracker.dir), ctx.cfg
     corpus_name, name = corpus_artifact_name(corpus.examples), model_artifact_name(trained.key)
-    facts, ckpt = corpus_facts(ctx, corpus), Path(trained.path).absolute()
+    ckpt = Path(trained.path).absolute()
     link = run_dir / CHECKPOINT_LINK
     if link.is_symlink() or link.exists():
         link.unlink()
@@ -145,92 +149,54 @@ def record_checkpoint(ctx, trained, corpus) -> dict:
         link.symlink_to(ckpt, target_is_directory=True)
     except OSError as e:  # a filesystem without symlinks: checkpoint.json still says where it is
         log.warning("cannot link %s -> %s (%s); checkpoint.json records the path", link, trained.path, e)
+    facts = checkpoint_facts(ctx, trained, corpus, _plain(cfg.train) if train_config is None else train_config)
     record = {
         "path": str(ckpt),
         "key": trained.key,
         "cached": bool(trained.info.get("cached")),  # True: this run reused a checkpoint another run trained
         "manifest": str(ckpt / "manifest.json"),
-        "base_model": {"name": cfg.student.name, "path": cfg.student.path, "revision": getattr(cfg.student, "revision", None)},
+        "base_model": facts["base_model"],
         "corpus_artifact": corpus_name,
         "model_artifact": name,
         "model_card": MODEL_CARD,
     }
     (run_dir / CHECKPOINT_RECORD).write_text(json.dumps(record, indent=1))
-    card = write_model_card(ctx, trained, facts, record)
+    model_card(facts).save(run_dir / MODEL_CARD)
     ctx.tracker.artifact(
         "model", name, "model", local=link,
-        files={"README.md": card, CHECKPOINT_RECORD: run_dir / CHECKPOINT_RECORD, "cache_manifest.json": ckpt / "manifest.json"},
+        files={"README.md": run_dir / MODEL_CARD, "cache_manifest.json": ckpt / "manifest.json"},
         references={"checkpoint": trained.path},
-        metadata={"base_model": record["base_model"], "cache_key": trained.key, "cached": record["cached"],
-                  "train": _plain(cfg.train), "train_loss": trained.info.get("train_loss"), "steps": trained.info.get("steps"),
-                  "corpus": {"artifact": corpus_name, **facts}},
+        metadata={"base_model": record["base_model"], "cache_key": trained.key, "cached": record["cached"], "run_dir": str(run_dir),
+                  "train": facts["train"], "train_loss": facts["train_loss"], "steps": facts["steps"],
+                  "corpus": {"artifact": corpus_name, **corpus_facts(ctx, corpus)}},
         inputs=[corpus_name],
         description=f"{cfg.student.name} after DED SFT on {corpus_name} (checkpoint in the stage cache, by reference)",
     )  # fmt: skip
     return record
 
 
-def write_model_card(ctx, trained, f: dict, record: dict) -> Path:
-    """<run>/MODEL_CARD.md (the README.md to publish with the checkpoint).
-
-    It lives in the run folder, not in the checkpoint folder: the checkpoint is a shared
-    stage-cache artifact, reused by every run whose student, corpus content and train config
-    hash to the same key (a rerun, a sweep job whose selection came out the same), and its
-    manifest lists every file with its sha256. A card written inside the build would describe
-    only the run that trained it first (its corpus artifact, its evaluation) and every later run
-    would point at a card naming another run; one added after publication would change a shared
-    folder under other runs. The run folder holds what is this run's: the link, checkpoint.json
-    and this card. The W&B model artifact carries the card as its README.md."""
-    cfg = ctx.cfg
-    train = json.dumps(_plain(cfg.train), indent=1)
-    run_dir = Path(ctx.tracker.dir)
-    if ctx.runs("evaluation"):
-        evaluation = (f"`{run_dir / 'eval.json'}` (`results[split][\"base\" or \"trained\"]`, per-question accuracies under "
-                      f"`per_question`); W&B artifact `{eval_artifact_name(trained.key)}`")  # fmt: skip
-    else:
-        evaluation = f"not run by this run (`stop_after={cfg.stop_after}`): the same config without `stop_after` evaluates this checkpoint (it is cached)"
-    text = f"""---
-library_name: transformers
-pipeline_tag: text-generation
-tags: [ded, reasoning-distillation, sft, trl]
----
-# {cfg.student.name} + DED SFT ({trained.key})
-
-| | |
-|---|---|
-| base model | {cfg.student.name}: `{cfg.student.path}` (revision {record['base_model']['revision']}) |
-| checkpoint | `{record['path']}` (stage-cache key {trained.key}; {'reused from the cache' if record['cached'] else 'trained by this run'}) |
-| corpus | W&B artifact `{record['corpus_artifact']}`; `{run_dir / CORPUS_DIR}` (dataset card: README.md there) |
-| teacher | {f['teacher']['name']} (`{f['teacher']['model']}`) |
-| selection | N={f['N']} trajectories, P={f['P']} kept per question by `{f['diversity']['metric']}`; pass-rate band {f['pass_rate']['band']} |
-| corpus size | {f['examples']} examples from {f['questions']} questions |
-| training | {trained.info.get('steps')} steps, train loss {trained.info.get('train_loss')} |
-| evaluation | {evaluation} |
-
-Supervised fine-tuning (TRL SFTTrainer, loss on the completion only) of the base model on the
-corpus: each example's prompt is the student's own prompt for the question, the completion the
-teacher's trajectory.
-
-## Train config
-
-```json
-{train}
-```
-"""
-    path = run_dir / MODEL_CARD
-    path.write_text(text)
-    return path
-
-
 # ── the evaluation ────────────────────────────────────────────────────────────────────────────
 
 
+def evaluation_identity(cfg, provenance: dict) -> dict:
+    """What an evaluation's numbers depend on besides the trained checkpoint: eval.json's
+    provenance (k, sampling per split, seed, base student, backend, RL checkpoint, date window,
+    sandbox, prompt) without the library versions (a rerun under newer libraries is a new
+    version of the same evaluation) and the sandbox's worker count (speed only), plus which
+    questions: the splits, eval.size and eval.limit."""
+    ident = {k: v for k, v in provenance.items() if k not in ("trained_checkpoint", "versions")}
+    ident["sandbox"] = {k: v for k, v in ident.get("sandbox", {}).items() if k != "workers"}
+    return ident | {"splits": ["heldout", *cfg.eval.sets], "size": cfg.eval.size, "limit": cfg.eval.limit}
+
+
 def log_eval_artifact(ctx, trained, eval_json: Path, summary_table: Path) -> None:
-    """The W&B evaluation artifact: eval.json and the summary table, the model artifact its input."""
+    """The W&B evaluation artifact: eval.json and the summary table, the model artifact its input,
+    named by the checkpoint and the evaluation (``evaluation_identity``, from eval.json's provenance)."""
+    ident = evaluation_identity(ctx.cfg, json.loads(Path(eval_json).read_text())["provenance"])
     ctx.tracker.artifact(
-        "eval", eval_artifact_name(trained.key), "evaluation", local=eval_json,
+        "eval", eval_artifact_name(trained.key, ident), "evaluation", local=eval_json,
         files={"eval.json": eval_json, "eval_summary.jsonl": summary_table},
-        metadata={"checkpoint": trained.key, "k": ctx.cfg.eval.k, "splits": ["heldout", *ctx.cfg.eval.sets]},
+        metadata={"checkpoint": trained.key, "k": ctx.cfg.eval.k, "splits": ident["splits"], "evaluation": ident},
         inputs=[model_artifact_name(trained.key)],
         description="avg@k of the base and the trained student, per split and per question",
     )  # fmt: skip

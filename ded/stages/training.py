@@ -11,7 +11,7 @@ from ded.reporting import plots
 from ded.reporting.artifacts import record_checkpoint
 from ded.stages import Run, prompt_prefix_for, stage
 from ded.stages.curation import Corpus
-from ded.training.sft import tracker_metrics, train
+from ded.training.sft import checkpoint_config, tracker_metrics, train
 
 
 @dataclass
@@ -51,5 +51,5 @@ def run(ctx: Run, corpus: Corpus) -> Trained:
     ctx.tracker.plot("train/curves", plots.training_curves(info["log_history"]))
     trained = Trained(path, key, info)
 
-    record_checkpoint(ctx, trained, corpus)  # <run>/checkpoint link + checkpoint.json + MODEL_CARD.md; W&B model artifact
+    record_checkpoint(ctx, trained, corpus, checkpoint_config(train_cfg))  # <run>/checkpoint link + checkpoint.json + MODEL_CARD.md; W&B model artifact
     return trained

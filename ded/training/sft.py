@@ -221,7 +221,10 @@ def count_loss_tokens(dataset) -> int:
     return sum(sum(1 for t in row if t != -100) for row in dataset["labels"])
 
 
-def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg) -> str:
+def checkpoint_config(train_cfg) -> dict:
+    """The part of the train config that changes the weights: what the checkpoint key hashes,
+    and what its model card shows (ded/reporting/cards.py). ``trl``: TRL's fields; ``harness``:
+    the harness's own."""
     tc = {k: v for k, v in sft_args(train_cfg).items() if k != "logging_steps"}  # logging does not change the weights
     # num_processes multiplies the effective batch; the launcher and accelerate recipe only say how to get there
     harness = {k: getattr(train_cfg, k) for k in ("attn_implementation", "num_processes", "lora_r", "lora_alpha", "lora_dropout", "version")}
@@ -231,7 +234,12 @@ def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict
         precision = (yaml.safe_load(Path(project_path(str(train_cfg.accelerate_config))).read_text()) or {}).get("mixed_precision")
         if precision not in (None, "no"):
             harness["accelerate_mixed_precision"] = precision
-    return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, tc, harness)
+    return {"trl": tc, "harness": harness}
+
+
+def checkpoint_key(student_identity: dict, corpus: list[dict], prefix: list[dict], train_cfg) -> str:
+    c = checkpoint_config(train_cfg)
+    return short_hash(student_identity, [(e["question"], e["response"]) for e in corpus], prefix, c["trl"], c["harness"])
 
 
 def log_callback(sink):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huggingface_hub import DatasetCard
 
 from conftest import compose
 from ded.reporting.artifacts import CHECKPOINT_LINK, MODEL_CARD, corpus_artifact_name, eval_artifact_name, model_artifact_name
@@ -41,31 +42,22 @@ def tiny(tmp_path_factory, model_cache):
     return out, metrics
 
 
+def card_facts(text: str) -> dict[str, str]:
+    """A card's facts table (| fact | value |, as cards.facts_table writes it) as {fact: value}."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    return {r[0]: r[1] for r in rows[2:]}  # past the header and its rule
+
+
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def wandb_records(path: Path) -> list:
-    """The records of an offline run's .wandb file: a 7-byte header (":W&B", magic, version), then
-    a LevelDB-style log (32 KiB blocks; each chunk: crc32c, length, type FULL/FIRST/MIDDLE/LAST)
-    of wandb_internal_pb2.Record messages."""
-    from wandb.proto import wandb_internal_pb2 as pb
+def wandb_log(out: Path) -> list[dict]:
+    """The records of the run folder's offline W&B run (ded.reporting.offline.records: wandb-core's reader)."""
+    from ded.reporting.offline import records
 
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, buf, out = 7, b"", []
-    while pos + 7 <= len(data):
-        if (left := 32768 - pos % 32768) < 7:  # a block's tail too short for a header is padding
-            pos += left
-            continue
-        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
-        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
-        buf = chunk if kind in (1, 2) else buf + chunk
-        if kind in (1, 4):
-            rec = pb.Record()
-            rec.ParseFromString(buf)
-            out.append(rec)
-    return out
+    (log,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    return records(log)
 
 
 def test_corpus_is_a_dataset_equal_to_corpus_jsonl_with_a_card(tiny):
@@ -77,16 +69,20 @@ def test_corpus_is_a_dataset_equal_to_corpus_jsonl_with_a_card(tiny):
     assert ds.num_rows == len(rows) == m["corpus/examples"] and ds.to_list() == rows  # field for field
     assert not (out / "tables" / "corpus.jsonl").exists()  # written once locally (corpus.jsonl), the W&B table stays
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    card = (out / "corpus" / "README.md").read_text()
+    card = DatasetCard.load(out / "corpus" / "README.md")
+    assert card.data.pretty_name == corpus_artifact_name(rows) and "text-generation" in card.data.task_categories
+    table = card_facts(card.text)
     decontam = {k.removeprefix("data/decontam/"): v for k, v in m.items() if k.startswith("data/decontam/")}
     assert decontam  # debug=tiny decontaminates
-    for needle in [cfg["teacher"]["name"], cfg["teacher"]["path"], f"diversity metric | {cfg['diversity']['metric']}",
-                   f"N (teacher trajectories per question) | {cfg['corpus']['trajectories']['n']} |",
-                   f"P (kept per question) | {cfg['corpus']['trajectories']['p']} |",
-                   f"[{cfg['corpus']['pass_rate']['min_rate']}, {cfg['corpus']['pass_rate']['max_rate']})",
-                   *(f"{k} {v}" for k, v in decontam.items()), f"{m['corpus/examples']} examples",
-                   f"questions | {m['corpus/questions']} |", f"duplicate share | {m['corpus/duplicate_share']} |"]:  # fmt: skip
-        assert needle in card, needle
+    assert table["teacher"].startswith(f"{cfg['teacher']['name']} ({cfg['teacher']['path']}")
+    assert table["diversity metric"].startswith(cfg["diversity"]["metric"])
+    assert table["N (teacher trajectories per question)"] == str(cfg["corpus"]["trajectories"]["n"])
+    assert table["P (kept per question)"] == str(cfg["corpus"]["trajectories"]["p"])
+    assert table[f"pass-rate band (student, k={cfg['corpus']['pass_rate']['k']})"].startswith(
+        f"[{cfg['corpus']['pass_rate']['min_rate']}, {cfg['corpus']['pass_rate']['max_rate']})")
+    assert table["decontamination"] == ", ".join(f"{k} {v}" for k, v in decontam.items())
+    assert table["corpus size"].startswith(f"{m['corpus/examples']} examples")
+    assert table["questions"] == str(m["corpus/questions"]) and table["duplicate share"] == str(m["corpus/duplicate_share"])
     facts = json.loads((out / "corpus" / "facts.json").read_text())
     assert facts["decontam"] == decontam and facts["N"] == cfg["corpus"]["trajectories"]["n"] and facts["examples"] == len(rows)
     assert m["artifact/corpus"] == corpus_artifact_name(rows) and m["artifact/corpus_path"] == str(out / "corpus")
@@ -103,9 +99,10 @@ def test_checkpoint_is_linked_from_the_run_folder_with_a_model_card(tiny):
     assert not any(f.lower().endswith(".md") for f in manifest["files"])  # the shared checkpoint is untouched: the card is this run's
     card = (out / MODEL_CARD).read_text()
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    for needle in [cfg["student"]["path"], record["key"], record["corpus_artifact"], str(out / "eval.json"), "per_question",
-                   eval_artifact_name(record["key"]), f'"learning_rate": {cfg["train"]["learning_rate"]}']:  # fmt: skip
+    for needle in [cfg["student"]["path"], record["key"], record["corpus_artifact"], f"eval-{record['key']}-<evaluation hash>",
+                   f'"learning_rate": {cfg["train"]["learning_rate"]}', f"{m['train/steps']} steps"]:  # fmt: skip
         assert needle in card, needle
+    assert str(out) not in card  # the card is the checkpoint's, the same for every run that reuses it (test_cards.py)
     assert m["artifact/model"] == model_artifact_name(record["key"]) == record["model_artifact"]
     assert m["artifact/model_path"] == str(link)
 
@@ -120,42 +117,47 @@ def test_per_question_accuracies_are_in_eval_json_only_and_average_to_avg_at_k(t
         assert sum(pq.values()) / len(pq) == pytest.approx(r["avg@2"]) == pytest.approx(m[f"eval/heldout/{model}/avg@2"])
     assert set(ev["results"]["heldout"]["base"]["per_question"]) == set(ev["results"]["heldout"]["trained"]["per_question"])
     assert not any("per_question" in k for k in m)  # never a metric
-    assert m["artifact/eval"] == eval_artifact_name(json.loads((out / "checkpoint.json").read_text())["key"])
+    assert m["artifact/eval"].startswith(f"eval-{json.loads((out / 'checkpoint.json').read_text())['key']}-")  # + the evaluation's hash
     assert m["artifact/eval_path"] == str(out / "eval.json")
 
 
 def test_offline_wandb_run_holds_corpus_model_and_eval_artifacts_with_their_lineage(tiny):
     out, m = tiny
     assert "wandb/error" not in m
-    (run_dir,) = (out / "wandb").glob("offline-run-*")
-    records = wandb_records(next(run_dir.glob("*.wandb")))
-    arts = {r.artifact.name: r.artifact for r in records if r.WhichOneof("record_type") == "artifact"}
+    records = wandb_log(out)
+    arts = {r["artifact"]["name"]: r["artifact"] for r in records if r["type"] == "artifact"}
     corpus, model, ev = (arts[m[f"artifact/{k}"]] for k in ("corpus", "model", "eval"))
-    assert (corpus.type, model.type, ev.type) == ("dataset", "model", "evaluation")
+    assert (corpus["type"], model["type"], ev["type"]) == ("dataset", "model", "evaluation")
     # lineage as far as offline allows: each artifact names its input; wandb refuses use_artifact offline
-    meta = {a.name: json.loads(a.metadata) for a in (corpus, model, ev)}
-    assert meta[corpus.name]["inputs"] == [] and meta[model.name]["inputs"] == [corpus.name] and meta[ev.name]["inputs"] == [model.name]
-    assert not [r for r in records if r.WhichOneof("record_type") == "use_artifact"]
+    meta = {a["name"]: json.loads(a["metadata"]) for a in (corpus, model, ev)}
+    c, mo, e = corpus["name"], model["name"], ev["name"]
+    assert meta[c]["inputs"] == [] and meta[mo]["inputs"] == [c] and meta[e]["inputs"] == [mo]
+    assert not [r for r in records if r["type"] == "use_artifact"]
     # the dataset artifact: its files, the card's facts as metadata
-    files = {e.path: e for e in corpus.manifest.contents}
+    files = {x["path"]: x for x in corpus["manifest"]["contents"]}
     assert {"README.md", "facts.json", "dataset_info.json", "state.json"} <= set(files) and any(p.endswith(".arrow") for p in files)
-    assert all(not e.ref for e in files.values())  # copied into the artifact
-    assert meta[corpus.name]["N"] == 2 and meta[corpus.name]["P"] == 1 and meta[corpus.name]["decontam"]
+    assert all(not x.get("ref") for x in files.values())  # copied into the artifact
+    assert meta[c]["N"] == 2 and meta[c]["P"] == 1 and meta[c]["decontam"]
     # the model artifact: file:// references to the cached checkpoint (no copy, no checksum), the card and cache manifest as files
     record = json.loads((out / "checkpoint.json").read_text())
-    entries = {e.path: e for e in model.manifest.contents}
-    assert entries["checkpoint/config.json"].ref == (Path(record["path"]) / "config.json").as_uri()
+    entries = {x["path"]: x for x in model["manifest"]["contents"]}
+    assert entries["checkpoint/config.json"]["ref"] == (Path(record["path"]) / "config.json").as_uri()
     weights = Path(record["path"]) / "model.safetensors"
-    assert entries["checkpoint/model.safetensors"].size == weights.stat().st_size
-    assert {"README.md", "checkpoint.json", "cache_manifest.json"} <= set(entries) and not entries["README.md"].ref
-    assert meta[model.name]["cache_key"] == record["key"] and meta[model.name]["corpus"]["artifact"] == corpus.name
-    assert {e.path for e in ev.manifest.contents} == {"eval.json", "eval_summary.jsonl"}
+    assert int(entries["checkpoint/model.safetensors"]["size"]) == weights.stat().st_size
+    assert {"README.md", "cache_manifest.json"} <= set(entries) and not entries["README.md"].get("ref")
+    assert "checkpoint.json" not in entries  # this run's record (cached or not) stays in the run folder and the metadata
+    assert meta[mo]["cache_key"] == record["key"] and meta[mo]["corpus"]["artifact"] == c
+    assert meta[mo]["cached"] is False and meta[mo]["run_dir"] == str(out)
+    assert {x["path"] for x in ev["manifest"]["contents"]} == {"eval.json", "eval_summary.jsonl"}
+    # the evaluation is named by the checkpoint and a hash of what changes its numbers, kept in its metadata
+    ident = meta[e]["evaluation"]
+    assert e == eval_artifact_name(record["key"], ident) and ident["k"] == 2 and ident["splits"] == ["heldout"] and ident["size"] == 3
 
 
 def test_wandb_failure_while_logging_artifacts_keeps_the_local_record(tmp_path, monkeypatch, caplog):
     """A real offline W&B run whose log_artifact raises (corpus, then model): one warning each, the corpus
     dataset, card, checkpoint link and model card are all written, the run finishes."""
-    from test_stages import _hand_made
+    from stages.test_stages import _hand_made  # tests/ is on the path (conftest's folder), tests/stages only when collected
 
     from ded.reporting.artifacts import record_checkpoint
     from ded.core.cache import StageCache
