@@ -93,7 +93,7 @@ def read_run(file: str | Path) -> OfflineRun:
         elif kind == "summary":
             _apply(run.summary, body)
         elif kind == "history":
-            run.history.append(body.get("item", {}))
+            run.history.append(_media(body.get("item", {})))
             run.history_keys.update(run.history[-1])
         elif kind == "artifact":
             run.artifacts.append({
@@ -106,7 +106,17 @@ def read_run(file: str | Path) -> OfflineRun:
         elif kind == "exit":
             run.exit_code = int(body.get("exit_code", 0))
     run.config.pop("_wandb", None)  # wandb's own bookkeeping, not the run's config
+    run.summary = _media(run.summary)
     return run
+
+
+def _media(values: dict) -> dict:
+    """The reader prints a media value (an image, a table) as dotted keys (``corpus._type``,
+    ``corpus.path``, ...); the public API gives it as one mapping under its name: so here too."""
+    out = dict(values)
+    for name in [k.removesuffix("._type") for k in values if k.endswith("._type")]:
+        out[name] = {k[len(name) + 1 :]: out.pop(k) for k in list(out) if k.startswith(name + ".")}
+    return out
 
 
 def _apply(target: dict, update: dict) -> None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 FIXED_COLUMNS = ("run_dir", "status", "overrides")
 # Where the run went in W&B (metrics.json, or the W&B run itself): in every table, None where the source does not know.
-WANDB_COLUMNS = ("wandb/group", "wandb/name", "wandb/job_type", "wandb/run_dir", "wandb/sync", "wandb/url", "wandb/error")
+WANDB_COLUMNS = ("wandb/group", "wandb/name", "wandb/job_type", "wandb/sweep_dir", "wandb/run_dir", "wandb/sync", "wandb/url", "wandb/error")
 # Metric names that were renamed: a record written before the rename also gets the new name.
 RENAMED = {"train/train_loss": "train/loss"}
 _ERROR_LINE = re.compile(r"^(?:\[[^\]]*\])*\[ERROR\]\s*-\s*|^error:\s*", re.IGNORECASE)
@@ -166,6 +166,7 @@ def read_record(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         log.warning("%s: unreadable metrics.json (%s)", d, e)
         metrics = {}
+    metrics = {**last_points(d / "history.jsonl"), **metrics}
     hydra_cfg = _read_yaml(d / ".hydra" / "hydra.yaml") or {}
     choices = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
     status = None
@@ -173,6 +174,26 @@ def read_record(run_dir: str | Path) -> dict[str, Any]:
         status = "failed" if error_line(d) else "incomplete"
     return record_row(str(d), metrics, _read_yaml(d / "config.yaml") or {}, _read_yaml(d / ".hydra" / "overrides.yaml") or [],
                       choices, status)  # fmt: skip
+
+
+def last_points(path: Path) -> dict[str, Any]:
+    """The last value of every curve in a history.jsonl (what W&B's summary holds for a curve, so
+    local and W&B rows agree); {} without one."""
+    if not path.is_file() or not path.stat().st_size:
+        return {}
+    try:
+        h = read_jsonl(path).drop(columns="step", errors="ignore")
+    except ValueError as e:  # a line cut short by a crash: the curves are left out, the rest stands
+        log.warning("%s: unreadable (%s); its curves are left out of the runs table", path, e)
+        return {}
+    return {k: _py(v) for k, v in h.ffill().iloc[-1].items() if v is not None and not _isnan(_py(v))} if len(h) else {}
+
+
+def read_jsonl(path: str | Path):
+    """A JSON-lines file as a DataFrame, values as written (no date or dtype guessing)."""
+    import pandas as pd
+
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False, precise_float=True)
 
 
 # Paths in natural order (job 2 before job 10), by natsort.
@@ -225,9 +246,12 @@ def load_wandb_offline(root: str | Path, *, finished_only: bool = False):
 
 def wandb_row(run) -> dict[str, Any]:
     """One W&B run as a runs-table row: a public-API ``Run`` or an offline `OfflineRun`."""
+    from ded.reporting.tracking import sync_command
+
     config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
     overrides = config.pop("overrides", None) or []
     choices = config.pop("choices", None) or {}
+    sweep_dir = config.pop("sweep_dir", None)  # the tracker's, beside the resolved config; metrics.json: wandb/sweep_dir
     from ded.reporting.offline import OfflineRun
 
     offline = isinstance(run, OfflineRun)
@@ -237,12 +261,12 @@ def wandb_row(run) -> dict[str, Any]:
         summary, keys = dict(run.summary_metrics), getattr(run, "history_keys", None) or {}
         history = set((json.loads(keys) if isinstance(keys, str) else keys).get("keys", {}))
         where = "/".join(run.path)
-    # the summary holds the last point of every curve too; metrics.json holds summary metrics only
-    metrics = {k: v for k, v in summary.items() if not k.startswith("_") and k not in history}
+    # wandb's own keys and the curves' x axes (<prefix>/step, see Tracker.log) are not metrics
+    metrics = {k: v for k, v in summary.items() if not k.startswith("_") and not (re.fullmatch(r"[^/]+/step", k) and (k in history or not history))}
     metrics.update({"wandb/group": getattr(run, "group", None), "wandb/name": getattr(run, "name", None),
-                    "wandb/job_type": getattr(run, "job_type", None)})  # fmt: skip
+                    "wandb/job_type": getattr(run, "job_type", None), "wandb/sweep_dir": sweep_dir})  # fmt: skip
     if offline:
-        metrics.update({"wandb/run_dir": where, "wandb/sync": f"wandb sync {where}"})
+        metrics.update({"wandb/run_dir": where, "wandb/sync": sync_command([where], run.project, run.entity or None)})
     elif getattr(run, "url", None):
         metrics["wandb/url"] = run.url
     state = getattr(run, "state", None)  # finished | running | pending | crashed | failed | killed
@@ -309,7 +333,7 @@ def run_table(run_dir: str | Path, name: str):
     kind = _kind(run_dir)
     if kind == "local":
         path = Path(run_dir) / ("corpus.jsonl" if name == "corpus" else f"tables/{name.replace('/', '_')}.jsonl")
-        return pd.read_json(path, lines=True, dtype=False, convert_dates=False) if path.is_file() and path.stat().st_size else pd.DataFrame()
+        return read_jsonl(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
     if kind == "offline":
         entry, folder = _offline(run_dir).summary.get(name), Path(str(run_dir)) / "files"
     else:
@@ -357,7 +381,7 @@ def run_history(run_dir: str | Path):
     kind = _kind(run_dir)
     if kind == "local":
         path = Path(run_dir) / "history.jsonl"
-        return pd.read_json(path, lines=True, dtype=False, convert_dates=False) if path.is_file() and path.stat().st_size else pd.DataFrame()
+        return read_jsonl(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
     rows = _offline(run_dir).history if kind == "offline" else list(_api_run(run_dir).scan_history())
     out = []
     for r in rows:
