@@ -87,15 +87,17 @@ def _cell(col: str, v) -> str:
 
 
 def _md(rows: list[dict], cols: list[str], names: dict | None = None) -> list[str]:
-    """A markdown table of `rows` (pandas' to_markdown escapes "|" in arm names)."""
+    """A markdown table of `rows` (summary.markdown_table: pandas' to_markdown, "|" in an arm name escaped)."""
     import pandas as pd
+
+    from ded.reporting.summary import markdown_table
 
     table = pd.DataFrame(rows).reindex(columns=cols)
     if not len(table):
         return ["(none)"]
     for c in cols:
         table[c] = [_cell(c, v) for v in table[c]]
-    return [table.rename(columns=names or {}).to_markdown(index=False, disable_numparse=True)]
+    return [markdown_table(table.rename(columns=names or {}))]
 
 
 def _ci(lo, hi) -> str:
@@ -148,7 +150,8 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
                       {"over replicates": "95% CI over replicates", "rep_detectable": "detectable over replicates"}),
                  "", "## Each arm's score", "", "Crossed 95% interval; an arm whose cells are all equal (it solved nothing) "
                  "gets the exact Clopper-Pearson bound over its samples instead.", "",
-                 *_md([{**r, within: r["within"]} if within else r for r in arms], [*lv, "arm", "score", "95% CI", "interval", "replicates", "questions", "samples"]),
+                 *_md([{**r, within: r["within"]} if within else r for r in arms],
+                      [*lv, "arm", "score", "95% CI", "interval", "replicates", "questions", "samples"]),
                  "", f"Replicate key: `{(comps or arms)[0]['replicate key']}`. Figure: [forest.png](forest.png)."]  # fmt: skip
         (sweep_dir / "comparisons.md").write_text("\n".join(lines) + "\n")
         forest_plot(comps, sweep_dir / "forest.png", suite.get("description", ""), metric, within)

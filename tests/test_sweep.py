@@ -1,6 +1,7 @@
 """sweep.py: suites load with clear errors, and a finished sweep's jobs become one table and plot."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,8 @@ def test_summary_table_from_job_records(tmp_path):
     assert p.returncode == 0, p.stderr
     rows = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(rows) == 3 and "diversity=random corpus.size=32" in rows[2] and ",0.25," in rows[2]
-    assert (tmp_path / "summary.png").stat().st_size > 0 and "| 0.5 |" in (tmp_path / "summary.md").read_text()
+    md = re.sub(" +", " ", (tmp_path / "summary.md").read_text())  # to_markdown pads the cells
+    assert (tmp_path / "summary.png").stat().st_size > 0 and "| 0.5 |" in md
 
 
 def test_unknown_suite_lists_known_ones():
@@ -73,7 +75,8 @@ def _suite_runs(root, arms, replicates=4, questions=12, seed=0):
 def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
     """sweep.py's statistics: each arm minus the baseline with the crossed interval over replicate x
     question, its noncentral-t detectable difference and Holm over the declared family; an arm that
-    solves nothing gets an exact bound, a declared `explore` pair is marked exploratory; forest.png."""
+    solves nothing gets an exact bound, a declared `explore` pair is marked exploratory; forest.png; an
+    arm label holding "|" stays one cell of comparisons.md."""
     from scipy import stats
 
     from ded.reporting.results import load_runs
@@ -82,9 +85,10 @@ def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
     _suite_runs(tmp_path, {"random": 0.3, "levenshtein": 0.8, "embedding": 0.32, "none": 0.0}, replicates=5, questions=30)
     suite = {"compare": {"by": "choice.diversity", "baseline": "random", "explore": [["embedding", "levenshtein"]]},
              "predict": {"by": "choice.diversity", "predictors": ["entropy"]}, "plot": "eval/heldout/trained/avg@k", "description": "t"}
+    suite["compare"]["labels"] = {"embedding": "embedding|e5"}  # a "|" in an arm's name: escaped in the markdown table
     comps, arms, preds = _sweep_module().statistics(tmp_path, suite, load_runs(tmp_path, finished_only=True))
     rows = {(r["baseline"], r["arm"]): r for r in comps}
-    lev, emb, none = rows[("random", "levenshtein")], rows[("random", "embedding")], rows[("random", "none")]
+    lev, emb, none = rows[("random", "levenshtein")], rows[("random", "embedding|e5")], rows[("random", "none")]
     assert lev["replicates"] == 5 and lev["questions"] == 30 and lev["family"] == "primary"
     assert lev["ci95_low"] > 0 and lev["survives Holm"] and not emb["survives Holm"]
     se = (lev["ci95_high"] - lev["difference"]) / stats.t.ppf(0.975, lev["df"])
@@ -96,11 +100,14 @@ def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
     family = [r for r in comps if r["family"] == "primary"]  # the declared comparisons; the predictors are their own family
     assert len(family) == 3 and min(r["p (Holm)"] for r in family) == pytest.approx(3 * min(r["p"] for r in family))
     assert preds[0]["p (Holm)"] == pytest.approx(preds[0]["p"])  # a family of one
-    assert rows[("embedding", "levenshtein")]["family"] == "exploratory" and "p (Holm)" not in rows[("embedding", "levenshtein")]
+    assert rows[("embedding|e5", "levenshtein")]["family"] == "exploratory" and "p (Holm)" not in rows[("embedding|e5", "levenshtein")]
     zero = next(a for a in arms if a["arm"] == "none")
     assert zero["interval"].startswith("exact") and zero["ci95_low"] == 0 and 0 < zero["ci95_high"] < 0.05
     md = (tmp_path / "comparisons.md").read_text()
     assert "crossed replicate x question" in md and "exploratory" in md and "Clopper-Pearson" in md
+    tables = [block.splitlines() for block in md.split("\n\n") if block.startswith("|")]  # comparisons, arms
+    per_row = [{len(re.split(r"(?<!\\)\|", line)) for line in t} for t in tables]  # cells per row; an escaped "\|" splits none
+    assert len(tables) == 2 and all(len(n) == 1 for n in per_row) and r"embedding\|e5" in md
     assert (tmp_path / "forest.png").stat().st_size > 10_000 and (tmp_path / "arms.csv").exists()
 
 

@@ -129,7 +129,7 @@ def _fmt(v: Any) -> str:
         return f"{v:.4g}"
     if hasattr(v, "item") and not isinstance(v, (list, tuple, str)):  # numpy scalars
         return _fmt(v.item())
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return str(v)
 
 
 def _job_number(name: str) -> str:
@@ -138,11 +138,11 @@ def _job_number(name: str) -> str:
     return num if sep and num.isdigit() else str(name)
 
 
-def _md_table(df) -> list[str]:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return lines
+def markdown_table(df) -> str:
+    """`df` as a markdown table (pandas' to_markdown, each cell through `_fmt`). A "|" or a line break in a
+    cell or a column name is escaped here: tabulate leaves them as they are, and they would split the row."""
+    esc = lambda v: _fmt(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    return df.rename(columns=esc).apply(lambda col: col.map(esc)).to_markdown(index=False, disable_numparse=True)
 
 
 def seed_axis(runs) -> str | None:
@@ -198,10 +198,10 @@ def summarize(sweep_dir, metrics=None, plot=None, description: str = "", *, note
            f"{len(failed)} failed or without a record. Metric names ending in `@k` use each run's own "
            f"`eval.k` ({_k_values(runs)}). All columns of every run: `runs.csv`.", ""]  # fmt: skip
     shown = table.drop(columns=["overrides"]).assign(job=[_job_number(n) for n in table["job"]])  # the swept keys have their columns
-    md += _md_table(shown) if len(table) else ["(no job holds a record: no metrics.json below this folder)"]
+    md += [markdown_table(shown) if len(table) else "(no job holds a record: no metrics.json below this folder)"]
     if seed and len(table):
         md += ["", f"## Per configuration, over `{seed}`", ""]
-        md += _md_table(per_configuration(runs, jobs, keys, seed, [m for m in table.columns if m in chosen], main))
+        md += [markdown_table(per_configuration(runs, jobs, keys, seed, [m for m in table.columns if m in chosen], main))]
     md += ["", "## Failed jobs", ""]
     md += [f"- `{j.name}` ({' '.join(j.overrides) or 'no overrides'}): **{j.status}**: {j.reason}" for j in failed]
     md += [f"- ({' '.join(ov)}): **not started**: the multirun stopped before this job" for ov in not_started]

@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,11 @@ def job(root, name, overrides, metrics=None, *, k=4, seed=0, log=None):
     return d
 
 
+def summary_md(sweep_dir) -> str:
+    """summary.md with runs of spaces made one (to_markdown pads cells to the column's width)."""
+    return re.sub(" +", " ", (sweep_dir / "summary.md").read_text())
+
+
 def record(value, se, *, k=4, **extra):
     return {f"eval/heldout/trained/avg@{k}": value, f"eval/heldout/trained/avg@{k}_se": se, f"eval/heldout/delta_avg@{k}": value - 0.1,
             "corpus/examples": 32, "train/train_loss": 0.75, "run/status": "finished", **extra}  # fmt: skip
@@ -40,7 +46,7 @@ def test_summary_of_hand_made_jobs_lists_failed_ones_with_their_reason(tmp_path)
     job(tmp_path, "4", ["diversity=levenshtein", "corpus.size=64", "debug=tiny"])  # no metrics.json, no log
     table = summarize(tmp_path, description="Diversity ablation")
 
-    md = (tmp_path / "summary.md").read_text()
+    md = summary_md(tmp_path)
     assert md.startswith("# Diversity ablation")
     failed = md.split("## Failed jobs")[1]
     assert "`3` (diversity=random corpus.size=64 debug=tiny): **failed**: eval.k: must be > 0, got 0" in failed
@@ -75,10 +81,22 @@ def test_summary_md_shows_hydra_job_folders_by_number_and_the_csv_keeps_the_fold
     job(tmp_path, "0_corpus.size=32,diversity=levenshtein", ["diversity=levenshtein", "corpus.size=32"], record(0.5, 0.1))
     job(tmp_path, "1_corpus.size=32,diversity=random", ["diversity=random", "corpus.size=32"], record(0.25, 0.05))
     summarize(tmp_path)
-    md = (tmp_path / "summary.md").read_text()
+    md = summary_md(tmp_path)
     assert "| 0 | levenshtein | finished |" in md and "| 1 | random | finished |" in md and "diversity=levenshtein |" not in md
     with open(tmp_path / "summary.csv") as f:
         assert [r["job"] for r in csv.DictReader(f)] == ["0_corpus.size=32,diversity=levenshtein", "1_corpus.size=32,diversity=random"]
+
+
+def test_a_value_holding_a_pipe_stays_one_cell(tmp_path):
+    """A swept value with "|" (a Hydra choice string, an arm label) is escaped, so every row of the
+    markdown table has as many cells as its header."""
+    job(tmp_path, "0", ["teacher.system_prompt=a|b", "corpus.size=32"], record(0.5, 0.1))
+    job(tmp_path, "1", ["teacher.system_prompt=plain", "corpus.size=32"], record(0.25, 0.05))
+    summarize(tmp_path)
+    md = summary_md(tmp_path)
+    rows = [line for line in md.split("## Failed jobs")[0].splitlines() if line.startswith("|")]
+    assert len(rows) == 4 and len({len(re.split(r"(?<!\\)\|", line)) for line in rows}) == 1
+    assert r"| 0 | a\|b | finished |" in md
 
 
 def test_a_seed_axis_is_aggregated_per_configuration(tmp_path):
@@ -91,7 +109,7 @@ def test_a_seed_axis_is_aggregated_per_configuration(tmp_path):
             job(tmp_path, str(n), [f"diversity={div}", f"train.seed={seed}"], record(v, 0.1), seed=seed)
             n += 1
     summarize(tmp_path, metrics=["eval/heldout/trained/avg@k"])
-    md = (tmp_path / "summary.md").read_text()
+    md = summary_md(tmp_path)
     per_config = md.split("## Per configuration, over `train.seed`")[1].split("## Failed jobs")[0]
     assert "| levenshtein | 0.6 ± 0.058 | 3 | [0.352, 0.848] |" in per_config
     assert "| random | 0.4 ± 0 | 3 | no variation |" in per_config  # not a zero-width [0.4, 0.4]: comparisons.md has the exact bound
@@ -146,7 +164,7 @@ def test_a_real_multirun_with_a_failing_job_ends_with_its_summary(tmp_path):
     assert p.returncode == 2, p.stderr[-3000:]  # the failed job sets the sweep's exit status
     assert f"sweep summary: {sweep / 'summary.md'}" in p.stdout + p.stderr and "Traceback" not in p.stderr
     assert "1 job(s) of the sweep stopped on the errors above" in p.stderr
-    md = (sweep / "summary.md").read_text()
+    md = summary_md(sweep)
     assert "| 0 | 3 | finished |" in md and "| 2 | 4 | finished |" in md  # job 2 ran after job 1 stopped
     failed = md.split("## Failed jobs")[1]
     assert "- `1` (debug=tiny stop_after=questions logger=none" in failed
