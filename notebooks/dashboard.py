@@ -3,15 +3,20 @@
     python notebooks/dashboard.py --entity E --project ded --group <sweep group>          # print the outline
     python notebooks/dashboard.py --entity E --project ded --group <sweep group> --save   # save it, print its URL
 
-Sections (metric names exactly as the harness logs them, k = eval.k):
+Sections (metric names exactly as the harness logs them):
   Training (live)  line plots on the x axis train/step (TRL's live curves)
   Results          held-out and out-of-domain avg@k: scalars over the runset, bars grouped by config
   Predictors       do corpus entropy under the student / PCA shift / diversity predict the trained score?
   Corpus           diversity, duplicate share, size, pool pass rate (one bar per run)
   Media            the plots each run logs as images
 
-The runset is filtered to the W&B group (a multirun's sweep folder, or ``logger.group``) and to
-running or finished runs (``--finished-only``: finished runs only). Saving needs network and an
+The results use the k-free names every run logs beside its ``avg@<k>`` ones
+(``eval_heldout_trained_avg_at_k``, ...: ded.reporting.results.sortable), so one workspace fits
+any ``eval.k`` and the runs table sorts by the trained score (W&B's UI sorts and filters only on
+names matching ``^[_a-zA-Z][_a-zA-Z0-9]*$``). ``--k N`` names the ``avg@N`` metrics instead, for
+runs logged before the k-free names existed. The runset is filtered to the W&B group (the sweep:
+a multirun's ``wandb/group``, or ``logger.group``) and to running or finished runs
+(``--finished-only``: finished runs only). Saving needs network and an
 API key (``wandb login`` or WANDB_API_KEY); without them ``--save`` prints one ``error:`` line
 and exits 2. ``build_workspace`` builds the same object without saving (tests, notebooks).
 """
@@ -21,7 +26,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from ded.reporting.results import sortable  # noqa: E402  # W&B's sortable form of a metric name
 
 # Config keys the Results panels group by (W&B stores the resolved config nested; `choices` are
 # the Hydra config-group choices the tracker adds, e.g. choices.diversity = levenshtein | embedding
@@ -36,13 +46,14 @@ MEDIA = ("train/curves", "passrate/histogram", "analysis/pca_corpus_vs_own", "an
 SECTIONS = ("Training (live)", "Results", "Predictors", "Corpus", "Media")
 
 
-def result_metrics(k: int) -> dict[str, str]:
-    return {
-        "trained": f"eval/heldout/trained/avg@{k}",
-        "base": f"eval/heldout/base/avg@{k}",
-        "delta": f"eval/heldout/delta_avg@{k}",
-        "ood_delta": f"eval/out_of_domain/delta_avg@{k}",
-    }
+RESULTS = {"trained": "eval/heldout/trained/avg@k", "base": "eval/heldout/base/avg@k", "delta": "eval/heldout/delta_avg@k",
+           "ood_delta": "eval/out_of_domain/delta_avg@k"}  # fmt: skip
+
+
+def result_metrics(k: int | None = None) -> dict[str, str]:
+    """The Results metrics: their sortable k-free names (what every run logs beside avg@<k>), or
+    with `k` the avg@<k> names (runs logged before the k-free names)."""
+    return {key: name.replace("@k", f"@{k}") if k is not None else sortable(name) for key, name in RESULTS.items()}
 
 
 def _api():
@@ -52,23 +63,24 @@ def _api():
     return ws, wr
 
 
-def build_workspace(entity: str, project: str, group: str | None = None, k: int = 4, name: str | None = None,
+def build_workspace(entity: str, project: str, group: str | None = None, k: int | None = None, name: str | None = None,
                     by: Sequence[str] = DEFAULT_BY, finished_only: bool = False, runset_groupby: Sequence[str] = ()):  # fmt: skip
     """The DED workspace (a ``wandb_workspaces.workspaces.Workspace``), built, not saved.
 
-    `group`: keep only runs of this W&B group (the sweep); `k`: eval.k (names the avg@k metrics);
+    `group`: keep only runs of this W&B group (the sweep); `k`: None, the k-free names; a number,
+    the avg@<k> names (runs logged before the k-free names);
     `by`: config keys the Results bars group by (one bar panel per key); `finished_only`: hide
     running runs too (they are kept by default so the Training section is live);
     `runset_groupby`: config keys that group the runs table itself (and so every panel)."""
     ws, wr = _api()
-    r = result_metrics(k)
+    r, at = result_metrics(k), f"@{k}" if k is not None else "@k"
 
     training = [wr.LinePlot(title=m, x=TRAIN_AXIS, y=[m], title_x=TRAIN_AXIS) for m in TRAIN_CURVES]
     results = [wr.ScalarChart(title=f"{m} (mean ± stderr over runs)", metric=m, groupby_aggfunc="mean", groupby_rangefunc="stderr") for m in r.values()]
     for key in by:
-        results.append(wr.BarPlot(title=f"held-out avg@{k} by {key}", metrics=[r["trained"], r["base"]], groupby=wr.Config(key),
+        results.append(wr.BarPlot(title=f"held-out avg{at} by {key}", metrics=[r["trained"], r["base"]], groupby=wr.Config(key),
                                   groupby_aggfunc="mean", groupby_rangefunc="stderr", orientation="v"))  # fmt: skip
-        results.append(wr.BarPlot(title=f"delta avg@{k} by {key}", metrics=[r["delta"], r["ood_delta"]], groupby=wr.Config(key),
+        results.append(wr.BarPlot(title=f"delta avg{at} by {key}", metrics=[r["delta"], r["ood_delta"]], groupby=wr.Config(key),
                                   groupby_aggfunc="mean", groupby_rangefunc="stderr", orientation="v"))  # fmt: skip
     predictors = [wr.ScatterPlot(title=f"{x} vs {r['trained']}", x=x, y=r["trained"], regression=True) for x in PREDICTORS]
     corpus = [wr.BarPlot(title=m, metrics=[m]) for m in CORPUS]
@@ -161,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--entity", default=os.environ.get("WANDB_ENTITY"), help="W&B entity (default: $WANDB_ENTITY)")
     ap.add_argument("--project", default="ded", help="W&B project (logger.project; default: ded)")
     ap.add_argument("--group", default=None, help="W&B group: the sweep (a multirun's sweep folder, or logger.group)")
-    ap.add_argument("--k", type=int, default=4, help="eval.k of the runs (names the avg@k metrics; default: 4)")
+    ap.add_argument("--k", type=int, default=None, help="name the avg@K metrics instead of the k-free ones (runs logged before the "
+                    "k-free names; default: the k-free names, any eval.k)")
     ap.add_argument("--name", default=None, help="workspace name (default: 'DED sweep <group>')")
-    ap.add_argument("--by", action="append", default=None, metavar="KEY", help=f"config key the Results bars group by (repeatable; default: {' '.join(DEFAULT_BY)})")
+    ap.add_argument("--by", action="append", default=None, metavar="KEY",
+                    help=f"config key the Results bars group by (repeatable; default: {' '.join(DEFAULT_BY)})")
     ap.add_argument("--group-runs-by", action="append", default=[], metavar="KEY", help="config key that groups the runs table (repeatable)")
     ap.add_argument("--finished-only", action="store_true", help="only finished runs (default: running and finished)")
     ap.add_argument("--save", action="store_true", help="save the workspace to W&B and print its URL (needs network and an API key)")

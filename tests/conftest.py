@@ -75,7 +75,8 @@ def cache_dir(tmp_path, model_cache):
     return str(d)
 
 
-# A real tiny sweep shared by the notebook, multirun and summary tests (one set of runs, ~100 s):
+# A real tiny sweep shared by the notebook, multirun, summary, dashboard and lineage tests (one set of runs, ~100 s),
+# with offline W&B runs (WANDB_MODE=offline above) so the notebooks and lineage can read them the W&B way:
 # sweep1 = {levenshtein, random} x train.seed {1, 2} with the default teacher; sweep2 = a second
 # teacher (hotter sampling, its own name) x train.seed {1, 2}; one cache for both.
 TEACHER, HOT = "smollm2-135m-fewshot", "smollm2-135m-fewshot-hot"
@@ -97,7 +98,7 @@ def tiny_sweep(tmp_path_factory, sweep_cache):
     arms = {"sweep1": ["diversity=levenshtein,random"], "sweep2": [f"teacher.name={HOT}", "teacher.sampling.temperature=1.0"]}
     for name, overrides in arms.items():
         p = subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "logger=none", *overrides, "train.seed=1,2",
+            [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "logger=wandb", *overrides, "train.seed=1,2",
              f"paths.cache_dir={sweep_cache}", f"hydra.sweep.dir={runs / name}"],
             cwd=runs, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip

@@ -323,6 +323,13 @@ def _offline(run_dir):
     return read_run(next(Path(str(run_dir)).glob("run-*.wandb")))
 
 
+def run_row(run_dir: str | Path) -> dict[str, Any]:
+    """One run's row of the runs table, from where `run_dir` points (a run record, an offline W&B
+    run folder, or a W&B run path entity/project/id)."""
+    kind = _kind(run_dir)
+    return read_record(run_dir) if kind == "local" else wandb_row(_offline(run_dir) if kind == "offline" else _api_run(run_dir))
+
+
 def run_table(run_dir: str | Path, name: str):
     """A table the run logged (``tracker.table(name, ...)``) as a DataFrame, from where `run_dir`
     points: a run record (``tables/<name>.jsonl``; the corpus: ``corpus.jsonl``), an offline W&B run
