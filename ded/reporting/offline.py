@@ -36,7 +36,7 @@ class OfflineRun:
     job_type: str = ""
     tags: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)  # as printed: a media value as dotted keys (see nested_media)
     history_keys: set[str] = field(default_factory=set)  # names logged with a step (curves, images): not summary metrics
     history: list[dict] = field(default_factory=list)  # the history rows, in order
     artifacts: list[dict] = field(default_factory=list)  # logged: {name, type, digest, metadata, files: {path in artifact: local copy}}
@@ -93,7 +93,7 @@ def read_run(file: str | Path) -> OfflineRun:
         elif kind == "summary":
             _apply(run.summary, body)
         elif kind == "history":
-            run.history.append(_media(body.get("item", {})))
+            run.history.append(body.get("item", {}))
             run.history_keys.update(run.history[-1])
         elif kind == "artifact":
             run.artifacts.append({
@@ -106,13 +106,13 @@ def read_run(file: str | Path) -> OfflineRun:
         elif kind == "exit":
             run.exit_code = int(body.get("exit_code", 0))
     run.config.pop("_wandb", None)  # wandb's own bookkeeping, not the run's config
-    run.summary = _media(run.summary)
     return run
 
 
-def _media(values: dict) -> dict:
-    """The reader prints a media value (an image, a table) as dotted keys (``corpus._type``,
-    ``corpus.path``, ...); the public API gives it as one mapping under its name: so here too."""
+def nested_media(values: dict) -> dict:
+    """`values` (a summary or history row as the reader prints it) with each media value (an image,
+    a table: dotted keys ``corpus._type``, ``corpus.path``, ...) as one mapping under its name, as
+    the public API gives it."""
     out = dict(values)
     for name in [k.removesuffix("._type") for k in values if k.endswith("._type")]:
         out[name] = {k[len(name) + 1 :]: out.pop(k) for k in list(out) if k.startswith(name + ".")}

@@ -252,11 +252,11 @@ def wandb_row(run) -> dict[str, Any]:
     overrides = config.pop("overrides", None) or []
     choices = config.pop("choices", None) or {}
     sweep_dir = config.pop("sweep_dir", None)  # the tracker's, beside the resolved config; metrics.json: wandb/sweep_dir
-    from ded.reporting.offline import OfflineRun
+    from ded.reporting.offline import OfflineRun, nested_media
 
     offline = isinstance(run, OfflineRun)
     if offline:
-        summary, history, where = run.summary, run.history_keys, str(run.dir)
+        summary, history, where = nested_media(run.summary), run.history_keys, str(run.dir)
     else:
         summary, keys = dict(run.summary_metrics), getattr(run, "history_keys", None) or {}
         history = set((json.loads(keys) if isinstance(keys, str) else keys).get("keys", {}))
@@ -342,7 +342,9 @@ def run_table(run_dir: str | Path, name: str):
         path = Path(run_dir) / ("corpus.jsonl" if name == "corpus" else f"tables/{name.replace('/', '_')}.jsonl")
         return read_jsonl(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
     if kind == "offline":
-        entry, folder = _offline(run_dir).summary.get(name), Path(str(run_dir)) / "files"
+        from ded.reporting.offline import nested_media
+
+        entry, folder = nested_media(_offline(run_dir).summary).get(name), Path(str(run_dir)) / "files"
     else:
         import tempfile
 
