@@ -154,10 +154,11 @@ def model_card(c: dict) -> ModelCard:
         tags=TAGS + ["sft", "trl"],
         model_name=f"{base['name']}-ded-{c['key']}",
     )
-    manifest = c["manifest"]
+    files = c["manifest"]["files"]
+    size = sum(x["size"] for x in files.values())
     facts = facts_table([
-        ("base model", f"{base['name']}: `{base['path']}` (revision {base['revision']})"),
-        ("checkpoint", f"stage-cache key {c['key']}; {len(manifest['files'])} files, {sum(x['size'] for x in manifest['files'].values())} bytes "
+        ("base model", f"{base['name']}: `{base['path']}`" + (f" (revision {base['revision']})" if base["revision"] else "")),
+        ("checkpoint", f"stage-cache key {c['key']}; {len(files)} file{'s' if len(files) != 1 else ''}, {size / 1e6:.1f} MB "
                        "(each with its size and, up to the cache's limit, sha256: `cache_manifest.json`)"),
         ("corpus", f"W&B artifact `{corpus['artifact']}`" + (f", Hub dataset `{corpus['hub']}`" if corpus["hub"] else "")
                    + f": {corpus['examples']} examples from {corpus['questions']} questions (dataset card: its README.md)"),

@@ -74,8 +74,8 @@ def test_dataset_and_model_cards_are_hub_cards_whose_data_round_trips(tmp_path):
     assert ModelCard(str(model)).data.to_dict() == data  # YAML header -> card data -> YAML header: the same
     table = card_facts(model.text)
     assert list(table) == ["base model", "checkpoint", "corpus", "training", "evaluation"]
-    assert table["base model"] == f"{ctx.cfg.student.name}: `{ctx.cfg.student.path}` (revision None)"
-    assert table["checkpoint"].startswith("stage-cache key k1; 2 files, 66 bytes")  # from the cache manifest
+    assert table["base model"] == f"{ctx.cfg.student.name}: `{ctx.cfg.student.path}`"  # no revision pinned: none shown
+    assert table["checkpoint"].startswith("stage-cache key k1; 2 files, 0.0 MB")  # from the cache manifest
     assert table["corpus"] == (f"W&B artifact `{corpus_artifact_name(EXAMPLES)}`, Hub dataset `me/ded-corpus`: 3 examples from 3 questions "
                                "(dataset card: its README.md)")  # fmt: skip
     assert table["training"] == "3 steps, train loss 0.5, seed 0" and "eval-k1-<evaluation hash>" in table["evaluation"]
