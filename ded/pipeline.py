@@ -78,6 +78,9 @@ def open_run(cfg: DictConfig) -> Iterator[Run]:
         ctx.tracker.log({"run/interrupted_signal": e.name, "run/interrupted_stage": e.stage or "setup"})
         log.warning("%s; the caches keep what was finished: run the same command again to resume", e)
         raise
+    except Exception as e:  # why it failed, in the record (and W&B's summary): the sweep summary reads it there
+        ctx.tracker.log({"run/error": str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"})
+        raise
     finally:
         ctx.tracker.log({"run/seconds": time.perf_counter() - t0})
         ctx.tracker.finish(ok, status)

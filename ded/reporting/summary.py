@@ -8,7 +8,8 @@
 - ``summary.csv`` / ``summary.md``: one row per job holding a record (its folder, one column per
   swept override key, status, the chosen metrics in their k-free ``@k`` form), per-configuration
   means over seeds when the sweep has a seed axis, and a "Failed jobs" section naming every job
-  folder whose record is missing or failed, with the reason (its run.log's error line);
+  folder whose record is missing or failed, with the reason: the exception its record holds
+  (``run/error``, written by ded.pipeline), else its run.log's error line;
 - ``summary.png``: the main metric per configuration with error bars (mean over seeds ± s.e.
   when ``train.seed`` or ``generation.seed`` varies, else each run's own ± s.e.).
 
@@ -83,6 +84,7 @@ def describe_jobs(sweep_dir: Path, runs) -> list[Job]:
     import yaml
 
     status = dict(zip(runs["run_dir"], runs["status"])) if len(runs) else {}
+    recorded = dict(zip(runs["run_dir"], runs["run/error"])) if len(runs) and "run/error" in runs else {}  # the pipeline's exception
     jobs = []
     for d in find_jobs(sweep_dir):
         job = Job(d, str(d.relative_to(sweep_dir)))
@@ -92,7 +94,10 @@ def describe_jobs(sweep_dir: Path, runs) -> list[Job]:
         except yaml.YAMLError:
             job.overrides = []
         job.record = str(d) in status
-        err = error_line(d) if status.get(str(d)) != "finished" else None
+        err = recorded.get(str(d))
+        err = " ".join(err.split()) if isinstance(err, str) and err.strip() else None
+        if err is None and status.get(str(d)) != "finished":  # a record without run/error, or no record: its run.log's error line
+            err = error_line(d)
         if job.record:
             job.status = status[str(d)]
             if job.status != "finished":
@@ -412,7 +417,8 @@ class SweepSummary(Callback):
         err = getattr(job_return, "_return_value", None)
         if getattr(job_return, "status", None) == JobStatus.FAILED and isinstance(err, BaseException):
             # Hydra 1.3 keeps a job's exception out of its run.log; put it there (file only: the
-            # console gets Hydra's own report), so the summary can say why the job failed.
+            # console gets Hydra's own report), so the summary can say why a job failed that
+            # stopped before its record could hold run/error (ded.pipeline records it after that).
             record = logging.LogRecord("ded", logging.ERROR, __file__, 0, "job failed: %s: %s", (type(err).__name__, err),
                                        (type(err), err, err.__traceback__))  # fmt: skip
             for handler in logging.getLogger().handlers:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
@@ -172,6 +173,33 @@ def test_a_real_multirun_with_a_failing_job_ends_with_its_summary(tmp_path):
     with open(sweep / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["job"], r["corpus.size"], r["status"]) for r in rows] == [("0", "3", "finished"), ("2", "4", "finished")]
+
+
+def test_a_failed_jobs_reason_is_the_exception_its_record_holds(tmp_path):
+    """A real multirun whose second arm reads a pool with a bad row: the pipeline fails in the
+    questions stage, its metrics.json holds the exception's message as run/error, and the summary
+    gives exactly that message as the reason, also once its run.log is gone (nothing scraped)."""
+    from conftest import compose
+    from ded.data.pools import PoolError, load_pool
+
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"}) + "\n" for i in range(40)))
+    bad.write_text(json.dumps({"question": "What is 1 + 1?", "answer": "#### 2"}) + "\n" + json.dumps({"question": "no answer"}) + "\n")
+    with pytest.raises(PoolError) as raised:  # the exception, reproduced by the pool reader itself
+        load_pool(OmegaConf.to_container(compose(["corpus=gsm8k", f"corpus.pools.0.source={bad}"]).corpus.pools[0]))
+    sweep = tmp_path / "sweep"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "debug=tiny", "stop_after=questions", "logger=none", f"paths.cache_dir={tmp_path / 'cache'}",
+         "corpus=gsm8k", f"corpus.pools.0.source={good},{bad}", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert p.returncode == 2, p.stderr[-3000:]
+    record = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert record["run/status"] == "failed" and record["run/error"] == str(raised.value)
+    (sweep / "1" / "run.log").unlink()  # the reason comes from the record, not from the log
+    summarize(sweep)
+    failed = (sweep / "summary.md").read_text().split("## Failed jobs")[1]
+    assert f"corpus.pools.0.source={bad}): **failed**: {raised.value}\n" in failed and "`0`" not in failed
 
 
 def test_a_bad_arm_stops_the_sweep_before_any_job_starts(tmp_path):
