@@ -1,8 +1,11 @@
 """notebooks/dashboard.py: the W&B workspace is built offline (panels, metric keys, axes, filters)
-and the CLI prints its outline, or fails to save without a key in one line (exit 2)."""
+and the CLI prints its outline, or fails to save without a key in one line (exit 2). By default
+it names the sortable k-free metrics every run logs (checked on the real tiny sweep's records)."""
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ pytest.importorskip("wandb_workspaces")
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "notebooks" / "dashboard.py"
 GROUP = "multirun/2025-01-01/12-00-00"
+SORTABLE = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9]*$")  # W&B's rule for metric names its UI sorts and filters on (docs.wandb.ai)
 
 
 def _load():
@@ -131,6 +135,39 @@ def test_cli_save_without_key_fails_in_one_line(tmp_path, mode):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: could not save"), r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_by_default_results_use_sortable_k_free_names_and_sort_by_one(dash):
+    w = dash.build_workspace("me", "ded", group=GROUP)  # no k
+    panels = _section(w, "Results").panels
+    scalars = [_name(p.metric) for p in panels if type(p).__name__ == "ScalarChart"]
+    assert scalars == ["eval_heldout_trained_avg_at_k", "eval_heldout_base_avg_at_k", "eval_heldout_delta_avg_at_k", "eval_out_of_domain_delta_avg_at_k"]
+    named = {_name(m) for p in panels if type(p).__name__ == "BarPlot" for m in p.metrics} | {_name(p.y) for p in _section(w, "Predictors").panels}
+    assert named <= set(scalars) and all(SORTABLE.fullmatch(m) for m in named) and not any("@" in m for m in named)
+    # the runs table sorts by the trained score, under a name W&B can sort on (as stored: summary key, descending)
+    sort = w._to_model().spec.model_dump(by_alias=True, exclude_none=True)["section"]["runSets"][0]["sort"]["keys"]
+    assert sort == [{"key": {"section": "summary", "name": "eval_heldout_trained_avg_at_k"}, "ascending": False}]
+    assert SORTABLE.fullmatch(sort[0]["key"]["name"])
+
+
+def test_every_result_metric_is_logged_by_a_real_run(dash, tiny_sweep):
+    """Each run of the session's tiny sweep logged every k-free name the dashboard shows, equal to its avg@<eval.k> twin."""
+    records = [json.loads(m.read_text()) for m in sorted(tiny_sweep.rglob("metrics.json"))]
+    assert len(records) == 6
+    for m in records:
+        k = m["eval_k"]
+        assert k == m["eval/heldout/trained/k"]
+        for key, name in dash.result_metrics().items():
+            if key == "ood_delta" and f"eval/out_of_domain/delta_avg@{k}" not in m:
+                continue  # debug=tiny evaluates the held-out split only: no out-of-domain set
+            assert m[name] == m[dash.result_metrics(k)[key]], name
+        assert m["eval_heldout_trained_avg_at_k_se"] == m[f"eval/heldout/trained/avg@{k}_se"]
+
+
+def test_cli_prints_k_free_outline_without_k(tmp_path):
+    r = _cli("--entity", "me", "--group", GROUP, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "sorted by: eval_heldout_trained_avg_at_k desc" in r.stdout and "@" not in r.stdout.split("== Results")[1].split("== Corpus")[0]
 
 
 def test_cli_needs_an_entity(tmp_path):

@@ -1,7 +1,11 @@
 """The notebooks in notebooks/ run top to bottom (papermill, a failing cell fails the test) on a
-small real sweep, write their figures and tables, and are stored without outputs."""
+small real sweep, write their figures and tables, give the same tables read the W&B way (the
+sweep's offline W&B runs, SOURCE=wandb-offline) as from the run records, and are stored without
+outputs (as the README's `jupyter nbconvert --clear-output` leaves them)."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +14,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import HOT, ROOT, TEACHER
 
 NOTEBOOKS = ROOT / "notebooks"
-from conftest import HOT, TEACHER
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +27,30 @@ def kernel(tmp_path_factory):
     spec = d / "kernels" / "ded-test"
     spec.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "ded (tests)", "language": "python"}))
+    env = {"PYTHONPATH": str(ROOT)}  # ded importable from any working folder, installed or not
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "ded (tests)", "language": "python", "env": env}))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(d))
         yield "ded-test"
 
 
-def execute(kernel: str, name: str, out: Path, **params) -> Path:
-    """Run notebooks/<name>.ipynb with `params` (FIGURES = out/<name>); the folder its figures and tables went to."""
+RAN: dict[str, Path] = {}  # one papermill run per notebook and parameters in this session
+
+
+def execute(kernel: str, name: str, out: Path, cwd: Path = ROOT, **params) -> Path:
+    """Run notebooks/<name>.ipynb with `params` (FIGURES = out/<name>); the folder its figures and
+    tables went to. A notebook already run with the same parameters is not run again."""
     import papermill
 
+    key = json.dumps([name, str(cwd), params], sort_keys=True)
+    if key in RAN:
+        return RAN[key]
     figures = out / name
+    out.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.out.ipynb"),
-                               parameters={**params, "FIGURES": str(figures)}, kernel_name=kernel, cwd=str(ROOT),
+                               parameters={**params, "FIGURES": str(figures)}, kernel_name=kernel, cwd=str(cwd),
                                progress_bar=False)  # fmt: skip
+    RAN[key] = figures
     return figures
 
 
@@ -87,6 +100,53 @@ def test_run_deep_dive_notebook(tiny_sweep, kernel, tmp_path):
     figures = ["passrate_histogram", "filter_rejects", "entropy_per_example", "pca_scatter", "pass_at_k", "training_curves"]
     for fig in figures:
         assert (out / f"{fig}.png").stat().st_size > 10_000, fig
+
+
+@pytest.mark.parametrize("name, params", [("teacher_table", {"WHERE": {"choice.diversity": "levenshtein"}}), ("diversity_and_size", {})])
+def test_notebook_tables_are_the_same_read_the_wandb_way(tiny_sweep, kernel, tmp_path, name, params):
+    """SOURCE=wandb-offline reads the sweep's offline W&B runs (config, summary, tables, the eval
+    artifact's eval.json): every table the notebook writes equals the one from the run records."""
+    local = execute(kernel, name, tmp_path / "local", SWEEP=str(tiny_sweep), **params)
+    wandb = execute(kernel, name, tmp_path / "wandb", SWEEP=str(tiny_sweep), SOURCE="wandb-offline", **params)
+    tables = sorted(p.name for p in local.glob("*.csv"))
+    assert len(tables) >= 2 and tables == sorted(p.name for p in wandb.glob("*.csv"))
+    for t in tables:
+        pd.testing.assert_frame_equal(pd.read_csv(wandb / t), pd.read_csv(local / t), obj=t)
+
+
+def test_run_deep_dive_reads_an_offline_wandb_run(tiny_sweep, kernel, tmp_path):
+    (run,) = (p.parent for p in sorted((tiny_sweep / "sweep1").rglob("run-*.wandb"))[:1])  # an offline W&B run folder
+    out = execute(kernel, "run_deep_dive", tmp_path, SOURCE="wandb-offline", RUN=str(run))
+    local = execute(kernel, "run_deep_dive", tmp_path / "local", SWEEP=str(tiny_sweep))
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in local.glob("*.png")) and len(list(out.glob("*.png"))) == 6
+
+
+def test_nbconvert_clear_output_leaves_the_stored_notebooks_as_they_are(tmp_path):
+    """The README's `jupyter nbconvert --clear-output --inplace` (the [analysis] extra installs it) runs, and changes nothing."""
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text())
+        r = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--clear-output", "--inplace", str(copy)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert [c.source for c in nbformat.read(copy, as_version=4).cells] == [c.source for c in nbformat.read(path, as_version=4).cells]
+
+
+def test_without_sweep_a_notebook_reads_the_newest_sweep_only(tiny_sweep, kernel, tmp_path):
+    """SWEEP left at None: the newest sweep folder below multirun/ (ded.reporting.results.newest_sweep),
+    not every sweep there: with two teachers' sweeps, the teacher table has the newer sweep's teacher only."""
+    for name, when in (("sweep2", 1_000_000_000), ("sweep1", 1_100_000_000)):  # sweep1 (the default teacher) is the newer
+        copy = tmp_path / "multirun" / name
+        shutil.copytree(tiny_sweep / name, copy, symlinks=True)
+        os.utime(copy / "multirun.yaml", (when, when))
+    out = execute(kernel, "teacher_table", tmp_path / "out", cwd=tmp_path, WHERE={"choice.diversity": "levenshtein"})
+    table = pd.read_csv(out / "teacher_table.csv")
+    assert len(table) == 1 and list(table["n"]) == [2]  # one teacher: the newer sweep's; both sweeps give two
+    newer = execute(kernel, "teacher_table", tmp_path / "newer", SWEEP=str(tiny_sweep / "sweep1"), WHERE={"choice.diversity": "levenshtein"})
+    pd.testing.assert_frame_equal(table, pd.read_csv(newer / "teacher_table.csv"))
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        params = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        assert "SWEEP = None" in params.source and 'SOURCE = "local"' in params.source, path.name
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)

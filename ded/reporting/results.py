@@ -193,7 +193,7 @@ def read_jsonl(path: str | Path):
     """A JSON-lines file as a DataFrame, values as written (no date or dtype guessing)."""
     import pandas as pd
 
-    return pd.read_json(path, lines=True, dtype=False, convert_dates=False, precise_float=True)
+    return pd.read_json(path, lines=True, dtype=False, precise_float=True)
 
 
 # Paths in natural order (job 2 before job 10), by natsort.

@@ -2,12 +2,18 @@
 
 import json
 import math
+import os
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from ded.reporting.results import aggregate, error_line, load_runs, paired, paired_questions, read_record, wandb_row
+from ded.reporting.results import (aggregate, error_line, eval_record, load_runs, load_sweep, load_wandb_offline, newest_sweep, paired,
+                                   paired_questions, read_record, run_history, run_row, run_table, sortable, wandb_row)  # fmt: skip
+
+SORTABLE = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9]*$")  # W&B's rule for metric names its UI sorts and filters on (docs.wandb.ai)
 
 # The hand-made sweep: metric eval/heldout/trained/avg@<k> per (diversity, train.seed).
 #   levenshtein: seeds 0, 1, 2 -> 0.5, 0.6, 0.7
@@ -75,6 +81,10 @@ def test_load_runs_columns_values_and_k_aliases(sweep):
     assert sorted(df["eval/heldout/trained/avg@k"]) == sorted(VALUES.values())
     # the summary train loss was renamed train/loss -> train/train_loss: older records get the new name too
     assert row["train/train_loss"] == 1.25
+    # beside each k-free @k alias its sortable name (what the evaluation stage logs), from the run's own k
+    assert row["eval_heldout_trained_avg_at_k"] == 0.5 and none["eval_heldout_trained_avg_at_k"] == 0.3
+    assert row["eval_heldout_delta_avg_at_k"] == pytest.approx(0.4) and row["eval_heldout_trained_avg_at_k_se"] == 0.05
+    assert all(SORTABLE.fullmatch(c) for c in df.columns if "_at_k" in c) and "eval_heldout_trained_pass_at_k" in df.columns
 
 
 def test_status_failed_incomplete_and_finished_only(tmp_path):
@@ -178,3 +188,57 @@ def test_wandb_runs_get_the_same_columns_as_local_records(tmp_path):
     assert {k: v for k, v in remote.items() if k != "run_dir"} == {k: v for k, v in local.items() if k != "run_dir"}
     crashed = wandb_row(SimpleNamespace(config={}, summary_metrics={}, state="crashed", path=["me", "ded", "x"]))
     assert crashed["status"] == "failed"
+
+
+def test_sortable_names_follow_the_wandb_rule():
+    for name in ["eval/heldout/trained/avg@k", "eval/out_of_domain/delta_avg@k", "eval/math-500/base/avg@k_se", "eval/heldout/rl_minus_base_avg@k"]:
+        assert SORTABLE.fullmatch(sortable(name)), name
+    assert sortable("eval/heldout/trained/avg@k") == "eval_heldout_trained_avg_at_k"
+    assert not SORTABLE.fullmatch("eval/heldout/trained/avg@k")  # why the sortable names exist
+
+
+def test_curves_give_their_last_point_and_a_broken_history_is_left_out(tmp_path, caplog):
+    d = write_run(tmp_path, "0", diversity="random", seed=0, value=0.5)
+    (d / "history.jsonl").write_text('{"step": 1, "train/loss": 2.0, "train/grad_norm": 3.0}\n{"step": 2, "train/loss": 1.5}\n')
+    row = read_record(d)
+    assert row["train/loss"] == 1.25  # metrics.json's value wins over the curve's
+    assert row["train/grad_norm"] == 3.0 and "step" not in row  # the curve's last value, as W&B's summary holds it
+    (d / "history.jsonl").write_text('{"step": 1, "train/grad_norm": 3.0}\n{"step": 2, "train/gr')  # cut short by a crash
+    assert "train/grad_norm" not in read_record(d) and "history.jsonl: unreadable" in caplog.text
+
+
+def test_newest_sweep_and_load_sweep_errors(tmp_path, monkeypatch):
+    for name, when in (("2026-01-01/a", 1_000_000_000), ("2026-01-02/b", 1_100_000_000), ("2025-12-31/c", 900_000_000)):
+        write_run(tmp_path / "multirun" / name, "0", diversity="random", seed=0, value=0.5)
+        (tmp_path / "multirun" / name / "multirun.yaml").write_text("{}\n")
+        os.utime(tmp_path / "multirun" / name / "multirun.yaml", (when, when))
+    assert newest_sweep(tmp_path / "multirun") == tmp_path / "multirun" / "2026-01-02" / "b"
+    monkeypatch.chdir(tmp_path)
+    assert list(load_sweep("local")["run_dir"]) == [str(Path("multirun/2026-01-02/b/0"))]  # one sweep, not all three
+    with pytest.raises(FileNotFoundError, match="no sweep folder"):
+        newest_sweep(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="needs project"):
+        load_sweep("wandb", project="me/ded")
+    with pytest.raises(ValueError, match="expected one of local, wandb-offline, wandb"):
+        load_sweep("mlflow", tmp_path)
+
+
+def test_offline_wandb_runs_give_the_same_tables_as_the_run_records(tiny_sweep):
+    """The session's real tiny sweep, read both ways: the runs table (every column, every value but
+    run_dir) and, per run, the logged tables, eval.json and curves."""
+    import pandas as pd
+
+    local, offline = load_runs(tiny_sweep), load_wandb_offline(tiny_sweep)
+    assert len(local) == 6 and list(offline.columns) == list(local.columns)
+    for a, b in zip(local["run_dir"], offline["run_dir"]):
+        assert Path(b).parent == Path(a) / "wandb" and Path(b).name.startswith("offline-run-")
+    pd.testing.assert_frame_equal(offline.drop(columns="run_dir"), local.drop(columns="run_dir"), check_dtype=False)
+    assert (local["eval_heldout_trained_avg_at_k"] == local["eval/heldout/trained/avg@k"]).all()
+    a, b = local["run_dir"].iloc[0], offline["run_dir"].iloc[0]
+    assert run_row(b) == {**run_row(a), "run_dir": b}
+    for name in ["corpus", "passrate/pool", "filter/rejects", "analysis/entropy_per_example", "analysis/pca_points", "eval/summary"]:
+        t = run_table(a, name)
+        assert len(t), name
+        pd.testing.assert_frame_equal(run_table(b, name), t, check_dtype=False, obj=name)
+    assert eval_record(b) == eval_record(a) and eval_record(a)["results"]["heldout"]["trained"]["per_question"]
+    pd.testing.assert_frame_equal(run_history(b)[run_history(a).columns], run_history(a), check_dtype=False)
