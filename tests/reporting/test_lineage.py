@@ -116,7 +116,8 @@ class FakeWandb:
         if self.fail == "auth" and op == "Viewer":
             return None
         if op == "Viewer":
-            return {"viewer": {"id": "VXNlcjox", "entity": self.entity, "username": self.entity, "email": "me@example.com", "flags": "{}", "teams": {"edges": []}}}
+            return {"viewer": {"id": "VXNlcjox", "entity": self.entity, "username": self.entity, "email": "me@example.com", "flags": "{}",
+                               "teams": {"edges": []}}}  # fmt: skip
         if op == "GetDefaultEntity":
             return {"viewer": {"id": "VXNlcjox", "entity": self.entity}}
         if op == "ServerFeaturesQuery":
