@@ -2,7 +2,8 @@
 runs, conftest.tiny_sweep): the edges planned from the offline files, and the GraphQL requests the
 command sends to a real local HTTP server that serves those runs as `wandb sync` would have
 uploaded them (UseArtifact per missing edge, none on a second pass), and one error line when the
-server fails."""
+server fails. The same server checks that ded.reporting.results.load_wandb_runs (the public API)
+gives the table load_runs gives from the run records."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 
 from conftest import ROOT
 from ded.reporting.lineage import offline_runs, plan, records_group
+from ded.reporting.offline import nested_media
 
 
 class FakeWandb:
@@ -108,7 +110,7 @@ class FakeWandb:
         return {"projectId": 1, "id": base64.b64encode(f"Run:{r.id}".encode()).decode(), "tags": r.tags, "name": r.id, "displayName": r.name,
                 "sweepName": None, "state": r.state, "config": json.dumps(config), "group": r.group, "jobType": r.job_type, "commit": None,
                 "readOnly": False, "createdAt": "2026-01-01T00:00:00", "heartbeatAt": "2026-01-01T00:00:00", "description": None, "notes": None,
-                "systemMetrics": "{}", "summaryMetrics": json.dumps({k: v for k, v in r.summary.items() if not isinstance(v, dict)}),
+                "systemMetrics": "{}", "summaryMetrics": json.dumps(nested_media(r.summary)),
                 "historyLineCount": len(r.history), "user": {"name": self.entity, "username": self.entity},
                 "historyKeys": {"keys": {k: {} for k in r.history_keys}, "lastStep": len(r.history) - 1}}  # fmt: skip
 
@@ -228,3 +230,31 @@ def test_a_failing_server_is_one_error_line(sweep, tmp_path, fail):
         assert "Traceback" not in r.stderr and not server.ops("UseArtifact")
     finally:
         server.close()
+
+
+def test_load_wandb_runs_through_the_public_api_gives_the_local_table(sweep, tmp_path):
+    """load_wandb_runs (wandb.Api().runs, in a fresh process pointed at the server) on the synced
+    sweep: the columns and values of load_runs, but for where the run lives (run_dir, wandb/*)."""
+    import pandas as pd
+
+    from ded.reporting.results import load_runs
+
+    server = FakeWandb(sweep)
+    try:
+        code = ("import sys; from ded.reporting.results import load_wandb_runs; "
+                "load_wandb_runs('me/ded', group=sys.argv[1]).to_csv(sys.argv[2], index=False)")  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+        env.update(HOME=str(tmp_path), WANDB_API_KEY="x" * 40, WANDB_BASE_URL=server.url, WANDB_ERROR_REPORTING="false", PYTHONPATH=str(ROOT))
+        r = subprocess.run([sys.executable, "-c", code, records_group(sweep), str(tmp_path / "wandb.csv")], capture_output=True, text=True,
+                           env=env, timeout=120, cwd=tmp_path)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert server.ops("Runs") and {"RunOutputArtifacts", "UseArtifact"}.isdisjoint(op for op, _ in server.requests)
+    finally:
+        server.close()
+    load_runs(sweep).to_csv(tmp_path / "local.csv", index=False)
+    local, remote = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "wandb.csv")
+    assert list(remote.columns) == list(local.columns) and len(remote) == len(local) == 4
+    where = ["run_dir", "wandb/run_dir", "wandb/sync", "wandb/url"]  # the record folder vs entity/project/id and the run's URL
+    ids = [Path(d).name.rsplit("-", 1)[1] for d in local["wandb/run_dir"]]
+    assert list(remote["run_dir"]) == [f"me/ded/{i}" for i in ids] and remote["wandb/url"].str.endswith(tuple(ids)).all()
+    pd.testing.assert_frame_equal(remote.drop(columns=where), local.drop(columns=where), check_dtype=False)
