@@ -14,7 +14,7 @@ Why it is built this way:
     server returns fewer choices than asked (llama.cpp, transformers serve ignore ``n``), the
     rest are requested one by one with their own seeds and later requests do the same.
   * 429, 5xx, timeouts and connection errors are retried with exponential backoff and jitter
-    (honouring Retry-After); other errors (400, 401, 404) fail at once, naming the endpoint and
+    (honouring Retry-After; tenacity); other errors (400, 401, 404) fail at once, naming the endpoint and
     the model. After a failure no new request starts, the ones in flight finish and are saved,
     then the error is raised: a rerun generates only what is missing.
   * A 200 reply is a sample only once checked (``_parse``): the body is read as JSON here, not
@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -389,10 +388,10 @@ class OpenAIBackend(Backend):
         """True when the server the harness launched had died and runs again (endpoint.max_restarts);
         an EndpointError naming its exit code and log once the restarts are spent."""
         s = self.server
-        if s is None or (rc := s.exit_code()) is None:
+        if s is None or (s.exit_code() is None and not self._restart_lock.locked()):  # running, and no restart under way
             return False
         async with self._restart_lock:  # one worker restarts it; the others find it running
-            if s.exit_code() is None:
+            if (rc := s.exit_code()) is None:
                 return True
             if self._restarts >= self.max_restarts:
                 raise EndpointError(f"{where}: the {s.kind} server launched for this run exited with code {rc} and endpoint.max_restarts="
@@ -406,26 +405,33 @@ class OpenAIBackend(Backend):
 
     async def _call(self, client, group: list[Request], sampling: dict) -> list[Completion]:
         """The group's completions; each request (and each fallback request) has its own
-        ``max_retries`` budget, spent on errors and unusable replies alike."""
+        ``max_retries`` budget, spent on errors and unusable replies alike (tenacity)."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
+
         r0 = group[0]
         where = f"endpoint {self.base_url}, model {self.model!r}, question {r0.qhash} sample {r0.index}"
-        for attempt in range(self.max_retries + 1):
-            try:
-                done = await self._request(client, group, sampling)
-                break
-            except Exception as e:
-                if await self._revive(where):  # the launched server had died: ask the new one
-                    continue
-                reason = self._reason(e)
-                if not _retryable(e):
-                    raise EndpointError(f"{where}: {reason}") from None
-                if attempt == self.max_retries:
-                    raise EndpointError(f"{where}: failed after {attempt + 1} attempts (endpoint.max_retries={self.max_retries}); "
-                                        f"last: {reason}") from None  # fmt: skip
-                after = _retry_after(e)
-                wait = min(self.max_backoff, after) if after is not None else min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-                log.warning("%s: %s, retry %d/%d in %.1f s", where, reason, attempt + 1, self.max_retries, wait)
-                await asyncio.sleep(wait)
+        half = dict(multiplier=self.backoff / 2, max=self.max_backoff / 2)  # fixed half + jittered half: min(max_backoff, backoff * 2^i) * U(0.5, 1)
+        backoff = wait_exponential(**half) + wait_random_exponential(**half)
+
+        def wait(state) -> float:  # the server's Retry-After (capped at max_backoff) where it sends one
+            after = _retry_after(state.outcome.exception())
+            return min(self.max_backoff, after) if after is not None else backoff(state)
+
+        def warn(state) -> None:
+            log.warning("%s: %s, retry %d/%d in %.1f s", where, self._reason(state.outcome.exception()), state.attempt_number,
+                        self.max_retries, state.next_action.sleep)  # fmt: skip
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1), wait=wait, retry=retry_if_exception(_retryable),
+                                 before_sleep=warn, reraise=True)  # fmt: skip
+        try:
+            done = await retrying(self._attempt, client, group, sampling, where)
+        except EndpointError:  # the launched server's restarts are spent: its own message, with its log
+            raise
+        except Exception as e:
+            if not _retryable(e):
+                raise EndpointError(f"{where}: {self._reason(e)}") from None
+            raise EndpointError(f"{where}: failed after {self.max_retries + 1} attempts (endpoint.max_retries={self.max_retries}); "
+                                f"last: {self._reason(e)}") from None  # fmt: skip
         rest = group[len(done) :]
         if rest:  # the server ignored n: ask for the others one by one, each with its own seed
             if self._n_supported and len(group) > 1:
@@ -434,6 +440,16 @@ class OpenAIBackend(Backend):
             for r in rest:
                 done += await self._call(client, [r], sampling)
         return done
+
+    async def _attempt(self, client, group: list[Request], sampling: dict, where: str) -> list[Completion]:
+        """One try of `_request`. A launched server that had died is started again (endpoint.max_restarts)
+        and asked at once: a restart spends no retry (`_revive` raises once the restarts are spent)."""
+        while True:
+            try:
+                return await self._request(client, group, sampling)
+            except Exception:
+                if not await self._revive(where):
+                    raise
 
     def _reason(self, e: Exception) -> str:
         """What went wrong, in one short line, without the API key."""

@@ -160,6 +160,39 @@ def test_launch_llama_cpp_from_config(tmp_path):
     assert proc.poll() is not None  # stopped
 
 
+def test_launched_server_killed_mid_run_is_restarted_without_spending_a_retry(tmp_path):
+    """endpoint.launch=llama_cpp with max_retries=0: SIGKILL the launched server while samples stream
+    in; the backend starts it again (max_restarts=1) and asks the new one, so the run completes with
+    every sample exactly once (a restart spends no retry; the try on the new server is the same try)."""
+    cache = str(tmp_path / "cache")
+    t = compose(["teacher=smollm2_fewshot_llamacpp", "teacher.endpoint.max_retries=0", "teacher.endpoint.max_restarts=1",
+                 "teacher.endpoint.concurrency=1"]).teacher  # fmt: skip
+    b = make_backend(t, cache)
+    pool, _ = arithmetic.build(8, 2, [1, 2, 3], seed=1)
+    stop, killed = threading.Event(), threading.Event()
+
+    def killer():
+        while not stop.is_set():
+            files = list(Path(cache, "samples").glob("*/samples.jsonl"))
+            if b.server.proc is not None and files and len(files[0].read_text().splitlines()) >= 3:
+                os.killpg(b.server.proc.pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.02)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    try:
+        out, st = _gen(b, cache, pool, 2, sampling={**SAMPLING, "max_new_tokens": 16})
+    finally:
+        stop.set()
+        th.join()
+        b.close()
+    assert killed.is_set() and b._restarts == 1
+    pairs = [(r["q"], r["i"]) for r in _lines(cache)]
+    assert st.new_samples == 16 and len(pairs) == len(set(pairs)) == 16
+
+
 @pytest.mark.skipif(bool(missing_modules("transformers")), reason="transformers serve needs fastapi + uvicorn: pip install -e '.[serve]'")
 def test_launch_transformers_serve(tmp_path, cache_dir):
     t = _teacher(["teacher.endpoint.launch=transformers", "teacher.endpoint.launch_args=[--device,cpu]", "teacher.endpoint.concurrency=2"])
@@ -212,3 +245,19 @@ def test_n_choices_share_usage(flaky, tmp_path):
     assert flaky.posts == 2 and all(c["n"] == 3 for c in flaky.calls)  # one request per question
     assert st.new_tokens == 60 and st.prompt_tokens == 14  # prompt counted once per request
     assert [r["text"][-2] for r in out[pool[0].id]] == ["0", "1", "2"]
+
+
+def test_backoff_doubles_with_jitter_up_to_its_cap_and_retry_after_wins(flaky, tmp_path):
+    """503 twice (no Retry-After): waits of backoff x 2^i x U(0.5, 1), capped at max_backoff; then a
+    429 whose Retry-After is 0: retried at once, where the backoff would have waited at least 0.75 s."""
+    flaky.script = ["503", "503", "429"]
+    over = [f"teacher.endpoint.base_url={flaky.base_url}", "teacher.endpoint.model=faulty", "teacher.endpoint.backoff=1.0",
+            "teacher.endpoint.max_backoff=1.5"]  # fmt: skip
+    b = make_backend(_teacher(over), str(tmp_path))
+    pool, _ = arithmetic.build(1, 1, [1], seed=0)
+    _gen(b, str(tmp_path), pool, 1)
+    gaps = [later - earlier for earlier, later in zip(flaky.times, flaky.times[1:])]
+    assert flaky.posts == 4
+    assert 0.5 <= gaps[0] < 1.0 + 0.3  # 1.0 x U(0.5, 1), plus a request's round trip
+    assert 0.75 <= gaps[1] < 1.5 + 0.3  # min(1.5, 2.0) x U(0.5, 1)
+    assert gaps[2] < 0.5  # Retry-After: 0
