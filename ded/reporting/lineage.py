@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ded.reporting.offline import offline_runs as read_offline
+
 
 @dataclass(frozen=True)
 class Logged:
@@ -77,10 +79,9 @@ def plan(runs: Iterable[RunArtifacts]) -> list[Edge]:
 
 def offline_runs(folder: str | Path) -> list[RunArtifacts]:
     """The runs of a sweep as their offline W&B files hold them (ded.reporting.offline)."""
-    from ded.reporting.offline import offline_runs as read
 
     return [RunArtifacts(r.id, r.name, [Logged(a["name"], f"digest:{a['digest']}", tuple(a["metadata"].get("inputs", []))) for a in r.artifacts],
-                         {(u, "") for u in r.used}) for r in read(folder)]  # fmt: skip
+                         {(u, "") for u in r.used}) for r in read_offline(folder)]  # fmt: skip
 
 
 def synced_runs(entity: str, project: str, group: str, timeout: float = 30) -> list[RunArtifacts]:

@@ -31,6 +31,9 @@ from typing import Any
 import yaml
 from natsort import natsort_keygen, natsorted, ns
 
+from ded.reporting.offline import OfflineRun, nested_media, offline_runs, read_run
+from ded.reporting.tracking import sync_command
+
 log = logging.getLogger(__name__)
 
 FIXED_COLUMNS = ("run_dir", "status", "overrides")
@@ -239,20 +242,17 @@ def load_wandb_offline(root: str | Path, *, finished_only: bool = False):
     ded.reporting.offline) with the columns of `load_runs`, exactly as `load_wandb_runs` gives
     them once synced: the W&B way of reading a sweep, without a server. ``run_dir`` is the
     offline run folder."""
-    from ded.reporting.offline import offline_runs
 
     return _finished(frame(wandb_row(r) for r in offline_runs(root)), finished_only)
 
 
 def wandb_row(run) -> dict[str, Any]:
     """One W&B run as a runs-table row: a public-API ``Run`` or an offline `OfflineRun`."""
-    from ded.reporting.tracking import sync_command
 
     config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
     overrides = config.pop("overrides", None) or []
     choices = config.pop("choices", None) or {}
     sweep_dir = config.pop("sweep_dir", None)  # the tracker's, beside the resolved config; metrics.json: wandb/sweep_dir
-    from ded.reporting.offline import OfflineRun, nested_media
 
     offline = isinstance(run, OfflineRun)
     if offline:
@@ -318,7 +318,6 @@ def _kind(run_dir: str | Path) -> str:
 
 
 def _offline(run_dir):
-    from ded.reporting.offline import read_run
 
     return read_run(next(Path(str(run_dir)).glob("run-*.wandb")))
 
@@ -342,7 +341,6 @@ def run_table(run_dir: str | Path, name: str):
         path = Path(run_dir) / ("corpus.jsonl" if name == "corpus" else f"tables/{name.replace('/', '_')}.jsonl")
         return read_jsonl(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
     if kind == "offline":
-        from ded.reporting.offline import nested_media
 
         entry, folder = nested_media(_offline(run_dir).summary).get(name), Path(str(run_dir)) / "files"
     else:
