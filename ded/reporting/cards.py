@@ -29,14 +29,15 @@ from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardDa
 
 from ded.config import POOL_SUFFIXES
 from ded.core.errors import UserError
+from ded.reporting.summary import md_cell
 
 TAGS = ["ded", "reasoning-distillation"]
 PUSH_KEY = "corpus.push_to_hub"
 
 
 def facts_table(rows: list[tuple[str, object]]) -> str:
-    """A two-column markdown table (``|`` inside a value escaped: tabulate leaves it as is)."""
-    return pd.DataFrame([(k, str(v).replace("|", "\\|")) for k, v in rows], columns=["fact", "value"]).to_markdown(index=False)
+    """A two-column markdown table (each value through summary.md_cell: a "|" escaped)."""
+    return pd.DataFrame([(k, md_cell(str(v))) for k, v in rows], columns=["fact", "value"]).to_markdown(index=False)
 
 
 def size_category(n: int) -> str:

@@ -146,8 +146,13 @@ def _job_number(name: str) -> str:
 def markdown_table(df) -> str:
     """`df` as a markdown table (pandas' to_markdown, each cell through `_fmt`). A "|" or a line break in a
     cell or a column name is escaped here: tabulate leaves them as they are, and they would split the row."""
-    esc = lambda v: _fmt(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = lambda v: md_cell(_fmt(v))  # noqa: E731
     return df.rename(columns=esc).apply(lambda col: col.map(esc)).to_markdown(index=False, disable_numparse=True)
+
+
+def md_cell(text: str) -> str:
+    """A markdown table cell: "|" and line breaks escaped (tabulate leaves them; they would split the row)."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def seed_axis(runs) -> str | None:
