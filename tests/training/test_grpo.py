@@ -131,9 +131,15 @@ def test_grpo_learns_only_from_groups_whose_rewards_differ_and_caches_its_checkp
     assert any(not torch.equal(before[k], moved[k]) for k in before if k in moved)
     assert any(e["frac_reward_zero_std"] < 1.0 for e in info["log_history"] if "frac_reward_zero_std" in e)
 
-    t0 = time.perf_counter()
+    # a cache hit builds no trainer at all: constructing one now fails the test
+    import trl
+
+    def no_trainer(*a, **kw):
+        raise AssertionError("a cache hit constructed a GRPOTrainer")
+
+    monkeypatch.setattr(trl, "GRPOTrainer", no_trainer)
     again_path, again_key, again = grpo.train(smollm_path, start, rows, conf, cache, GradingSettings())
-    assert again["cached"] and (again_path, again_key) == (flat_path, flat_key) and time.perf_counter() - t0 < 5
+    assert again["cached"] and (again_path, again_key) == (flat_path, flat_key)
     assert again["log_history"] == json.loads((Path(flat_path) / "rl_info.json").read_text())["log_history"]
 
 
