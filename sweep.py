@@ -15,10 +15,15 @@ the product; its overrides come after `fixed`, so they win), `paper` (the same k
 size), the summary's `metrics` and `plot`, `compare` (`by`: the column(s) naming the arms, several
 joined by "/" with unset ones left out; `baseline`; optional `within`: a column every comparison is
 repeated at; `pairs`: more declared [a, b] comparisons; `explore`: [a, b] comparisons reported as
-exploratory; `labels`: display names of arms) and `predict` (`by`: the arm column, `target`: the
-trained score, `predictors`: metrics known before training).
+exploratory; `labels`: display names of arms), `predict` (`by`: the arm column, `target`: the
+trained score, `predictors`: metrics known before training; optional `within`: a column, such as the
+student, every predictor table is repeated at, with predictors.png: each predictor against the score,
+one panel per value) and `transfer` (`student`: the column naming the student; `baseline`: the
+single predictor of the baseline rule, e.g. teacher accuracy; optional `alpha`: the ridge penalty): a
+rule fitted on one student's teachers ranks another student's, both ways (ded/reporting/predictors.py),
+into transfer.md/csv, transfer_ranks.csv and transfer.png.
 
-The statistics (ded/reporting/stats.py, ded/reporting/comparisons.py) go to comparisons.md/csv,
+The statistics (ded/reporting/stats.py, ded/reporting/comparisons.py, ded/reporting/predictors.py) go to comparisons.md/csv,
 arms.csv, predictors.md/csv and forest.png: each arm minus the baseline on the crossed replicate x
 question design (the primary interval; method-of-moments variance components, Satterthwaite df),
 the smallest difference its own test detects at 80% power (noncentral t), a secondary interval
@@ -56,6 +61,8 @@ def load_suite(name: str) -> dict:
     for key in ("sweep", "metrics"):
         if not suite.get(key):
             sys.exit(f"sweep.py: {path}: key {key!r} is missing or empty")
+    if suite.get("transfer") and not ((suite.get("predict") or {}).get("predictors") and suite["transfer"].get("student")):
+        sys.exit(f"sweep.py: {path}: `transfer` needs `transfer.student` and a `predict` block with `by` and `predictors`")
     return suite
 
 
@@ -68,7 +75,7 @@ def summarize(sweep_dir: Path, suite: dict) -> int:
     return len(table)
 
 
-SIGNED, PLAIN = {"difference", "spearman rho"}, {"detectable", "rep_detectable", "score"}
+SIGNED, PLAIN = {"difference", "spearman rho", "rho minus baseline", "fit rho on A"}, {"detectable", "rep_detectable", "score"}
 
 
 def _cell(col: str, v) -> str:
@@ -129,7 +136,7 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
         comps, arms = compare(df, spec["by"], spec["baseline"], spec.get("within"), spec.get("pairs", ()), spec.get("explore", ()),
                               spec.get("labels"))
     if pspec and not df.empty:
-        preds = predict(df, pspec["by"], pspec.get("target") or suite.get("plot") or DEFAULT_METRIC, pspec["predictors"])
+        preds = predict(df, pspec["by"], pspec.get("target") or suite.get("plot") or DEFAULT_METRIC, pspec["predictors"], pspec.get("within"))
     holm_family(comps)  # the declared comparisons: one family
     holm_family(preds)  # the declared predictors: another (exact Spearman p at 5 arms is at least 2/120)
     metric = suite.get("plot") or DEFAULT_METRIC
@@ -160,25 +167,77 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
         for r in preds:
             r["replicate stability: 95% bootstrap range"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
         pd.DataFrame(preds).to_csv(sweep_dir / "predictors.csv", index=False)
-        lines = [f"# Predictors of {pspec.get('target') or metric} across {pspec['by']}", "",
+        within = pspec.get("within")
+        lines = [f"# Predictors of {pspec.get('target') or metric} across {pspec['by']}" + (f", per {within}" if within else ""), "",
                  "Spearman's rho between each predictor and the target over the arms' means; p: exact permutation test "
                  "(every ordering up to 8 arms; the evidence); stability range: rho over 2,000 resamples of each arm's "
                  "replicates, arms held fixed (descriptive: how much replicate noise moves the ranking, not a "
                  "confidence interval); p (Holm): over the suite's declared predictors.", "",
-                 *_md(preds, ["predictor", "spearman rho", "p", "p (Holm)", "survives Holm", "replicate stability: 95% bootstrap range",
-                              "arms", "replicates per arm"])]  # fmt: skip
+                 *_md([{**r, within: r["within"]} if within else r for r in preds],
+                      [*([within] if within else []), "predictor", "spearman rho", "p", "p (Holm)", "survives Holm",
+                       "replicate stability: 95% bootstrap range", "arms", "replicates per arm"])]  # fmt: skip
+        if within:
+            from ded.reporting.predictors import scatter_plot
+
+            scatter_plot(df, pspec["by"], within, pspec.get("target") or metric, pspec["predictors"], sweep_dir / "predictors.png", preds)
+            lines += ["", "Figure: [predictors.png](predictors.png)."]
         (sweep_dir / "predictors.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     return comps, arms, preds
 
 
+TRANSFER_WHY = ("A rule fitted on one student only (ridge regression of the score on the predictors, each z-scored "
+                "within the student, one point per teacher: its replicate mean) ranks the teachers of the other student "
+                "from that student's predictors alone. rho: Spearman between the predicted and the measured ranking; "
+                "p: permutation test over the teachers' orderings (exact up to 8 teachers, else 100,000 seeded ones); "
+                "95% interval: 2,000 resamples of the ranked student's replicates (each teacher's, with replacement; the "
+                "fit held fixed). The baseline rule knows teacher accuracy alone (fitted the same way: only its sign is "
+                "learnt). `rho minus baseline`: the rule's gain over it, interval on the same resamples. p (Holm): over "
+                "this table's rows. Definitions: ded/reporting/predictors.py.")
+
+
+def transfer_report(sweep_dir: Path, suite: dict, df) -> list[dict]:
+    """The suite's cross-student validation (transfer), written to transfer.md/csv, transfer_ranks.csv and transfer.png."""
+    import pandas as pd
+
+    from ded.reporting.comparisons import DEFAULT_METRIC, holm_family
+    from ded.reporting.predictors import transfer, transfer_plot
+
+    tspec, pspec = suite["transfer"], suite["predict"]
+    target = pspec.get("target") or suite.get("plot") or DEFAULT_METRIC
+    rows, ranks = transfer(df, pspec["by"], tspec["student"], target, pspec["predictors"], tspec.get("baseline"), float(tspec.get("alpha", 1.0)))
+    if not rows:
+        return rows
+    holm_family(rows)  # the transfer rows: a family of their own
+    for r in rows:
+        r["95% CI"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
+        r["gain 95% CI"] = _ci(r.get("minus baseline ci95_low"), r.get("minus baseline ci95_high"))
+    pd.DataFrame(rows).to_csv(sweep_dir / "transfer.csv", index=False)
+    pd.DataFrame(ranks).to_csv(sweep_dir / "transfer_ranks.csv", index=False)
+    transfer_plot(rows, ranks, sweep_dir / "transfer.png")
+    lines = [f"# Cross-architecture validation: ranking the teachers for one {tspec['student']} with a rule fitted on another", "",
+             TRANSFER_WHY, "",
+             *_md(rows, ["fitted on", "ranked for", "rule", "spearman rho", "95% CI", "p", "p (Holm)", "survives Holm",
+                         "rho minus baseline", "gain 95% CI", "fit rho on A", "weights (z units)", "teachers ranked",
+                         "replicates per teacher", "note"],
+                  {"spearman rho": "rho (predicted vs measured rank)", "fit rho on A": "rho on the student fitted"}),
+             "", f"Replicate key: `{rows[0]['replicate key']}`. Figure: [transfer.png](transfer.png); each teacher's ranks: "
+             "transfer_ranks.csv."]  # fmt: skip
+    (sweep_dir / "transfer.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows
+
+
 def report(sweep_dir: Path, suite: dict) -> int:
-    """Summary, comparisons and predictors of a sweep folder; the number of jobs holding a record."""
+    """Summary, comparisons, predictors and transfer of a sweep folder; the number of jobs holding a record."""
     n = summarize(sweep_dir, suite)
-    if suite.get("compare") or suite.get("predict"):
+    if suite.get("compare") or suite.get("predict") or suite.get("transfer"):
         from ded.reporting.results import load_runs
 
-        statistics(sweep_dir, suite, load_runs(sweep_dir, finished_only=True))
+        df = load_runs(sweep_dir, finished_only=True)
+        statistics(sweep_dir, suite, df)
+        if suite.get("transfer") and not df.empty:
+            transfer_report(sweep_dir, suite, df)
     return n
 
 

@@ -159,3 +159,39 @@ def test_into_refuses_replicates_already_in_the_folder(tmp_path):
         assert p.returncode != 0 and "replicates [1]" in p.stderr and not (tmp_path / "multirun.yaml").exists()
     p = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "components", "--replicates", "one"], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "separated by commas" in p.stderr
+
+
+def test_per_student_predictors_and_transfer_tables_and_figures(tmp_path):
+    """A suite with `predict.within` and `transfer`: per-student predictor rows (and predictors.png),
+    and the cross-student rule in both directions against the accuracy baseline (transfer.md/csv,
+    transfer_ranks.csv, transfer.png), from run records on disk."""
+    import numpy as np
+
+    from ded.reporting.results import load_runs
+
+    rng = np.random.default_rng(0)
+    quality = {f"t{i}": q for i, q in enumerate([0.1, 0.3, 0.2, 0.6, 0.5, 0.9])}
+    for student in ["smollm2", "gemma3_270m"]:
+        for teacher, q in quality.items():
+            for r in (1, 2, 3):
+                d = _write_run(tmp_path, f"{student},{teacher},{r}", diversity="levenshtein", seed=0, value=q + rng.normal(0, 0.02),
+                               extra={"sim": q + rng.normal(0, 0.01), "acc": rng.uniform()})  # fmt: skip
+                (d / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {"teacher": teacher, "student": student}}}}))
+                (d / "config.yaml").write_text((d / "config.yaml").read_text() + f"replicate: {r}\n")
+    suite = {"predict": {"by": "choice.teacher", "within": "choice.student", "predictors": ["sim", "acc"]},
+             "transfer": {"student": "choice.student", "baseline": "acc"}, "plot": "eval/heldout/trained/avg@k"}
+    df = load_runs(tmp_path, finished_only=True)
+    sweep = _sweep_module()
+    _, _, preds = sweep.statistics(tmp_path, suite, df)
+    assert {(r["within"], r["predictor"]) for r in preds} == {(s, p) for s in ["gemma3_270m", "smollm2"] for p in ["sim", "acc"]}
+    assert all(r["spearman rho"] == pytest.approx(1.0) for r in preds if r["predictor"] == "sim")
+    md = (tmp_path / "predictors.md").read_text()
+    assert "per choice.student" in md and "| gemma3_270m" in md and (tmp_path / "predictors.png").stat().st_size > 10_000
+    rows = sweep.transfer_report(tmp_path, suite, df)
+    rule = {(r["fitted on"], r["rule"]): r for r in rows}
+    assert set(rule) == {(s, r) for s in ["gemma3_270m", "smollm2"] for r in ["predictors", "baseline: acc"]}
+    assert all(rule[(s, "predictors")]["spearman rho"] > 0.9 for s in ["gemma3_270m", "smollm2"])
+    assert all("p (Holm)" in r for r in rows) and rows[0]["replicate key"] == "replicate"
+    tmd = (tmp_path / "transfer.md").read_text()
+    assert "fitted on" in tmd and "baseline: acc" in tmd and "rho minus baseline" in tmd
+    assert (tmp_path / "transfer.png").stat().st_size > 10_000 and len((tmp_path / "transfer_ranks.csv").read_text().splitlines()) == 1 + 4 * 6

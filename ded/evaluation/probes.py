@@ -1,4 +1,4 @@
-"""Analysis of a corpus under a model: token entropy and PCA shift.
+"""Analysis of a corpus under a model: token entropy, PCA shift and representation similarity.
 
 * Token entropy of a corpus under a model: mean over response tokens of the entropy (nats) of
   the model's next-token distribution, teacher-forced on the corpus. The paper relates the
@@ -7,6 +7,30 @@
   example, form a cloud. PCA is fit on a reference cloud; both clouds are projected; the shift
   is the distance between the centroids in units of the reference's standard deviation along
   the components (a Mahalanobis-like distance in the top-k PCA space).
+* Representation similarity (``repr_similarity``): how alike two such clouds are as distributions,
+  one number, higher = more similar: 1 - MMD^2 / 2, where MMD^2 is the unbiased estimate of the
+  squared maximum mean discrepancy (Gretton et al. 2012) under a Gaussian (RBF) kernel whose
+  bandwidth is the median pairwise distance within the reference set. With a kernel bounded by 1,
+  MMD^2 lies in [0, 2], so the score reads 1 = the same distribution (the Gaussian kernel is
+  characteristic: MMD = 0 only then) down to 0 = two tight, disjoint clouds; a ranking by it is the
+  MMD's ranking (the unbiased estimate may pass 1 slightly when the two sets are alike). Why this
+  measure (the others considered):
+  - linear CKA compares two representations *of the same examples*; the student's own answers and
+    a teacher's corpus are different examples, so there is nothing to pair;
+  - the cosine of the two centroids needs a centre: centred on the reference's own mean the
+    reference centroid is 0 and the cosine undefined, centred on the pooled mean two equal-size
+    sets always point opposite ways (-1); raw hidden states are anisotropic (every cosine near 1);
+  - mean nearest-neighbour cosine depends on those same raw directions and on the set sizes;
+  - the cosine of the two kernel mean embeddings (MMD made scale-free) ranks a corpus collapsed
+    onto the reference's centroid above a fresh sample of the reference's own distribution
+    (tests/evaluation/test_probes.py has the case), so it is not a distance between distributions;
+  - the unbiased MMD^2 leaves out each set's self-pairs: the plug-in (V-statistic) estimate adds
+    (1 - mean within-set kernel) / n per set, which favours tight corpora, here duplicated ones.
+  The bandwidth comes from the reference alone (the student's own answers), not from the pooled
+  sets, so every teacher's corpus is measured with the same ruler for a given student (the median
+  heuristic on the pooled sets would widen the kernel for far-away corpora and so flatter them);
+  the median also makes it invariant to the scale of the hidden states, which differs between
+  architectures.
 """
 
 from __future__ import annotations
@@ -96,3 +120,27 @@ def pca_shift(reference: np.ndarray, other: np.ndarray, components: int = 2) -> 
     std[std == 0] = 1.0
     shift = float(np.linalg.norm((other_xy.mean(0) - ref_xy.mean(0)) / std))
     return {"shift": shift, "ref_xy": ref_xy, "other_xy": other_xy, "explained": (s[:k] ** 2 / (s**2).sum()).tolist()}
+
+
+def repr_similarity(reference: np.ndarray, other: np.ndarray) -> float:
+    """1 - MMD^2 / 2 between `reference` and `other` ([n, d] each): unbiased MMD^2 under an RBF kernel
+    whose bandwidth is the median pairwise distance within `reference` (see the module docstring).
+    About 1.0 for two samples of one distribution; NaN with fewer than 2 points in either set."""
+    ref, oth = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if len(ref) < 2 or len(oth) < 2:
+        return float("nan")
+
+    def sq_dists(a, b):  # |a_i - b_j|^2, clipped at 0 against rounding
+        return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
+
+    def off_diagonal(m):
+        return m[~np.eye(len(m), dtype=bool)]
+
+    d_rr, d_oo, d_ro = sq_dists(ref, ref), sq_dists(oth, oth), sq_dists(ref, oth)
+    width2 = float(np.median(off_diagonal(d_rr)))  # median squared distance = squared median distance
+    if width2 <= 0:  # the reference is one point repeated: the pooled median instead
+        pooled = np.concatenate([off_diagonal(d_rr), off_diagonal(d_oo), d_ro.ravel()])
+        width2 = float(np.median(pooled[pooled > 0])) if (pooled > 0).any() else 1.0
+    k = lambda d: np.exp(-d / (2 * width2))  # noqa: E731
+    mmd2 = off_diagonal(k(d_rr)).mean() + off_diagonal(k(d_oo)).mean() - 2 * k(d_ro).mean()  # unbiased: no self-pairs
+    return float(1.0 - mmd2 / 2)

@@ -1,5 +1,6 @@
 """A suite's comparisons and predictors with the statistics of ded.reporting.stats, as tables,
-markdown and a forest plot (``sweep.py`` writes them next to the summary).
+markdown and a forest plot (``sweep.py`` writes them next to the summary). Predictors validated
+across students (a rule fitted on one, scored on another): ded/reporting/predictors.py.
 
     from ded.reporting.comparisons import compare, predict
     rows = compare(runs, by=["name", "choice.diversity"], baseline="selected/random", within="corpus.size")
@@ -167,9 +168,14 @@ def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None) ->
     return comps, arms
 
 
-def predict(df, by: str, target: str, predictors) -> list[dict]:
+def predict(df, by: str, target: str, predictors, within: str | None = None) -> list[dict]:
     """Each predictor's Spearman rho with `target` across the arms' means: exact permutation p
-    value, and a 95% bootstrap interval resampling each arm's replicates."""
+    value, and a 95% bootstrap interval resampling each arm's replicates; with `within` (a column
+    such as the student), one set of rows per value of it, each row saying which (``within``)."""
+    if within:
+        if within not in df:
+            raise KeyError(f"predict.within: no column {within!r} in the runs table")
+        return [{"within": str(level)} | r for level, g in df.groupby(within, sort=True) for r in predict(g, by, target, predictors)]
     import pandas as pd
 
     rows = []

@@ -1,8 +1,14 @@
-"""Stage 6, analysis: token entropy of the corpus under the base and trained student, and the
-PCA shift of the student's representations (definitions in ded/evaluation/probes.py).
+"""Stage 6, analysis: token entropy of the corpus under the base and trained student, the
+PCA shift of the student's representations and their similarity (definitions in
+ded/evaluation/probes.py).
 
 Two shifts: teacher corpus vs the student's own answers under the base student (a predictor
-available before training), and the base vs the trained student on the same probe. Besides the
+available before training), and the base vs the trained student on the same probe. One
+similarity, also known before training: ``analysis/repr_sim/corpus_vs_own``, the base student's
+hidden states on the teacher's corpus against those on its own answers (1 - MMD^2 / 2 under an
+RBF kernel, 1 = the same distribution; ``probes.repr_similarity``). The own answers are
+drawn from the generation seed alone, so every teacher and replicate of a student is measured
+against the same reference set. Besides the
 metrics and the two PCA figures, the run record gets the numbers behind them: tables
 ``analysis/entropy_per_example`` (set, model, id, entropy, tokens: one row per probe example and
 model) and ``analysis/pca_points`` (comparison, set, reference, pc1, pc2: one row per point).
@@ -47,12 +53,13 @@ def probe_rows(ctx: Run, corpus: Corpus, passrate: PassRateResult) -> tuple[list
     rng = random.Random(short_hash(ctx.corpus_seed, "probe"))
     probe = rng.sample(corpus.examples, min(n, len(corpus.examples)))
     own = [{"id": q.id, "question": q.text, "response": passrate.samples[q.id][0]["text"]} for q in passrate.kept]
-    return probe, rng.sample(own, min(n, len(own)))
+    # the reference set from the shared seed alone: the same own answers for every teacher and replicate of a student
+    return probe, random.Random(short_hash(ctx.seed, "probe_own")).sample(own, min(n, len(own)))
 
 
 def representation_stats(ctx: Run, trained: Trained, corpus_rows: list[dict], own_rows: list[dict]) -> dict:
     """Per-example stats of each probe set, keyed (set, model), and the two PCA shifts."""
-    from ded.evaluation.probes import example_stats, pca_shift  # torch: loaded only when the analysis stage runs
+    from ded.evaluation.probes import example_stats, pca_shift, repr_similarity  # torch: loaded only when the analysis stage runs
 
     cfg = ctx.cfg
     prefix = prompt_prefix_for(cfg.student)
@@ -67,6 +74,7 @@ def representation_stats(ctx: Run, trained: Trained, corpus_rows: list[dict], ow
     k, corpus_base = cfg.analysis.components, sets["corpus", "base"].feats
     return {"sets": sets, "ids": {"corpus": [r.get("id") for r in corpus_rows], "own_answers": [r.get("id") for r in own_rows]},
             "before": pca_shift(sets["own_answers", "base"].feats, corpus_base, k),
+            "repr_sim": repr_similarity(sets["own_answers", "base"].feats, corpus_base),
             "after": pca_shift(corpus_base, sets["corpus", "trained"].feats, k)}  # fmt: skip
 
 
@@ -84,6 +92,7 @@ def log_analysis(ctx: Run, stats: dict) -> Analysis:
         "analysis/own_answers/student_entropy": ent_own,
         "analysis/pca_shift/corpus_vs_own": before["shift"],
         "analysis/pca_shift/trained_vs_base": after["shift"],
+        "analysis/repr_sim/corpus_vs_own": stats["repr_sim"],
     }
     ctx.tracker.log(metrics)
     for which, (comparison, ref_label, other_label) in PCA_VIEWS.items():
@@ -91,8 +100,8 @@ def log_analysis(ctx: Run, stats: dict) -> Analysis:
         ctx.tracker.plot(f"analysis/pca_{comparison}", plots.pca_scatter(r["ref_xy"], r["other_xy"], ref_label, other_label, r["shift"]))
     ctx.tracker.table("analysis/entropy_per_example", entropy_rows(sets, stats["ids"]))
     ctx.tracker.table("analysis/pca_points", pca_rows(stats))
-    log.info("analysis: corpus entropy under the student %.3f nats (trained %.3f); PCA shift corpus-vs-own %.2f, trained-vs-base %.2f",
-             ent_base, ent_trained, before["shift"], after["shift"])  # fmt: skip
+    log.info("analysis: corpus entropy under the student %.3f nats (trained %.3f); PCA shift corpus-vs-own %.2f, trained-vs-base %.2f; "
+             "representation similarity corpus-vs-own %.3f", ent_base, ent_trained, before["shift"], after["shift"], stats["repr_sim"])  # fmt: skip
     return Analysis(metrics)
 
 
