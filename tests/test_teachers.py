@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT, compose
 
 # The teachers this line-up added, with the temperature each config states (None: the experiment's).
-ADDED = {"smollm2_fewshot_cold": 0.3, "smollm2_fewshot_hot": 1.2, "smollm2_oneshot": None, "smollm2_stepwise_cold": 0.3}
+ADDED = {"smollm2_fewshot_cold": 0.3, "smollm2_fewshot_hot": 1.2, "smollm2_oneshot": None}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_each_added_teacher_runs_at_tiny_size(teacher, teacher_cache, tmp_path):
 
     header = (ROOT / "conf" / "teacher" / f"{teacher}.yaml").read_text().split("defaults:")[0]
     assert header.startswith("# Axis") or header.startswith("# Axes"), teacher
-    overrides = ["debug=tiny", "logger=none", "corpus=multistep", "corpus.levels=[1,2]", f"teacher={teacher}",
+    overrides = ["debug=tiny", "logger=none", "corpus=multistep", "corpus.levels=[1,2]", "corpus.pool_size=4", f"teacher={teacher}",
                  f"paths.cache_dir={teacher_cache}", f"paths.output_dir={tmp_path / 'run'}", "stop_after=trajectories"]  # fmt: skip
     cfg = compose(overrides)
     if ADDED[teacher] is not None:

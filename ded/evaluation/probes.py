@@ -22,8 +22,9 @@
     sets always point opposite ways (-1); raw hidden states are anisotropic (every cosine near 1);
   - mean nearest-neighbour cosine depends on those same raw directions and on the set sizes;
   - the cosine of the two kernel mean embeddings (MMD made scale-free) ranks a corpus collapsed
-    onto the reference's centroid above a fresh sample of the reference's own distribution
-    (tests/evaluation/test_probes.py has the case), so it is not a distance between distributions;
+    onto the reference's centroid above a fresh sample of the reference's own distribution (in
+    64 Gaussian dimensions 0.998 vs 0.984; this measure ranks them the right way round, the case
+    in tests/evaluation/test_probes.py), so it does not measure how alike two distributions are;
   - the unbiased MMD^2 leaves out each set's self-pairs: the plug-in (V-statistic) estimate adds
     (1 - mean within-set kernel) / n per set, which favours tight corpora, here duplicated ones.
   The bandwidth comes from the reference alone (the student's own answers), not from the pooled

@@ -106,6 +106,7 @@ def test_training_analysis_and_evaluation_stages_in_process(tmp_path, cache_dir)
     assert training.run(ctx, corpus).info["cached"]  # the same corpus and config: the cached checkpoint
     an = analysis.run(ctx, corpus, pr, trained)
     assert an.metrics["analysis/corpus/student_entropy"] > 0 and an.metrics["analysis/pca_shift/trained_vs_base"] >= 0
+    assert 0 < an.metrics["analysis/repr_sim/corpus_vs_own"] < 2  # 1 - MMD^2/2, finite on 2 + 2 probe examples (unbiased: may pass 1)
     ev = evaluation.run(ctx, qs, trained)
     assert set(ev.results["heldout"]) == {"base", "trained"} and ev.results["heldout"]["base"]["questions"] == 2
     assert ev.deltas["heldout"] == ev.results["heldout"]["trained"]["avg@1"] - ev.results["heldout"]["base"]["avg@1"]
