@@ -147,21 +147,22 @@ def transfer(df, by: str, student: str, target: str, predictors, baseline: str |
         for b in students:
             if a == b:
                 continue
-            done = {}  # rule -> (row, rhos on the resamples, shared by every rule: the same seed)
+            done = {}  # rule -> (row, rhos on the resamples, teachers ranked)
             for rule, cols in rules.items():
                 if not cols:
                     continue
                 row, rank, rhos = _one_direction(d, by, student, target, cols, a, b, rep, alpha, n_boot, seed)
-                done[rule] = ({"fitted on": a, "ranked for": b, "rule": rule} | row, rhos)
+                done[rule] = ({"fitted on": a, "ranked for": b, "rule": rule} | row, rhos, [r["teacher"] for r in rank])
                 ranks += [{"fitted on": a, "ranked for": b, "rule": rule} | r for r in rank]
             base = next((r for r in done if r.startswith("baseline")), None)
-            if base and "predictors" in done and len(done["predictors"][1]) and len(done[base][1]):
-                (row, rhos), (base_row, base_rhos) = done["predictors"], done[base]
+            # paired only when both rules rank the same teachers: then the same seed draws the same resamples
+            if base and "predictors" in done and len(done["predictors"][1]) and done["predictors"][2] == done[base][2]:
+                (row, rhos, _), (base_row, base_rhos, _) = done["predictors"], done[base]
                 diff = (rhos - base_rhos)[~np.isnan(rhos - base_rhos)]
                 lo, hi = np.percentile(diff, [2.5, 97.5]) if len(diff) >= n_boot / 2 else (math.nan, math.nan)
                 row |= {"rho minus baseline": row["spearman rho"] - base_row["spearman rho"],
                         "minus baseline ci95_low": float(lo), "minus baseline ci95_high": float(hi)}  # fmt: skip
-            rows += [row for row, _ in done.values()]
+            rows += [row for row, _, _ in done.values()]
     for r in rows:
         r["replicate key"] = rep
     return rows, ranks

@@ -85,3 +85,5 @@ def test_per_student_predictor_tables_and_missing_columns():
     rows, _ = transfer(df, BY, STUDENT, TARGET, ["sim", "absent"], baseline="acc", n_boot=200)
     rule = by_rule(rows)[("smollm2", "gemma3_270m", "predictors")]
     assert rule["teachers fitted"] == 5 and "t0" in rule["note"] and rule["predictors"] == "sim"
+    assert "rho minus baseline" in rule  # both rules rank gemma3_270m's 6 teachers: the resamples pair up
+    assert "rho minus baseline" not in by_rule(rows)[("gemma3_270m", "smollm2", "predictors")]  # 5 vs 6 teachers: no paired gain
