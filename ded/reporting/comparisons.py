@@ -187,11 +187,15 @@ def predict(df, by: str, target: str, predictors, within: str | None = None) -> 
         rho, pval = spearman_exact(means[p], means[target])
         groups = {arm: (g[p].astype(float).to_numpy(), g[target].astype(float).to_numpy()) for arm, g in d.groupby(by)}
         lo, hi = spearman_bootstrap(groups)
-        reps = d.groupby(by).size()
-        per_arm = "0" if not len(reps) else str(reps.min()) if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
+        per_arm = replicates_per_arm(d.groupby(by).size().tolist())
         rows.append({"predictor": p, "spearman rho": rho, "ci95_low": lo, "ci95_high": hi, "p": pval, "family": "primary",
                      "arms": len(means), "replicates per arm": per_arm})  # fmt: skip
     return rows
+
+
+def replicates_per_arm(counts: list[int]) -> str:
+    """The replicates each arm holds, as a table cell: "5", or "3-5" when arms differ."""
+    return "0" if not counts else str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def holm_family(*tables: list[dict]) -> None:

@@ -79,7 +79,6 @@ def plan(runs: Iterable[RunArtifacts]) -> list[Edge]:
 
 def offline_runs(folder: str | Path) -> list[RunArtifacts]:
     """The runs of a sweep as their offline W&B files hold them (ded.reporting.offline)."""
-
     return [RunArtifacts(r.id, r.name, [Logged(a["name"], f"digest:{a['digest']}", tuple(a["metadata"].get("inputs", []))) for a in r.artifacts],
                          {(u, "") for u in r.used}) for r in read_offline(folder)]  # fmt: skip
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ded.reporting.comparisons import replicate_key
+from ded.reporting.comparisons import replicate_key, replicates_per_arm
 from ded.reporting.stats import spearman_exact
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,6 @@ def fit_rule(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     z, _, _ = zscore(x)
     yz, _, _ = zscore(np.asarray(y, dtype=float)[:, None])
     return np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ yz[:, 0])
-
-
-def _rho(a, b) -> float:
-    return float(_rho_rows(np.asarray(a, dtype=float)[None], np.asarray(b, dtype=float)[None])[0])
 
 
 def _rho_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -177,12 +173,12 @@ def _one_direction(d, by, student, target, cols, a, b, rep, alpha, n_boot, seed)
     ga, gb = _groups(da, by, cols, target, rep), _groups(db, by, cols, target, rep)
     note = "; ".join(f"left out of {s} (a predictor never measured): {', '.join(g)}" for s, g in [(a, gone_a), (b, gone_b)] if g)
     info = {"predictors": ", ".join(cols), "teachers fitted": len(ga), "teachers ranked": len(gb),
-            "replicates per teacher": _per_arm([len(v[1]) for v in gb.values()]), "note": note}  # fmt: skip
+            "replicates per teacher": replicates_per_arm([len(v[1]) for v in gb.values()]), "note": note}  # fmt: skip
     if len(ga) < 3 or len(gb) < 3:
         return info | {"spearman rho": math.nan, "note": (note + "; " if note else "") + "needs 3 teachers on each student"}, [], np.array([])
     arms_a, xa, ya = _means(ga)
     w = fit_rule(xa, ya, alpha)
-    fit_rho = _rho(zscore(xa)[0] @ w, ya)
+    fit_rho = float(stats.spearmanr(zscore(xa)[0] @ w, ya).statistic)
     arms_b, xb, yb = _means(gb)
     zb, center, scale = zscore(xb)
     pred = zb @ w
@@ -206,10 +202,6 @@ def _one_direction(d, by, student, target, cols, a, b, rep, alpha, n_boot, seed)
     row = info | {"spearman rho": rho, "ci95_low": float(lo), "ci95_high": float(hi), "p": p, "family": "primary",
                   "weights (z units)": weights, "fit rho on A": fit_rho}  # fmt: skip
     return row, ranks, rhos
-
-
-def _per_arm(counts: list[int]) -> str:
-    return "0" if not counts else str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def scatter_plot(df, by: str, within: str, target: str, predictors, path: Path, rows: list[dict] | None = None) -> None:

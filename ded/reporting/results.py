@@ -242,7 +242,6 @@ def load_wandb_offline(root: str | Path, *, finished_only: bool = False):
     ded.reporting.offline) with the columns of `load_runs`, exactly as `load_wandb_runs` gives
     them once synced: the W&B way of reading a sweep, without a server. ``run_dir`` is the
     offline run folder."""
-
     return _finished(frame(wandb_row(r) for r in offline_runs(root)), finished_only)
 
 
@@ -253,7 +252,6 @@ def wandb_row(run) -> dict[str, Any]:
     overrides = config.pop("overrides", None) or []
     choices = config.pop("choices", None) or {}
     sweep_dir = config.pop("sweep_dir", None)  # the tracker's, beside the resolved config; metrics.json: wandb/sweep_dir
-
     offline = isinstance(run, OfflineRun)
     if offline:
         summary, history, where = nested_media(run.summary), run.history_keys, str(run.dir)
@@ -318,7 +316,6 @@ def _kind(run_dir: str | Path) -> str:
 
 
 def _offline(run_dir):
-
     return read_run(next(Path(str(run_dir)).glob("run-*.wandb")))
 
 
@@ -341,7 +338,6 @@ def run_table(run_dir: str | Path, name: str):
         path = Path(run_dir) / ("corpus.jsonl" if name == "corpus" else f"tables/{name.replace('/', '_')}.jsonl")
         return read_jsonl(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
     if kind == "offline":
-
         entry, folder = nested_media(_offline(run_dir).summary).get(name), Path(str(run_dir)) / "files"
     else:
         import tempfile
