@@ -79,6 +79,7 @@ def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
     arm label holding "|" stays one cell of comparisons.md."""
     from scipy import stats
 
+    from ded.reporting.comparisons import _forest_label, forest_plot, load_comparisons
     from ded.reporting.results import load_runs
     from ded.reporting.stats import detectable
 
@@ -109,6 +110,11 @@ def test_comparisons_are_crossed_holm_corrected_and_plotted(tmp_path):
     per_row = [{len(re.split(r"(?<!\\)\|", line)) for line in t} for t in tables]  # cells per row; an escaped "\|" splits none
     assert len(tables) == 2 and all(len(n) == 1 for n in per_row) and r"embedding\|e5" in md
     assert (tmp_path / "forest.png").stat().st_size > 10_000 and (tmp_path / "arms.csv").exists()
+    back = load_comparisons(tmp_path / "comparisons.csv")  # a committed comparisons.csv redraws its figure without the records
+    assert [(r["arm"], r["survives Holm"], r["difference"]) for r in back] == [(r["arm"], r.get("survives Holm"), r["difference"]) for r in comps]
+    assert _forest_label(back[0]) == _forest_label(comps[0]) and "[" in _forest_label(back[0])
+    forest_plot(back, tmp_path / "again.png", "redrawn")
+    assert (tmp_path / "again.png").stat().st_size > 10_000
 
 
 def test_predictors_rank_correlate_arm_means_with_the_target(tmp_path):

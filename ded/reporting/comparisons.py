@@ -208,7 +208,8 @@ def holm_family(*tables: list[dict]) -> None:
 
 def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT_METRIC, within: str | None = None) -> None:
     """Each comparison's difference with its primary 95% interval, one panel per `within` level;
-    exploratory ones in grey, primary ones that survive Holm filled."""
+    exploratory ones in grey, primary ones that survive Holm filled. The numbers (difference,
+    interval, p) stand in a column right of each panel, so no label crosses an interval or an axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,9 +219,10 @@ def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT
     if not rows:
         return
     levels = list(dict.fromkeys(r["within"] for r in rows))
-    per = max(sum(1 for r in rows if r["within"] == lv) for lv in levels)
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.8 * len(levels) + 1.6, 0.55 * per + 1.6), squeeze=False)  # own x range: one wide interval must not flatten the rest
-    for ax, lv in zip(axes[0], levels):
+    counts = [sum(1 for r in rows if r["within"] == lv) for lv in levels]
+    fig, axes = plt.subplots(len(levels), 1, figsize=(7.5, 0.42 * sum(counts) + 0.9 * len(levels) + 1.0), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": counts})  # one panel per level, stacked: one x scale to compare them on
+    for ax, lv in zip(axes[:, 0], levels):
         sub = [r for r in rows if r["within"] == lv][::-1]
         for y, r in enumerate(sub):
             untested = r.get("survives Holm") is None  # exploratory, or no variation to test
@@ -228,17 +230,45 @@ def forest_plot(comps: list[dict], path: Path, title: str, metric: str = DEFAULT
             lo, hi = max(r["ci95_low"], -1.0), min(r["ci95_high"], 1.0)  # a difference of accuracies lies in [-1, 1]
             ax.plot([lo, hi], [y, y], color=colour, lw=2.2)
             ax.plot(r["difference"], y, "o", color=colour, mfc=colour if r.get("survives Holm") else "white", ms=7)
-            p = r.get("p (Holm)", r.get("p"))
-            ax.annotate(f"{r['difference']:+.3f}" + ("" if p is None or p != p else f"  p{'(Holm)' if 'p (Holm)' in r else ''}={p:.2g}"),
-                        (hi, y), xytext=(4, 5), textcoords="offset points", fontsize=7.5, color="0.25")  # fmt: skip
+            ax.text(1.03, y, _forest_label(r), transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.2", family="monospace")
+        ax.text(1.03, len(sub) - 0.4, "difference [95% CI]   p", transform=ax.get_yaxis_transform(), fontsize=8, color="0.4", family="monospace")
         ax.axvline(0, color="black", lw=0.8)
-        ax.margins(x=0.3)  # room for the labels right of each interval
+        ax.set_ylim(-0.6, len(sub) - 0.2)
         ax.set_yticks(range(len(sub)), [f"{r['arm']} − {r['baseline']}" for r in sub], fontsize=9)
-        ax.set_title("" if lv is None else f"{within or 'at'} = {lv}", fontsize=10)
+        ax.set_title("" if lv is None else f"{within or 'at'} = {lv}", fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
-        ax.set_xlabel(f"difference in {metric.split('/')[-1]} (95% CI)")
+    axes[-1, 0].set_xlabel(f"difference in {metric.split('/')[-1]} (95% CI)")
     fig.suptitle(f"{title}\nfilled blue: declared, survives Holm · orange: declared, does not · grey: exploratory or untestable",
-                 fontsize=10)
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
+
+
+def _forest_label(r: dict) -> str:
+    """`+0.055 [-0.025, +0.135]  p(Holm) 1` for a declared comparison, `p 0.04` for an exploratory one."""
+    p = r.get("p (Holm)") if r.get("survives Holm") is not None else r.get("p")
+    p_txt = "" if p is None or p != p else f"  p{'(Holm)' if r.get('survives Holm') is not None else ''} {p:.2g}"
+    return f"{r['difference']:+.3f} [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]{p_txt}"
+
+
+def load_comparisons(path: Path) -> list[dict]:
+    """comparisons.csv back as forest_plot's rows (numbers as floats, `survives Holm` as True/False/None)."""
+    import pandas as pd
+
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    rows = []
+    for r in df.to_dict("records"):
+        r = {k: (None if isinstance(v, float) and math.isnan(v) and k in ("survives Holm", "p (Holm)", "p") else v) for k, v in r.items()}
+        if isinstance(r.get("survives Holm"), str):
+            r["survives Holm"] = r["survives Holm"] == "True"
+        r["within"] = None if r.get("within") is None or (isinstance(r["within"], float) and math.isnan(r["within"])) else r["within"]
+        rows.append(r)
+    return rows
+
+
+if __name__ == "__main__":  # redraw a suite's forest.png from its comparisons.csv: python -m ded.reporting.comparisons CSV TITLE [WITHIN]
+    import sys
+
+    csv, title, *rest = sys.argv[1:]
+    forest_plot(load_comparisons(Path(csv)), Path(csv).with_name("forest.png"), title, within=rest[0] if rest else None)
