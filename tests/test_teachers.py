@@ -22,10 +22,12 @@ def teacher_cache(tmp_path_factory, model_cache):
     return d
 
 
-@pytest.mark.parametrize("teacher", sorted(ADDED))
+@pytest.mark.parametrize("teacher", [pytest.param(t, marks=[pytest.mark.slow] if ADDED[t] is not None else []) for t in sorted(ADDED)])
 def test_each_added_teacher_runs_at_tiny_size(teacher, teacher_cache, tmp_path):
     """Up to the trajectories stage on the multi-step task: its header says which axis it moves,
-    and it writes text for every kept question at its own temperature."""
+    and it writes text for every kept question at its own temperature. The two temperature variants
+    (smollm2_fewshot's prompt, only the temperature moved) run under -m slow; the default run checks
+    their temperatures in the suite test below."""
     from ded.pipeline import run
 
     header = (ROOT / "conf" / "teacher" / f"{teacher}.yaml").read_text().split("defaults:")[0]
