@@ -253,18 +253,11 @@ def _forest_label(r: dict) -> str:
 
 
 def load_comparisons(path: Path) -> list[dict]:
-    """comparisons.csv back as forest_plot's rows (numbers as floats, `survives Holm` as True/False/None)."""
+    """comparisons.csv back as forest_plot's rows: an empty p, Holm verdict or level is None again."""
     import pandas as pd
 
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    rows = []
-    for r in df.to_dict("records"):
-        r = {k: (None if isinstance(v, float) and math.isnan(v) and k in ("survives Holm", "p (Holm)", "p") else v) for k, v in r.items()}
-        if isinstance(r.get("survives Holm"), str):
-            r["survives Holm"] = r["survives Holm"] == "True"
-        r["within"] = None if r.get("within") is None or (isinstance(r["within"], float) and math.isnan(r["within"])) else r["within"]
-        rows.append(r)
-    return rows
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])  # an arm named "none" stays a name
+    return [{k: None if k in ("p", "p (Holm)", "survives Holm", "within") and v != v else v for k, v in r.items()} for r in df.to_dict("records")]
 
 
 if __name__ == "__main__":  # redraw a suite's forest.png from its comparisons.csv: python -m ded.reporting.comparisons CSV TITLE [WITHIN]
