@@ -184,7 +184,10 @@ def hub_dataset_problem(repo_id: str) -> str | None:
             return answer
     if hub_dataset_cached(repo_id):
         return None
-    why = "an offline variable is set (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or HF_DATASETS_OFFLINE)" if offline else f"the hub cannot be reached ({_HUB_DOWN[0]})"
+    if offline:
+        why = "an offline variable is set (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or HF_DATASETS_OFFLINE)"
+    else:
+        why = f"the hub cannot be reached ({_HUB_DOWN[0]})"
     return f"is not in the local cache and {why}"
 
 

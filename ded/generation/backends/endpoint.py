@@ -68,7 +68,8 @@ class EndpointConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields (top_k, ...); enters the cache key
     launch: str = "none"  # none | vllm | transformers | llama_cpp: start this server for the run and stop it after
     launch_args: list[str] = field(default_factory=list)  # extra command-line arguments for the launched server
-    launch_command: list[str] = field(default_factory=list)  # the server command before its arguments, e.g. [/opt/vllm/bin/vllm, serve]; [] = this environment's
+    # the server command before its arguments, e.g. [/opt/vllm/bin/vllm, serve]; [] = this environment's
+    launch_command: list[str] = field(default_factory=list)
     port: int = 0  # launched server's port; 0 = a free one
     startup_timeout: float = 1800.0  # seconds to wait for the launched server's health check
     max_restarts: int = 1  # a launched server that dies mid-run is started again this many times per run
