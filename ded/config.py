@@ -435,6 +435,7 @@ class EvalConfig:
     data_dir: Optional[str] = None
     since: Optional[str] = None  # dated benchmarks (livecodebench): only problems released on or after this ISO date
     until: Optional[str] = None  # ... and on or before this one
+    answer_entropy: int = 0  # > 0: each model's token entropy on its own answers to this many held-out questions (0 = off)
     benchmarks: list[str] = field(default_factory=list)  # deprecated: eval.sets ("benchmarks" now means only the speed scripts)
     per_benchmark: dict[str, Sampling] = field(default_factory=dict)  # deprecated: eval.per_set
 
@@ -451,6 +452,7 @@ class EvalConfig:
         check(self.size > 0, "eval.size", f"must be > 0, got {self.size}")
         check(self.k > 0, "eval.k", f"must be > 0, got {self.k}")
         check(self.limit is None or self.limit > 0, "eval.limit", f"must be > 0 or null, got {self.limit}")
+        check(self.answer_entropy >= 0, "eval.answer_entropy", f"must be >= 0 (0 = off), got {self.answer_entropy}")
         for key in ("since", "until"):
             check(is_iso_date(getattr(self, key)), f"eval.{key}", f"an ISO date YYYY-MM-DD or null, got {getattr(self, key)!r}")
 

@@ -56,10 +56,12 @@ def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
     for name in ["eval/heldout/trained/avg@2", "eval/heldout/base/avg@2", "generation/teacher/new_samples", "train/grad_norm", "train/train_loss"]:
         assert name.encode() in log_bytes, name
 
-    # The same config again: nothing generated, the checkpoint reused, the same numbers.
+    assert "eval/heldout/trained/answer_entropy" not in m  # off by default
+
+    # The same config again: nothing generated, the checkpoint reused, the same numbers; and each model's answer entropy.
     out2 = tmp_path / "run2"
     p = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *TINY, "logger=none", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={out2}"],
+        [sys.executable, str(ROOT / "run.py"), *TINY, "logger=none", "eval.answer_entropy=4", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={out2}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert p.returncode == 0, p.stderr[-3000:]
@@ -67,6 +69,9 @@ def test_tiny_run_writes_record_and_wandb_offline(cache_dir, tmp_path):
     assert m2["generation/new_samples"] == 0 and m2["train/cached"] is True
     assert m2["eval/heldout/trained/new_samples"] == 0 and m2["eval/heldout/base/new_samples"] == 0
     assert m2["eval/heldout/trained/avg@2"] == m["eval/heldout/trained/avg@2"]
+    base_ent, trained_ent = m2["eval/heldout/base/answer_entropy"], m2["eval/heldout/trained/answer_entropy"]
+    assert base_ent > 0 and trained_ent > 0 and base_ent != trained_ent  # two models, each on its own answers
+    assert m2["eval/heldout/final/answer_entropy"] == trained_ent
     assert not (out2 / "wandb").exists()
 
 

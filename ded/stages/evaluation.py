@@ -53,7 +53,9 @@ def run(ctx: Run, questions: Questions, trained: Trained, rl=None) -> Evaluation
     for model, path, identity in models:
         backend = make_backend(cfg.student, ctx.cache_root, role="student", path=path, identity=identity)  # loads only if a sample is missing
         for split, qs in questions.splits.items():
-            results[split][model] = sample_and_score(ctx, backend, model, split, qs)
+            results[split][model], samples = sample_and_score(ctx, backend, model, split, qs)
+            if split == "heldout" and cfg.eval.answer_entropy:
+                results[split][model]["answer_entropy"] = answer_entropy(ctx, model, path, qs, samples)
         backend.close()
     k = cfg.eval.k
     ev = Evaluation(results, {split: r["trained"][f"avg@{k}"] - r["base"][f"avg@{k}"] for split, r in results.items()}, k)
@@ -76,7 +78,22 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
     ctx.tracker.log(k_free({f"eval/{split}/{model}/{key}": v for key, v in (scalars | {"new_samples": st.new_samples}).items()}, ctx.cfg.eval.k))
     if split == "heldout":
         ctx.tracker.log({f"eval/{split}/{model}/level{lv}": v for lv, v in res["by_level"].items()})
-    return res
+    return res, samples
+
+
+def answer_entropy(ctx: Run, model: str, path: str | None, qs, samples: dict) -> float:
+    """Mean token entropy (nats) of a model's own answers under that model, teacher-forced: the first
+    answer to each of the first ``eval.answer_entropy`` held-out questions (ded/evaluation/probes.py)."""
+    from ded.core.models import load_model, local_checkpoint
+    from ded.evaluation.probes import example_stats  # torch: loaded only when asked for
+    from ded.training.sft import to_dataset_rows
+
+    cfg = ctx.cfg
+    lm, tok = load_model(path or local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision), "", cfg.student.dtype)
+    rows = [{"question": q.text, "response": samples[q.id][0]["text"]} for q in qs[: cfg.eval.answer_entropy]]
+    ent = example_stats(lm, tok, to_dataset_rows(tok, rows, prompt_prefix_for(cfg.student))).mean_entropy
+    ctx.tracker.log({f"eval/heldout/{model}/answer_entropy": ent})
+    return ent
 
 
 def log_evaluation(ctx: Run, ev: Evaluation, trained: Trained, areas: frozenset[str] = frozenset({"math"}), rl=None) -> None:
