@@ -26,7 +26,9 @@ for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "spe
     if (src / f).exists():
         shutil.copy(src / f, dst / f)
 PY
-grep -qxF '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
-grep -qxF '/benchmarks/.gpu/' .git/info/exclude || echo '/benchmarks/.gpu/' >> .git/info/exclude
+# Keep both out of git (in a fresh clone or a worktree the exclude file may not exist yet).
+exclude=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$exclude")"; touch "$exclude"
+grep -qxF '/.whl/' "$exclude" || echo '/.whl/' >> "$exclude"
+grep -qxF '/benchmarks/.gpu/' "$exclude" || echo '/benchmarks/.gpu/' >> "$exclude"
 du -sh .whl benchmarks/.gpu
 ls .whl

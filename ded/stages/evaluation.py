@@ -84,9 +84,9 @@ def sample_and_score(ctx: Run, backend, model: str, split: str, qs) -> dict:
 def answer_entropy(ctx: Run, model: str, path: str | None, qs, samples: dict) -> float:
     """Mean token entropy (nats) of a model's own answers under that model, teacher-forced: the first
     answer to each of the first ``eval.answer_entropy`` held-out questions (ded/evaluation/probes.py)."""
-    from ded.core.models import load_model, local_checkpoint
+    from ded.core.models import load_model, local_checkpoint  # transformers: loaded only when asked for
     from ded.evaluation.probes import example_stats  # torch: loaded only when asked for
-    from ded.training.sft import to_dataset_rows
+    from ded.training.sft import to_dataset_rows  # trl: loaded only when asked for
 
     cfg = ctx.cfg
     lm, tok = load_model(path or local_checkpoint(cfg.student.path, ctx.cache_root, cfg.student.revision), "", cfg.student.dtype)
