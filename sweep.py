@@ -61,6 +61,13 @@ def load_suite(name: str) -> dict:
     for key in ("sweep", "metrics"):
         if not suite.get(key):
             sys.exit(f"sweep.py: {path}: key {key!r} is missing or empty")
+    if suite.get("compare"):
+        from ded.reporting.comparisons import DEFAULT_METRIC, split_model
+
+        try:  # the comparisons pair the plot metric's per-question accuracies: refuse one without them now, not after the runs
+            split_model(suite.get("plot") or DEFAULT_METRIC)
+        except ValueError as e:
+            sys.exit(f"sweep.py: {path}: `plot` with a `compare` block: {e}")
     if suite.get("transfer") and not ((suite.get("predict") or {}).get("predictors") and suite["transfer"].get("student")):
         sys.exit(f"sweep.py: {path}: `transfer` needs `transfer.student` and a `predict` block with `by` and `predictors`")
     return suite
@@ -131,15 +138,15 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
     from ded.reporting.comparisons import DEFAULT_METRIC, compare, forest_plot, holm_family, predict
 
     spec, pspec = suite.get("compare") or {}, suite.get("predict") or {}
+    metric = suite.get("plot") or DEFAULT_METRIC  # the comparisons pair this metric's per-question accuracies
     comps, arms, preds = [], [], []
     if spec and not df.empty:
         comps, arms = compare(df, spec["by"], spec["baseline"], spec.get("within"), spec.get("pairs", ()), spec.get("explore", ()),
-                              spec.get("labels"))
+                              spec.get("labels"), metric)
     if pspec and not df.empty:
         preds = predict(df, pspec["by"], pspec.get("target") or suite.get("plot") or DEFAULT_METRIC, pspec["predictors"], pspec.get("within"))
     holm_family(comps)  # the declared comparisons: one family
     holm_family(preds)  # the declared predictors: another (exact Spearman p at 5 arms is at least 2/120)
-    metric = suite.get("plot") or DEFAULT_METRIC
     if comps or arms:
         within = spec.get("within")
         for r in comps:

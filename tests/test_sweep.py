@@ -201,3 +201,40 @@ def test_per_student_predictors_and_transfer_tables_and_figures(tmp_path):
     tmd = (tmp_path / "transfer.md").read_text()
     assert "fitted on" in tmd and "baseline: acc" in tmd and "rho minus baseline" in tmd
     assert (tmp_path / "transfer.png").stat().st_size > 10_000 and len((tmp_path / "transfer_ranks.csv").read_text().splitlines()) == 1 + 4 * 6
+
+
+def test_comparisons_of_the_final_model_pair_the_rl_models_answers(tmp_path):
+    """A suite that plots eval/heldout/final/avg@k (rl=none arms beside rl=grpo arms) compares each run's
+    last model: the RL model's per-question accuracies where it has one, else the trained model's; a
+    plot metric without per-question accuracies is refused when the suite loads, naming it."""
+    import numpy as np
+
+    from ded.reporting.comparisons import compare
+    from ded.reporting.results import load_runs
+
+    rng = np.random.default_rng(0)
+    for arm, rl in (("sft", None), ("sft_grpo", 0.9)):
+        for r in (1, 2, 3):
+            trained = {f"q{i}": rng.binomial(2, 0.2) / 2 for i in range(10)}
+            d = _write_run(tmp_path, f"{arm},{r}", diversity=arm, seed=0, k=2, value=0.2, per_question=trained)
+            rec = json.loads((d / "eval.json").read_text())
+            if rl is not None:  # its RL model solves most questions; its trained (SFT) model is the other arm's kind
+                rec["results"]["heldout"]["rl"] = {"per_question": {f"q{i}": rng.binomial(2, rl) / 2 for i in range(10)}}
+            (d / "eval.json").write_text(json.dumps(rec))
+            (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"diversity={arm}", f"replicate={r}"]))
+            (d / "config.yaml").write_text((d / "config.yaml").read_text() + f"replicate: {r}\n")
+    df = load_runs(tmp_path, finished_only=True)
+    _, final = compare(df, "choice.diversity", "sft", metric="eval/heldout/final/avg@k")
+    _, trained = compare(df, "choice.diversity", "sft", metric="eval/heldout/trained/avg@k")
+    score = lambda arms, a: next(x["score"] for x in arms if x["arm"] == a)  # noqa: E731
+    assert score(final, "sft_grpo") > 0.7 and score(trained, "sft_grpo") < 0.4
+    assert score(final, "sft") == score(trained, "sft")  # no RL model: final is the trained one
+    with pytest.raises(ValueError, match="pass@k"):
+        compare(df, "choice.diversity", "sft", metric="eval/heldout/trained/pass@k")
+    suite = yaml.safe_load((ROOT / "experiments" / "rlvr_after_ded.yaml").read_text()) | {"plot": "eval/heldout/final/mean_tokens"}
+    sweep = _sweep_module()
+    sweep.ROOT = tmp_path / "root"  # a project whose one suite plots a metric without per-question accuracies
+    (sweep.ROOT / "experiments").mkdir(parents=True)
+    (sweep.ROOT / "experiments" / "bad_plot.yaml").write_text(yaml.safe_dump(suite))
+    with pytest.raises(SystemExit, match="mean_tokens"):
+        sweep.load_suite("bad_plot")

@@ -53,16 +53,27 @@ def with_arms(df, by) -> Any:
     return df
 
 
-def cells(df, rep: str | None) -> Any:
-    """One arm's replicate x question table of held-out accuracy (runs of one replicate averaged);
-    also ``samples`` (per cell: eval.k) in ``.attrs``."""
+def split_model(metric: str) -> tuple[str, str]:
+    """(split, model) of an evaluation metric ``eval/<split>/<model>/<name>``: whose per-question
+    accuracies a comparison of that metric pairs (``final``: the run's last model, RL or trained)."""
+    parts = metric.split("/")
+    if len(parts) != 4 or parts[0] != "eval" or parts[2] not in ("base", "trained", "rl", "final") or not parts[3].startswith("avg@"):
+        raise ValueError(f"compare: metric {metric!r} is not eval/<split>/<base|trained|rl|final>/avg@k: comparisons pair "
+                         "per-question accuracies (a question's mean over its k samples), which only avg@k aggregates")  # fmt: skip
+    return parts[1], parts[2]
+
+
+def cells(df, rep: str | None, metric: str = DEFAULT_METRIC) -> Any:
+    """One arm's replicate x question table of the accuracy behind `metric` (runs of one replicate
+    averaged); also ``samples`` (per cell: eval.k) in ``.attrs``."""
     import pandas as pd
 
+    split, model = split_model(metric)
     rows, runs_per = [], {}
     for _, run in df.iterrows():
         r = str(run[rep] if rep else 0)
         try:
-            accs = per_question(run["run_dir"])
+            accs = per_question(run["run_dir"], split, model)
         except (FileNotFoundError, ValueError) as e:  # a finished run without per-question results: said, then left out
             log.warning("left out of the comparisons: %s", e)
             continue
@@ -134,11 +145,12 @@ def difference(a, b) -> dict:
     return out
 
 
-def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None) -> tuple[list[dict], list[dict]]:
-    """(comparisons, arms): every arm minus `baseline` and each of `pairs` ([a, b]: b minus a),
-    primary; each of `explore`, exploratory; at every value of `within`. `labels` renames arms
-    (``selected/none: first-P``); `baseline`, `pairs` and `explore` may use either name. Holm is
-    not applied here (``holm_family`` does it over the suite's family)."""
+def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None, metric: str = DEFAULT_METRIC) -> tuple[list[dict], list[dict]]:
+    """(comparisons, arms) of `metric`'s per-question accuracies: every arm minus `baseline` and each
+    of `pairs` ([a, b]: b minus a), primary; each of `explore`, exploratory; at every value of
+    `within`. `labels` renames arms (``selected/none: first-P``); `baseline`, `pairs` and `explore`
+    may use either name. Holm is not applied here (``holm_family`` does it over the suite's family)."""
+    split_model(metric)  # a metric without per-question accuracies fails here, naming it
     if within and within not in df:
         raise KeyError(f"compare.within: no column {within!r} in the runs table")
     df = with_arms(df, by)
@@ -151,7 +163,7 @@ def compare(df, by, baseline, within=None, pairs=(), explore=(), labels=None) ->
     levels = [(None, df)] if not within else [(w, g) for w, g in df.groupby(within, sort=True, dropna=False)]
     comps, arms = [], []
     for level, g in levels:
-        tables = {arm: cells(ga, rep) for arm, ga in g.groupby("arm", sort=False)}
+        tables = {arm: cells(ga, rep, metric) for arm, ga in g.groupby("arm", sort=False)}
         for arm, t in tables.items():
             if not t.empty:
                 arms.append({"within": level, "arm": arm} | arm_score(t))

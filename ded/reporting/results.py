@@ -495,10 +495,15 @@ def paired(df, metric: str, by: str, a, b, on=("train.seed",)) -> dict[str, Any]
 
 
 def per_question(run_dir: str | Path, split: str = "heldout", model: str = "trained") -> dict[str, float]:
-    """{question_id: accuracy} of one run, from its eval.json ``results[split][model][per_question]``."""
+    """{question_id: accuracy} of one run, from its eval.json ``results[split][model][per_question]``.
+    ``model="final"`` is the run's last model, as the evaluation logs ``eval/<split>/final/...``: the RL
+    model where one was evaluated, else the trained one."""
     path = Path(str(run_dir)) / "eval.json" if _kind(run_dir) == "local" else f"{run_dir} (its evaluation artifact's eval.json)"
     try:
-        pq = eval_record(run_dir)["results"][split][model]["per_question"]
+        res = eval_record(run_dir)["results"][split]
+        if model == "final":
+            model = "rl" if "rl" in res else "trained"
+        pq = res[model]["per_question"]
     except KeyError as e:
         raise ValueError(f"{path}: no results[{split!r}][{model!r}]['per_question'] (missing {e}); "
                        "runs recorded before eval.json held per-question accuracy cannot be paired by question") from None  # fmt: skip
