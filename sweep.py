@@ -172,7 +172,8 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
         print("\n".join(lines))
     if preds:
         for r in preds:
-            r["replicate stability: 95% bootstrap range"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
+            r["replicate stability: 95% bootstrap range"] = _ci(r.get("ci95_low"), r.get("ci95_high")) or (
+                "none: one replicate" if r.get("replicates per arm") == "1" else "")
         pd.DataFrame(preds).to_csv(sweep_dir / "predictors.csv", index=False)
         within = pspec.get("within")
         lines = [f"# Predictors of {pspec.get('target') or metric} across {pspec['by']}" + (f", per {within}" if within else ""), "",
@@ -217,8 +218,9 @@ def transfer_report(sweep_dir: Path, suite: dict, df) -> list[dict]:
         return rows
     holm_family(rows)  # the transfer rows: a family of their own
     for r in rows:
-        r["95% CI"] = _ci(r.get("ci95_low"), r.get("ci95_high"))
-        r["gain 95% CI"] = _ci(r.get("minus baseline ci95_low"), r.get("minus baseline ci95_high"))
+        none = "none: one replicate" if r.get("replicates per teacher") == "1" else ""  # nothing to resample
+        r["95% CI"] = _ci(r.get("ci95_low"), r.get("ci95_high")) or none
+        r["gain 95% CI"] = _ci(r.get("minus baseline ci95_low"), r.get("minus baseline ci95_high")) or (none if "rho minus baseline" in r else "")
     pd.DataFrame(rows).to_csv(sweep_dir / "transfer.csv", index=False)
     pd.DataFrame(ranks).to_csv(sweep_dir / "transfer_ranks.csv", index=False)
     transfer_plot(rows, ranks, sweep_dir / "transfer.png")

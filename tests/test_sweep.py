@@ -167,10 +167,11 @@ def test_into_refuses_replicates_already_in_the_folder(tmp_path):
     assert p.returncode != 0 and "separated by commas" in p.stderr
 
 
-def test_per_student_predictors_and_transfer_tables_and_figures(tmp_path):
+@pytest.mark.parametrize("reps", [3, 1])
+def test_per_student_predictors_and_transfer_tables_and_figures(tmp_path, reps):
     """A suite with `predict.within` and `transfer`: per-student predictor rows (and predictors.png),
     and the cross-student rule in both directions against the accuracy baseline (transfer.md/csv,
-    transfer_ranks.csv, transfer.png), from run records on disk."""
+    transfer_ranks.csv, transfer.png), from run records on disk; one replicate: rho and p, no interval."""
     import numpy as np
 
     from ded.reporting.results import load_runs
@@ -179,7 +180,7 @@ def test_per_student_predictors_and_transfer_tables_and_figures(tmp_path):
     quality = {f"t{i}": q for i, q in enumerate([0.1, 0.3, 0.2, 0.6, 0.5, 0.9])}
     for student in ["smollm2", "gemma3_270m"]:
         for teacher, q in quality.items():
-            for r in (1, 2, 3):
+            for r in range(1, reps + 1):
                 d = _write_run(tmp_path, f"{student},{teacher},{r}", diversity="levenshtein", seed=0, value=q + rng.normal(0, 0.02),
                                extra={"sim": q + rng.normal(0, 0.01), "acc": rng.uniform()})  # fmt: skip
                 (d / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {"teacher": teacher, "student": student}}}}))
@@ -197,10 +198,12 @@ def test_per_student_predictors_and_transfer_tables_and_figures(tmp_path):
     rule = {(r["fitted on"], r["rule"]): r for r in rows}
     assert set(rule) == {(s, r) for s in ["gemma3_270m", "smollm2"] for r in ["predictors", "baseline: acc"]}
     assert all(rule[(s, "predictors")]["spearman rho"] > 0.9 for s in ["gemma3_270m", "smollm2"])
-    assert all("p (Holm)" in r for r in rows) and rows[0]["replicate key"] == "replicate"
+    assert all("p (Holm)" in r for r in rows) and rows[0]["replicate key"] == ("replicate" if reps > 1 else None)  # none varies
     tmd = (tmp_path / "transfer.md").read_text()
     assert "fitted on" in tmd and "baseline: acc" in tmd and "rho minus baseline" in tmd
     assert (tmp_path / "transfer.png").stat().st_size > 10_000 and len((tmp_path / "transfer_ranks.csv").read_text().splitlines()) == 1 + 4 * 6
+    one = "none: one replicate"
+    assert (one in md and one in tmd) == (reps == 1) and all((r["95% CI"] == one) == (reps == 1) for r in rows)
 
 
 def test_comparisons_of_the_final_model_pair_the_rl_models_answers(tmp_path):

@@ -30,7 +30,8 @@ rho between the predicted and the measured ranking of B's teachers; its p value 
 ``stats.spearman_exact`` (every ordering up to 8 teachers, else 100,000 seeded random orderings);
 a 95% percentile interval over 2,000 resamples of B's replicates (each teacher's replicates drawn
 with replacement, as ``stats.spearman_bootstrap`` does; A's fit and B's standardization held
-fixed, so the interval is about B's replicate noise, not about A's); both directions.
+fixed, so the interval is about B's replicate noise, not about A's; with one replicate per teacher
+there is nothing to resample and the interval is left empty); both directions.
 
 **Baseline.** The same procedure with teacher accuracy alone (``baseline``, e.g.
 ``filter/teacher/kept_share``, the share of the teacher's samples that were correct). With one
@@ -193,6 +194,8 @@ def _one_direction(d, by, student, target, cols, a, b, rep, alpha, n_boot, seed)
             px.append(np.nanmean(x[idx], axis=1))
             ty.append(np.nanmean(t[idx], axis=1))
     rhos = _rho_rows(zscore(np.stack(px, axis=1), center, scale)[0] @ w, np.stack(ty, axis=1))
+    if all(len(gb[arm][1]) == 1 for arm in arms_b):  # one replicate per teacher: every resample is the data, no interval
+        rhos = np.full(n_boot, math.nan)
     ok = rhos[~np.isnan(rhos)]
     lo, hi = np.percentile(ok, [2.5, 97.5]) if len(ok) >= n_boot / 2 else (math.nan, math.nan)
     pr, mr = stats.rankdata(-pred, method="average"), stats.rankdata(-yb, method="average")

@@ -175,6 +175,8 @@ def spearman_bootstrap(groups: dict, n_boot: int = 2000, seed: int = 0) -> tuple
     arms = [(np.asarray(p, dtype=float), np.asarray(t, dtype=float)) for p, t in groups.values()]
     if len(arms) < 3 or any(len(p) == 0 for p, _ in arms):
         return math.nan, math.nan
+    if all(len(p) == 1 for p, _ in arms):  # one replicate per arm: nothing to resample, no interval (not a zero-width one)
+        return math.nan, math.nan
     rhos = []
     for _ in range(n_boot):
         px, ty = [], []

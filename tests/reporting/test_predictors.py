@@ -58,6 +58,18 @@ def test_noise_predictors_give_an_interval_that_covers_zero():
         assert r["p"] > 0.05
 
 
+def test_one_replicate_gives_rho_and_p_but_no_interval():
+    """A single replicate per teacher leaves nothing to resample: the interval (and the paired one) is NaN, not zero-width."""
+    rows, _ = transfer(suite(signal=True, replicates=1), BY, STUDENT, TARGET, ["sim", "acc"], baseline="acc", n_boot=200)
+    for r in rows:
+        assert r["spearman rho"] == r["spearman rho"] and r["p"] == r["p"] and r["replicates per teacher"] == "1"
+        assert np.isnan(r["ci95_low"]) and np.isnan(r["ci95_high"])
+    rule = by_rule(rows)[("smollm2", "gemma3_270m", "predictors")]
+    assert rule["spearman rho"] > 0.9 and np.isnan(rule["minus baseline ci95_low"])
+    table = predict(suite(signal=True, replicates=1), BY, TARGET, ["sim"], within=STUDENT)
+    assert len(table) == 2 and all(np.isnan(r["ci95_low"]) and r["spearman rho"] > 0.9 for r in table)
+
+
 def test_the_rule_is_ridge_on_z_scores_and_scale_free():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(10, 3))

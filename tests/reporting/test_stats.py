@@ -188,6 +188,8 @@ def test_spearman_bootstrap_interval_reflects_replicate_noise():
     noisy = {a: (np.full(5, a), rng.normal(0, 1, 5)) for a in range(6)}
     lo, hi = spearman_bootstrap(noisy)
     assert lo < 0 < hi
+    one = {a: (np.full(1, a), a + rng.normal(0, 0.01, 1)) for a in range(6)}  # one replicate per arm: nothing to resample
+    assert all(np.isnan(spearman_bootstrap(one)))
 
 
 def test_holm_matches_its_definition():
