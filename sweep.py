@@ -230,8 +230,8 @@ def transfer_report(sweep_dir: Path, suite: dict, df) -> list[dict]:
                          "rho minus baseline", "gain 95% CI", "fit rho on A", "weights (z units)", "teachers ranked",
                          "replicates per teacher", "note"],
                   {"spearman rho": "rho (predicted vs measured rank)", "fit rho on A": "rho on the student fitted"}),
-             "", f"Replicate key: `{rows[0]['replicate key']}`. Figure: [transfer.png](transfer.png); each teacher's ranks: "
-             "transfer_ranks.csv."]  # fmt: skip
+             "", (f"Replicate key: `{rows[0]['replicate key']}`." if rows[0]["replicate key"] else "One replicate.")
+             + " Figure: [transfer.png](transfer.png); each teacher's ranks: transfer_ranks.csv."]  # fmt: skip
     (sweep_dir / "transfer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows

@@ -275,7 +275,9 @@ def transfer_plot(rows: list[dict], ranks: list[dict], path: Path) -> None:
             ax.scatter([r["predicted rank"] for r in pts], [r["measured rank"] for r in pts], color="tab:green" if rule == "predictors" else "tab:gray")
             for r in pts:
                 ax.annotate(r["teacher"], (r["predicted rank"], r["measured rank"]), xytext=(3, 3), textcoords="offset points", fontsize=6.5)
-            ci = f"[{row.get('ci95_low', math.nan):+.2f}, {row.get('ci95_high', math.nan):+.2f}]"
+            lo, hi = row.get("ci95_low", math.nan), row.get("ci95_high", math.nan)
+            one = row.get("replicates per teacher") == "1"
+            ci = f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else "(no interval: one replicate)" if one else "(no interval)"
             ax.set_title(f"{rule}\nfit on {a}, ranked for {b}\nrho {row['spearman rho']:+.2f} {ci}, p {row.get('p', math.nan):.2g}", fontsize=8.5)
             ax.set_xlabel("predicted rank (1 = best)", fontsize=8)
             ax.set_ylabel("measured rank", fontsize=8)
