@@ -185,17 +185,17 @@ def _one_direction(d, by, student, target, cols, a, b, rep, alpha, n_boot, seed)
     pred = zb @ w
     rho, p = spearman_exact(pred, yb)
     rng = np.random.default_rng(seed)  # the same seed for every rule: the resamples are shared (paired difference)
-    px, ty = [], []  # per teacher: [n_boot, predictors] and [n_boot] means of its resampled replicates
-    for arm in arms_b:
-        x, t = gb[arm]
-        idx = rng.integers(0, len(t), (n_boot, len(t)))
-        with warnings.catch_warnings():  # a resample of only missing values: NaN, dropped below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            px.append(np.nanmean(x[idx], axis=1))
-            ty.append(np.nanmean(t[idx], axis=1))
-    rhos = _rho_rows(zscore(np.stack(px, axis=1), center, scale)[0] @ w, np.stack(ty, axis=1))
-    if all(len(gb[arm][1]) == 1 for arm in arms_b):  # one replicate per teacher: every resample is the data, no interval
-        rhos = np.full(n_boot, math.nan)
+    rhos = np.full(n_boot, math.nan)  # one replicate per teacher: every resample is the data, so no interval
+    if any(len(gb[arm][1]) > 1 for arm in arms_b):
+        px, ty = [], []  # per teacher: [n_boot, predictors] and [n_boot] means of its resampled replicates
+        for arm in arms_b:
+            x, t = gb[arm]
+            idx = rng.integers(0, len(t), (n_boot, len(t)))
+            with warnings.catch_warnings():  # a resample of only missing values: NaN, dropped below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                px.append(np.nanmean(x[idx], axis=1))
+                ty.append(np.nanmean(t[idx], axis=1))
+        rhos = _rho_rows(zscore(np.stack(px, axis=1), center, scale)[0] @ w, np.stack(ty, axis=1))
     ok = rhos[~np.isnan(rhos)]
     lo, hi = np.percentile(ok, [2.5, 97.5]) if len(ok) >= n_boot / 2 else (math.nan, math.nan)
     pr, mr = stats.rankdata(-pred, method="average"), stats.rankdata(-yb, method="average")
