@@ -207,6 +207,30 @@ def _one_direction(d, by, student, target, cols, a, b, rep, alpha, n_boot, seed)
     return row, ranks, rhos
 
 
+def _label_points(ax, points: list[tuple[float, float, str]], color: str = "0.1") -> None:
+    """Name each point without labels overlapping: points at (nearly) the same spot (tied ranks, equal
+    scores) share one stacked label, and adjustText moves the labels off each other and the markers."""
+    from adjustText import adjust_text
+
+    if not points:
+        return
+    xs, ys = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
+    tol_x, tol_y = 0.02 * (np.ptp(xs) or 1.0), 0.03 * (np.ptp(ys) or 1.0)  # closer than this reads as one spot
+    groups: list[list[int]] = []
+    for i in range(len(points)):
+        near = [g for g in groups if abs(xs[g[0]] - xs[i]) <= tol_x and abs(ys[g[0]] - ys[i]) <= tol_y]
+        if near:
+            near[0].append(i)
+        else:
+            groups.append([i])
+    ax.margins(x=0.12, y=0.18)  # room inside the axes for labels pushed off the edge points
+    texts = [ax.text(xs[g].mean(), ys[g].mean(), "\n".join(sorted(points[i][2] for i in g)), fontsize=6.5, color=color, linespacing=0.95)
+             for g in groups]  # fmt: skip
+    # iter_lim: a fixed count, not adjustText's default 1 s of work, so a figure rebuilds byte-identically on any machine
+    adjust_text(texts, x=list(xs), y=list(ys), ax=ax, arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5),
+                min_arrow_len=3, expand=(1.15, 1.5), force_text=(0.3, 0.6), iter_lim=400)  # fmt: skip
+
+
 def scatter_plot(df, by: str, within: str, target: str, predictors, path: Path, rows: list[dict] | None = None) -> None:
     """Each predictor (rows of panels) against the target, one panel per student (columns): one point
     per teacher at its replicate means, bars spanning its replicates' range, labelled; rho and p from `rows`."""
@@ -226,13 +250,15 @@ def scatter_plot(df, by: str, within: str, target: str, predictors, path: Path, 
         for j, s in enumerate(students):
             ax, g = axes[i][j], d[d[within].astype(str) == s]
             agg = g.groupby(by)[[p, target]].agg(["mean", "min", "max"])
+            labels = []
             for arm, r in agg.iterrows():
                 x, y = r[(p, "mean")], r[(target, "mean")]
                 if x != x or y != y:
                     continue
                 ax.errorbar(x, y, xerr=[[x - r[(p, "min")]], [r[(p, "max")] - x]], yerr=[[y - r[(target, "min")]], [r[(target, "max")] - y]],
                             fmt="o", color="tab:blue", ecolor="0.75", ms=5, lw=1)  # fmt: skip
-                ax.annotate(str(arm), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6.5, color="0.3")
+                labels.append((x, y, str(arm)))
+            _label_points(ax, labels, color="0.3")
             r = stat.get((s, p))
             if r:
                 ax.set_title(f"{s}: rho {r['spearman rho']:+.2f}, p {r.get('p', math.nan):.2g}", fontsize=9)
@@ -261,7 +287,7 @@ def transfer_plot(rows: list[dict], ranks: list[dict], path: Path) -> None:
         return
     directions = list(dict.fromkeys((r["fitted on"], r["ranked for"]) for r in panels))
     rules = list(dict.fromkeys(r["rule"] for r in panels))
-    fig, axes = plt.subplots(len(rules), len(directions), figsize=(4.8 * len(directions), 4.5 * len(rules)), squeeze=False)
+    fig, axes = plt.subplots(len(rules), len(directions), figsize=(5.4 * len(directions), 5.0 * len(rules)), squeeze=False)
     for i, rule in enumerate(rules):
         for j, (a, b) in enumerate(directions):
             ax = axes[i][j]
@@ -273,12 +299,12 @@ def transfer_plot(rows: list[dict], ranks: list[dict], path: Path) -> None:
             n = len(pts)
             ax.plot([1, n], [1, n], color="0.6", lw=0.8, ls="--")
             ax.scatter([r["predicted rank"] for r in pts], [r["measured rank"] for r in pts], color="tab:green" if rule == "predictors" else "tab:gray")
-            for r in pts:
-                ax.annotate(r["teacher"], (r["predicted rank"], r["measured rank"]), xytext=(3, 3), textcoords="offset points", fontsize=6.5)
+            _label_points(ax, [(r["predicted rank"], r["measured rank"], r["teacher"]) for r in pts])
             lo, hi = row.get("ci95_low", math.nan), row.get("ci95_high", math.nan)
             one = row.get("replicates per teacher") == "1"
             ci = f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else "(no interval: one replicate)" if one else "(no interval)"
             ax.set_title(f"{rule}\nfit on {a}, ranked for {b}\nrho {row['spearman rho']:+.2f} {ci}, p {row.get('p', math.nan):.2g}", fontsize=8.5)
+            ax.set_xticks(range(1, n + 1)), ax.set_yticks(range(1, n + 1))  # ranks only: the margins left room for labels, not rank 0
             ax.set_xlabel("predicted rank (1 = best)", fontsize=8)
             ax.set_ylabel("measured rank", fontsize=8)
             ax.invert_xaxis()

@@ -99,3 +99,28 @@ def test_per_student_predictor_tables_and_missing_columns():
     assert rule["teachers fitted"] == 5 and "t0" in rule["note"] and rule["predictors"] == "sim"
     assert "rho minus baseline" in rule  # both rules rank gemma3_270m's 6 teachers: the resamples pair up
     assert "rho minus baseline" not in by_rule(rows)[("gemma3_270m", "smollm2", "predictors")]  # 5 vs 6 teachers: no paired gain
+
+
+def test_figure_labels_stack_ties_and_do_not_overlap():
+    """Teachers that tie share one stacked label; the rest are moved off each other (the committed
+    figures had names printed over names where ranks tied)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ded.reporting.predictors import _label_points
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    pts = [(10, 9, "smollm2_fewshot_hot"), (10, 9, "smollm2_oneshot"), (9, 9, "smollm2_think"), (8.5, 9, "gemma3_stepwise"),
+           (8, 9, "smollm2_fewshot"), (1, 1, "solver")]  # fmt: skip
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts])
+    _label_points(ax, pts)
+    texts = [t for t in ax.texts]
+    assert sorted(t.get_text() for t in texts) == sorted(["smollm2_fewshot_hot\nsmollm2_oneshot", "smollm2_think", "gemma3_stepwise",
+                                                         "smollm2_fewshot", "solver"])  # fmt: skip
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in texts]
+    overlaps = [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert not overlaps
+    plt.close(fig)
