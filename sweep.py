@@ -178,7 +178,7 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
         within = pspec.get("within")
         lines = [f"# Predictors of {pspec.get('target') or metric} across {pspec['by']}" + (f", per {within}" if within else ""), "",
                  "Spearman's rho between each predictor and the target over the arms' means; p: exact permutation test "
-                 "(every ordering up to 8 arms; the evidence); stability range: rho over 2,000 resamples of each arm's "
+                 "(every ordering up to 10 arms; the evidence); stability range: rho over 2,000 resamples of each arm's "
                  "replicates, arms held fixed (descriptive: how much replicate noise moves the ranking, not a "
                  "confidence interval); p (Holm): over the suite's declared predictors.", "",
                  *_md([{**r, within: r["within"]} if within else r for r in preds],
@@ -197,7 +197,7 @@ def statistics(sweep_dir: Path, suite: dict, df) -> tuple[list[dict], list[dict]
 TRANSFER_WHY = ("A rule fitted on one student only (ridge regression of the score on the predictors, each z-scored "
                 "within the student, one point per teacher: its replicate mean) ranks the teachers of the other student "
                 "from that student's predictors alone. rho: Spearman between the predicted and the measured ranking; "
-                "p: permutation test over the teachers' orderings (exact up to 8 teachers, else 100,000 seeded ones); "
+                "p: permutation test over the teachers' orderings (exact up to 10 teachers, else 100,000 seeded ones); "
                 "95% interval: 2,000 resamples of the ranked student's replicates (each teacher's, with replacement; the "
                 "fit held fixed). The baseline rule knows teacher accuracy alone (fitted the same way: only its sign is "
                 "learnt). `rho minus baseline`: the rule's gain over it, interval on the same resamples. p (Holm): over "

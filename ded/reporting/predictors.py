@@ -27,7 +27,7 @@ needed (everything is centred) and none matters (a ranking ignores shifts).
 **Transfer.** The rule's weights are applied to student B's predictors, z-scored with B's own
 teacher means (predictors only: nothing of B's scores enters the prediction). Reported: Spearman's
 rho between the predicted and the measured ranking of B's teachers; its p value from
-``stats.spearman_exact`` (every ordering up to 8 teachers, else 100,000 seeded random orderings);
+``stats.spearman_exact`` (every ordering up to 10 teachers, else 100,000 seeded random orderings);
 a 95% percentile interval over 2,000 resamples of B's replicates (each teacher's replicates drawn
 with replacement, as ``stats.spearman_bootstrap`` does; A's fit and B's standardization held
 fixed, so the interval is about B's replicate noise, not about A's; with one replicate per teacher

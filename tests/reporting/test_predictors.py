@@ -84,7 +84,7 @@ def test_the_rule_is_ridge_on_z_scores_and_scale_free():
 
 
 def test_per_student_predictor_tables_and_missing_columns():
-    df = suite(signal=True, teachers=6)  # up to 8 arms the permutation p is exact: 2 of 720 orderings as extreme
+    df = suite(signal=True, teachers=6)  # up to 10 arms the permutation p is exact: 2 of 720 orderings as extreme
     rows = predict(df, BY, TARGET, ["sim"], within=STUDENT)
     got = {(r["within"], r["predictor"]): r for r in rows}
     assert set(got) == {("gemma3_270m", "sim"), ("smollm2", "sim")}

@@ -179,6 +179,26 @@ def test_spearman_p_is_exact_at_small_n(y):
         assert p == pytest.approx(2 / 120)
 
 
+def test_spearman_p_is_exact_up_to_ten_points_with_ties():
+    """Ten teachers (the predictor study's line-up) get every one of the 10! orderings, not a Monte
+    Carlo: a perfect ranking has p = 2/10!; with ties the enumeration matches scipy's own exact one."""
+    from scipy import stats
+
+    from ded.reporting.stats import _orderings
+
+    assert len({tuple(r) for r in _orderings(5)}) == 120
+    rho, p = spearman_exact(range(10), range(10))
+    assert rho == pytest.approx(1.0) and p == pytest.approx(2 / math.factorial(10))
+    x, y = [3, 1, 4, 1, 5, 9, 2, 6, 5], [2.7, 1.8, 2.8, 1.8, 4.5, 9.0, 0.4, 5.2, 3.5]  # ties in both
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    def pearson(a, axis=-1):  # on ranks, vectorised (scipy's spearmanr per ordering takes a minute)
+        a, b = a - a.mean(axis=axis, keepdims=True), ry - ry.mean()
+        return (a * b).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * (b * b).sum())
+
+    ref = stats.permutation_test((rx,), pearson, permutation_type="pairings", vectorized=True, n_resamples=np.inf)
+    assert spearman_exact(x, y)[1] == pytest.approx(ref.pvalue)
+
+
 def test_spearman_bootstrap_interval_reflects_replicate_noise():
     """Well-separated arms: the interval sits near +1; arms whose replicates overlap: it spans 0."""
     rng = np.random.default_rng(0)
