@@ -304,7 +304,8 @@ def transfer_plot(rows: list[dict], ranks: list[dict], path: Path) -> None:
             one = row.get("replicates per teacher") == "1"
             ci = f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else "(no interval: one replicate)" if one else "(no interval)"
             ax.set_title(f"{rule}\nfit on {a}, ranked for {b}\nrho {row['spearman rho']:+.2f} {ci}, p {row.get('p', math.nan):.2g}", fontsize=8.5)
-            ax.set_xticks(range(1, n + 1)), ax.set_yticks(range(1, n + 1))  # ranks only: the margins left room for labels, not rank 0
+            ax.set_xticks(range(1, n + 1))  # ranks only: the margins left room for labels, not for rank 0
+            ax.set_yticks(range(1, n + 1))
             ax.set_xlabel("predicted rank (1 = best)", fontsize=8)
             ax.set_ylabel("measured rank", fontsize=8)
             ax.invert_xaxis()

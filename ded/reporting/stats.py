@@ -146,16 +146,15 @@ def _orderings(n: int) -> np.ndarray:
     return perms
 
 
-def _exact_pairings_p(rx: np.ndarray, ry: np.ndarray) -> float:
-    """Two-sided p of the rank correlation over every ordering of rx against ry, as scipy's
-    permutation_test defines it (twice the smaller tail, at most 1), enumerated in numpy: scipy's
-    own enumeration takes seconds per test at n = 10, this a fraction of one."""
-    a, b = rx - rx.mean(), ry - ry.mean()
-    t = float(a @ b)
+def _exact_pairings_p(stat, rx: np.ndarray) -> float:
+    """Two-sided p of `stat` over every ordering of rx, as scipy's permutation_test defines it (twice
+    the smaller tail, at most 1), enumerated in numpy: scipy's own enumeration takes seconds per test
+    at n = 10, this a fraction of one."""
+    t = float(stat(rx))
     tol = 1e-12 * max(1.0, abs(t))  # ties in the null distribution count as extreme, as in scipy
     perms, ge, le = _orderings(len(rx)), 0, 0
-    for i in range(0, len(perms), 400_000):  # in chunks: 400k x 10 floats at a time
-        s = a[perms[i : i + 400_000]] @ b
+    for i in range(0, len(perms), 400_000):  # in chunks: 400k orderings at a time
+        s = stat(rx[perms[i : i + 400_000]])
         ge, le = ge + int((s >= t - tol).sum()), le + int((s <= t + tol).sum())
     return min(1.0, 2 * min(ge, le) / len(perms))
 
@@ -184,7 +183,7 @@ def spearman_exact(x, y, seed: int = 0) -> tuple[float, float]:
 
     rho = float(stat(rx))
     if len(x) <= EXACT_UP_TO:
-        return rho, _exact_pairings_p(rx, ry)
+        return rho, _exact_pairings_p(stat, rx)
     res = stats.permutation_test((rx,), stat, permutation_type="pairings", vectorized=True, alternative="two-sided",
                                  n_resamples=100_000, rng=np.random.default_rng(seed))  # fmt: skip
     return rho, float(res.pvalue)

@@ -116,7 +116,7 @@ def test_figure_labels_stack_ties_and_do_not_overlap():
            (8, 9, "smollm2_fewshot"), (1, 1, "solver")]  # fmt: skip
     ax.scatter([p[0] for p in pts], [p[1] for p in pts])
     _label_points(ax, pts)
-    texts = [t for t in ax.texts]
+    texts = list(ax.texts)
     assert sorted(t.get_text() for t in texts) == sorted(["smollm2_fewshot_hot\nsmollm2_oneshot", "smollm2_think", "gemma3_stepwise",
                                                          "smollm2_fewshot", "solver"])  # fmt: skip
     fig.canvas.draw()

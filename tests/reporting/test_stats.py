@@ -191,6 +191,7 @@ def test_spearman_p_is_exact_up_to_ten_points_with_ties():
     assert rho == pytest.approx(1.0) and p == pytest.approx(2 / math.factorial(10))
     x, y = [3, 1, 4, 1, 5, 9, 2, 6, 5], [2.7, 1.8, 2.8, 1.8, 4.5, 9.0, 0.4, 5.2, 3.5]  # ties in both
     rx, ry = stats.rankdata(x), stats.rankdata(y)
+
     def pearson(a, axis=-1):  # on ranks, vectorised (scipy's spearmanr per ordering takes a minute)
         a, b = a - a.mean(axis=axis, keepdims=True), ry - ry.mean()
         return (a * b).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * (b * b).sum())
